@@ -1,0 +1,292 @@
+//! Reading `config.yaml`: YAML syntax, `${VAR}` expansion, schema, validation, and a line and
+//! column for every error.
+
+use super::env::{expand, ExpandError};
+use super::error::{ConfigError, ConfigErrors, FieldPath};
+use super::raw::RawConfig;
+use super::validate::validate;
+use super::Config;
+use serde_yaml::Value;
+use std::collections::HashMap;
+use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
+use yaml_rust2::scanner::Marker;
+
+/// Loads a config from YAML text, looking `${VAR}` up with `lookup`.
+pub fn load_str(
+    text: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigErrors> {
+    let (raw, mut errs, positions) = parse_raw(text, lookup)?;
+    // Unknown keys and missing variables do not stop validation: report everything at once.
+    match validate(&raw) {
+        Ok(config) if errs.is_empty() => Ok(config),
+        Ok(_) => Err(errs),
+        Err(more) => {
+            errs.0.extend(more.0);
+            positions.locate(&mut errs);
+            Err(errs)
+        }
+    }
+}
+
+/// Loads a config from YAML text with the process environment.
+pub fn load_str_from_env(text: &str) -> Result<Config, ConfigErrors> {
+    load_str(text, &|name| std::env::var(name).ok())
+}
+
+/// YAML to [`RawConfig`], with every schema problem (unknown keys, wrong types, missing
+/// variables) reported, and the position index for later errors.
+pub fn load_raw(
+    text: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<(RawConfig, Positions), ConfigErrors> {
+    let (raw, errs, positions) = parse_raw(text, lookup)?;
+    if errs.is_empty() {
+        Ok((raw, positions))
+    } else {
+        Err(errs)
+    }
+}
+
+/// Like [`load_raw`], but a config that deserialized is returned with the problems found so
+/// far (unknown keys, missing variables), so validation can add its own.
+fn parse_raw(
+    text: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<(RawConfig, ConfigErrors, Positions), ConfigErrors> {
+    let positions = Positions::index(text).map_err(|e| ConfigErrors(vec![e]))?;
+    let mut value: Value = serde_yaml::from_str(text).map_err(|e| {
+        let location = e.location().map(|l| (l.line(), l.column()));
+        ConfigErrors(vec![ConfigError {
+            path: String::new(),
+            location,
+            message: format!("invalid YAML: {e}"),
+        }])
+    })?;
+    if value.is_null() {
+        return Err(ConfigErrors(vec![ConfigError::new(
+            "",
+            "the config file is empty",
+        )]));
+    }
+    let mut errs = ConfigErrors::default();
+    expand_tree(&mut value, &FieldPath::root(), lookup, &mut errs);
+
+    let mut unknown = Vec::new();
+    let mut track = serde_path_to_error::Track::new();
+    let de = serde_path_to_error::Deserializer::new(value, &mut track);
+    let result: Result<RawConfig, _> = serde_ignored::deserialize(de, |path| {
+        unknown.push(ignored_path(&path));
+    });
+    for p in unknown {
+        let (parent, key) = match p.rsplit_once('.') {
+            Some((a, b)) => (a.to_string(), b.to_string()),
+            None => (String::new(), p.clone()),
+        };
+        let place = if parent.is_empty() {
+            "the top level".to_string()
+        } else {
+            parent
+        };
+        errs.push(p.clone(), format!("unknown field `{key}` in {place}"));
+    }
+    let raw = match result {
+        Ok(raw) => Some(raw),
+        Err(e) => {
+            let path = track.path().to_string();
+            let path = if path == "." { String::new() } else { path };
+            errs.push(path, e.to_string());
+            None
+        }
+    };
+    positions.locate(&mut errs);
+    match raw {
+        Some(raw) => Ok((raw, errs, positions)),
+        None => Err(errs),
+    }
+}
+
+/// `serde_ignored` paths rendered like ours: `egress.routes[2].foo`.
+fn ignored_path(path: &serde_ignored::Path<'_>) -> String {
+    use serde_ignored::Path as P;
+    match path {
+        P::Root => String::new(),
+        P::Seq { parent, index } => format!("{}[{index}]", ignored_path(parent)),
+        P::Map { parent, key } => {
+            let p = ignored_path(parent);
+            if p.is_empty() {
+                key.clone()
+            } else {
+                format!("{p}.{key}")
+            }
+        }
+        P::Some { parent } | P::NewtypeStruct { parent } | P::NewtypeVariant { parent } => {
+            ignored_path(parent)
+        }
+    }
+}
+
+fn expand_tree(
+    v: &mut Value,
+    path: &FieldPath,
+    lookup: &dyn Fn(&str) -> Option<String>,
+    errs: &mut ConfigErrors,
+) {
+    match v {
+        Value::String(s) => match expand(s, lookup) {
+            Ok(new) => {
+                // A value that was only a variable reference keeps string type, so `key: ${X}`
+                // with X=123 stays the string "123" the schema expects.
+                *s = new;
+            }
+            Err(list) => {
+                for e in list {
+                    let msg = match &e {
+                        ExpandError::Missing(name) => {
+                            format!("environment variable {name} is not set (use ${{{name}:-default}} for a default)")
+                        }
+                        other => other.to_string(),
+                    };
+                    errs.push(path.as_str(), msg);
+                }
+            }
+        },
+        Value::Sequence(items) => {
+            for (i, item) in items.iter_mut().enumerate() {
+                expand_tree(item, &path.index(i), lookup, errs);
+            }
+        }
+        Value::Mapping(map) => {
+            for (k, item) in map.iter_mut() {
+                let key = match k {
+                    Value::String(s) => s.clone(),
+                    other => serde_yaml::to_string(other)
+                        .unwrap_or_default()
+                        .trim()
+                        .to_string(),
+                };
+                expand_tree(item, &path.key(&key), lookup, errs);
+            }
+        }
+        Value::Tagged(t) => expand_tree(&mut t.value, path, lookup, errs),
+        Value::Null | Value::Bool(_) | Value::Number(_) => {}
+    }
+}
+
+/// Field path to the 1-based line and column where it is written.
+#[derive(Debug, Default)]
+pub struct Positions {
+    map: HashMap<String, (usize, usize)>,
+}
+
+impl Positions {
+    /// Indexes a YAML document. A syntax error comes back as a located error.
+    pub fn index(text: &str) -> Result<Self, ConfigError> {
+        let mut recv = Indexer::default();
+        let mut parser = Parser::new_from_str(text);
+        parser.load(&mut recv, false).map_err(|e| ConfigError {
+            path: String::new(),
+            location: Some((e.marker().line(), e.marker().col() + 1)),
+            message: format!("invalid YAML: {}", e.info()),
+        })?;
+        Ok(Self { map: recv.map })
+    }
+
+    /// Where `path` is written, or its nearest written ancestor.
+    pub fn find(&self, path: &str) -> Option<(usize, usize)> {
+        let mut p = path.to_string();
+        loop {
+            if let Some(pos) = self.map.get(&p) {
+                return Some(*pos);
+            }
+            let cut = p.rfind(['.', '['])?;
+            p.truncate(cut);
+        }
+    }
+
+    /// Fills in the location of every error that has none, then orders them by position.
+    pub fn locate(&self, errs: &mut ConfigErrors) {
+        for e in errs.0.iter_mut() {
+            if e.location.is_none() {
+                e.location = self.find(&e.path);
+            }
+        }
+        errs.sort_by_location();
+    }
+}
+
+enum Frame {
+    Map {
+        path: FieldPath,
+        key: Option<String>,
+    },
+    Seq {
+        path: FieldPath,
+        next: usize,
+    },
+}
+
+#[derive(Default)]
+struct Indexer {
+    stack: Vec<Frame>,
+    map: HashMap<String, (usize, usize)>,
+}
+
+impl Indexer {
+    /// The path of the value that starts now, or `None` when the event is a mapping key.
+    fn value_path(&mut self, scalar: Option<&str>, mark: Marker) -> Option<FieldPath> {
+        let pos = (mark.line(), mark.col() + 1);
+        match self.stack.last_mut() {
+            None => Some(FieldPath::root()),
+            Some(Frame::Map { path, key }) => match key.take() {
+                Some(k) => Some(path.key(&k)),
+                None => {
+                    let k = scalar.unwrap_or("?").to_string();
+                    self.map.insert(path.key(&k).as_str().to_string(), pos);
+                    *key = Some(k);
+                    None
+                }
+            },
+            Some(Frame::Seq { path, next }) => {
+                let p = path.index(*next);
+                *next += 1;
+                self.map.insert(p.as_str().to_string(), pos);
+                Some(p)
+            }
+        }
+    }
+}
+
+impl MarkedEventReceiver for Indexer {
+    fn on_event(&mut self, ev: Event, mark: Marker) {
+        match ev {
+            Event::Scalar(s, ..) => {
+                let _ = self.value_path(Some(&s), mark);
+            }
+            Event::Alias(_) => {
+                let _ = self.value_path(Some("*alias"), mark);
+            }
+            Event::MappingStart(..) => {
+                if let Some(path) = self.value_path(None, mark) {
+                    self.stack.push(Frame::Map { path, key: None });
+                } else {
+                    // A complex key: track it as an anonymous mapping.
+                    self.stack.push(Frame::Map {
+                        path: FieldPath::root().key("?"),
+                        key: None,
+                    });
+                }
+            }
+            Event::SequenceStart(..) => {
+                let path = self
+                    .value_path(None, mark)
+                    .unwrap_or_else(|| FieldPath::root().key("?"));
+                self.stack.push(Frame::Seq { path, next: 0 });
+            }
+            Event::MappingEnd | Event::SequenceEnd => {
+                self.stack.pop();
+            }
+            _ => {}
+        }
+    }
+}

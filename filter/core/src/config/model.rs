@@ -1,0 +1,210 @@
+//! The validated config: every string parsed, every cross-reference resolved.
+
+use crate::plan::{LogLevel, Method};
+use crate::secret::Secret;
+use crate::target_url::TargetUrl;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// A config that passed validation.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub http: HttpSettings,
+    pub enabled: bool,
+    pub token_store: TokenStore,
+    pub defaults: Defaults,
+    pub targets: Vec<Target>,
+    pub routes: Vec<Route>,
+    pub endpoints: Endpoints,
+    pub logger: Logger,
+}
+
+impl Config {
+    pub fn target(&self, name: &str) -> Option<&Target> {
+        self.targets.iter().find(|t| t.name == name)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    pub listen: ListenAddr,
+    pub read_timeout: Option<Duration>,
+    pub write_timeout: Option<Duration>,
+}
+
+/// An address to bind: an IP literal and a port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenAddr {
+    pub ip: std::net::IpAddr,
+    pub port: u16,
+}
+
+impl ListenAddr {
+    /// Parses `":8080"` (all interfaces), `"127.0.0.1:8080"`, `"[::1]:8080"`, `"localhost:8080"`.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let (host, port) = text.rsplit_once(':').ok_or_else(|| {
+            format!("{text:?} is not host:port (e.g. \":8080\" or \"127.0.0.1:8080\")")
+        })?;
+        let port: u16 = port
+            .parse()
+            .map_err(|_| format!("port {port:?} in {text:?} is not a number from 0 to 65535"))?;
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let ip = match host {
+            "" => std::net::IpAddr::from([0, 0, 0, 0]),
+            "localhost" => std::net::IpAddr::from([127, 0, 0, 1]),
+            h => h
+                .parse()
+                .map_err(|_| format!("host {h:?} in {text:?} must be an IP address, localhost, or empty for all interfaces"))?,
+        };
+        Ok(Self { ip, port })
+    }
+}
+
+impl std::fmt::Display for ListenAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", std::net::SocketAddr::new(self.ip, self.port))
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum TokenStore {
+    Memory,
+    Redis(RedisStore),
+}
+
+#[derive(Debug, Clone)]
+pub struct RedisStore {
+    pub address: String,
+    pub password: Option<Secret>,
+    pub db: u32,
+    pub key_prefix: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Defaults {
+    pub timeout: Duration,
+    pub retry_count: u32,
+    pub retry_delay: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub name: String,
+    pub url: TargetUrl,
+    pub timeout: Duration,
+    pub auth: Auth,
+    /// `None`: plain HTTP.
+    pub tls: Option<TlsSettings>,
+}
+
+#[derive(Debug, Clone)]
+pub struct TlsSettings {
+    pub insecure_skip_verify: bool,
+    /// `None`: the system CA bundle.
+    pub ca_cert: Option<String>,
+    pub client_cert: Option<ClientCert>,
+    /// SNI and the name verified in the certificate.
+    pub server_name: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct ClientCert {
+    pub cert: String,
+    pub key: String,
+}
+
+#[derive(Debug, Clone)]
+#[allow(clippy::large_enum_variant)]
+pub enum Auth {
+    None,
+    ApiKey { header: String, key: Secret },
+    Bearer { token: Secret },
+    Basic { username: String, password: Secret },
+    Mtls,
+    OAuth2(OAuth2Settings),
+}
+
+impl Auth {
+    /// The `auth.type` spelling.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Auth::None => "none",
+            Auth::ApiKey { .. } => "api_key",
+            Auth::Bearer { .. } => "bearer",
+            Auth::Basic { .. } => "basic",
+            Auth::Mtls => "mtls",
+            Auth::OAuth2(_) => "oauth2_client_credentials",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientAuth {
+    ClientSecretBasic,
+    ClientSecretPost,
+    PrivateKeyJwt,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum SigningAlg {
+    RS256,
+    ES256,
+}
+
+#[derive(Debug, Clone)]
+pub struct OAuth2Settings {
+    pub token_url: TargetUrl,
+    pub client_id: String,
+    pub client_secret: Option<Secret>,
+    pub scopes: Vec<String>,
+    pub params: BTreeMap<String, String>,
+    pub client_auth: ClientAuth,
+    pub private_key: Option<String>,
+    pub signing_alg: SigningAlg,
+    pub key_id: Option<String>,
+    pub refresh_before_expiry: Duration,
+    pub token_timeout: Duration,
+    pub default_lifetime: Duration,
+    /// TLS towards the token endpoint (verified against the target's `ca_cert`, or the system
+    /// bundle), when `token_url` is https.
+    pub tls: Option<TlsSettings>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Route {
+    /// Normalized: starts with `/`, no trailing `/`.
+    pub path_prefix: String,
+    pub target: String,
+    pub strip_prefix: Option<String>,
+    pub rewrite_prefix: Option<String>,
+    /// `None`: every method.
+    pub methods: Option<Vec<Method>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Endpoints {
+    pub egress: String,
+    pub health: Option<String>,
+    pub ready: Option<String>,
+    pub metrics: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Json,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogOutput {
+    Stdout,
+    Stderr,
+    File(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct Logger {
+    pub level: LogLevel,
+    pub format: LogFormat,
+    pub output: LogOutput,
+}

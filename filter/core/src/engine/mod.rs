@@ -1,0 +1,334 @@
+//! One request head in, one decision out. The wasm glue only moves headers between the host
+//! and this module, so everything here is tested natively.
+
+use crate::credentials::{bearer, Injection, CALLER_CREDENTIAL_HEADERS};
+use crate::plan::{
+    wire, Credential, FilterConfig, Method, OAuth2Credential, FILTER_CONFIG_VERSION,
+};
+use crate::routing::path::{normalize_request_path, rewrite};
+use crate::routing::RouteTable;
+
+/// A filter config that passed the load-time checks, with routes compiled.
+#[derive(Debug)]
+pub struct Engine {
+    enabled: bool,
+    targets: Vec<CompiledTarget>,
+    routes: Vec<CompiledRoute>,
+    table: RouteTable<usize>,
+    health: Option<String>,
+    ready: Option<String>,
+    passthrough: Vec<String>,
+}
+
+/// A target as the request path needs it.
+#[derive(Debug)]
+pub struct CompiledTarget {
+    pub name: String,
+    /// `:authority` sent upstream.
+    pub authority: String,
+    pub base_path: String,
+    /// `scheme://authority` (logs only).
+    pub origin: String,
+    pub injection: Injection,
+    /// Lower-case names removed from the caller's request besides the Authorization headers.
+    strip: Vec<String>,
+    pub oauth2: Option<OAuth2Credential>,
+}
+
+#[derive(Debug)]
+struct CompiledRoute {
+    target: usize,
+    strip_prefix: Option<String>,
+    rewrite_prefix: Option<String>,
+    methods: Option<Vec<Method>>,
+    /// `Allow` header value, built once.
+    allow: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EngineError {
+    #[error("filter config version {found} is not supported (expected {FILTER_CONFIG_VERSION}); recompile with a matching egressctl")]
+    Version { found: u32 },
+    #[error("routes[{index}] names unknown target {target:?}")]
+    UnknownTarget { index: usize, target: String },
+    #[error("routes[{index}] repeats path_prefix {prefix:?}")]
+    DuplicatePrefix { index: usize, prefix: String },
+    #[error("routes[{index}] has an invalid prefix: {reason}")]
+    BadPrefix { index: usize, reason: String },
+    #[error("targets[{index}] repeats the name {name:?}")]
+    DuplicateTarget { index: usize, name: String },
+}
+
+/// What to do with a request.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// Send it to a target: apply [`Engine::edit_headers`] with this.
+    Forward(Forward),
+    /// Answer it here.
+    Respond(LocalReply),
+    /// The readiness endpoint: the glue answers from the token cache.
+    Ready,
+    /// Leave it to Envoy's own routes (metrics).
+    Pass,
+}
+
+/// A request bound for a target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Forward {
+    pub target: usize,
+    /// The new `:path`, query included.
+    pub path: String,
+    /// The incoming path without its query (logs).
+    pub original_path: String,
+    /// The outgoing URL without its query (logs: the query may carry data we must not log).
+    pub target_url: String,
+}
+
+/// A response made by the proxy itself: always JSON with a stable `error` code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalReply {
+    pub status: u16,
+    /// Stable machine-readable code (`route_not_found`, ...); `ok` for health.
+    pub code: &'static str,
+    pub body: String,
+    pub headers: Vec<(&'static str, String)>,
+}
+
+impl LocalReply {
+    pub fn error(status: u16, code: &'static str, message: &str) -> Self {
+        let body = serde_json::json!({ "error": code, "message": message }).to_string();
+        Self::json(status, code, body)
+    }
+
+    fn json(status: u16, code: &'static str, body: String) -> Self {
+        Self {
+            status,
+            code,
+            body,
+            headers: vec![("content-type", "application/json".to_string())],
+        }
+    }
+}
+
+impl Engine {
+    pub fn new(config: &FilterConfig) -> Result<Self, EngineError> {
+        if config.version != FILTER_CONFIG_VERSION {
+            return Err(EngineError::Version {
+                found: config.version,
+            });
+        }
+        let mut targets = Vec::with_capacity(config.targets.len());
+        for (index, t) in config.targets.iter().enumerate() {
+            if targets.iter().any(|c: &CompiledTarget| c.name == t.name) {
+                return Err(EngineError::DuplicateTarget {
+                    index,
+                    name: t.name.clone(),
+                });
+            }
+            let injection = Injection::from_credential(&t.credential);
+            let mut strip = Vec::new();
+            if let Some(h) = injection.header_name() {
+                if !CALLER_CREDENTIAL_HEADERS.contains(&h) {
+                    strip.push(h.to_string());
+                }
+            }
+            targets.push(CompiledTarget {
+                name: t.name.clone(),
+                authority: t.url.authority(),
+                base_path: t.url.base_path.clone(),
+                origin: format!("{}://{}", t.url.scheme.as_str(), t.url.authority()),
+                injection,
+                strip,
+                oauth2: match &t.credential {
+                    Credential::Oauth2(o) => Some(o.clone()),
+                    _ => None,
+                },
+            });
+        }
+        let mut table = RouteTable::new();
+        let mut routes = Vec::with_capacity(config.routes.len());
+        for (index, r) in config.routes.iter().enumerate() {
+            let prefix = crate::routing::path::validate_prefix(&r.path_prefix)
+                .map_err(|reason| EngineError::BadPrefix { index, reason })?;
+            let target = targets
+                .iter()
+                .position(|t| t.name == r.target)
+                .ok_or_else(|| EngineError::UnknownTarget {
+                    index,
+                    target: r.target.clone(),
+                })?;
+            if !table.insert(&prefix, routes.len()) {
+                return Err(EngineError::DuplicatePrefix { index, prefix });
+            }
+            let allow = match &r.methods {
+                Some(ms) => ms.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(", "),
+                None => String::new(),
+            };
+            routes.push(CompiledRoute {
+                target,
+                strip_prefix: r.strip_prefix.clone(),
+                rewrite_prefix: r.rewrite_prefix.clone(),
+                methods: r.methods.clone(),
+                allow,
+            });
+        }
+        Ok(Self {
+            enabled: config.enabled,
+            targets,
+            routes,
+            table,
+            health: config.endpoints.health.clone(),
+            ready: config.endpoints.ready.clone(),
+            passthrough: config.endpoints.passthrough.clone(),
+        })
+    }
+
+    pub fn targets(&self) -> &[CompiledTarget] {
+        &self.targets
+    }
+
+    pub fn target(&self, index: usize) -> Option<&CompiledTarget> {
+        self.targets.get(index)
+    }
+
+    pub fn route_count(&self) -> usize {
+        self.routes.len()
+    }
+
+    /// Decides what happens to a request with this method and `:path`.
+    pub fn decide(&self, method: &str, raw_path: &str) -> Decision {
+        let req = match normalize_request_path(raw_path) {
+            Ok(p) => p,
+            Err(e) => {
+                return Decision::Respond(LocalReply::error(400, "invalid_path", &e.to_string()))
+            }
+        };
+        if self.health.as_deref() == Some(req.path) {
+            return Decision::Respond(LocalReply::json(
+                200,
+                "ok",
+                r#"{"status":"ok"}"#.to_string(),
+            ));
+        }
+        if self.ready.as_deref() == Some(req.path) {
+            return Decision::Ready;
+        }
+        if self.passthrough.iter().any(|p| p == req.path) {
+            return Decision::Pass;
+        }
+        let Some((_, &route_index)) = self.table.lookup(req.path) else {
+            return Decision::Respond(LocalReply::error(
+                404,
+                "route_not_found",
+                "no egress route matches this path",
+            ));
+        };
+        if !self.enabled {
+            return Decision::Respond(LocalReply::error(
+                503,
+                "egress_disabled",
+                "egress is disabled in the proxy config",
+            ));
+        }
+        let Some(route) = self.routes.get(route_index) else {
+            return Decision::Respond(LocalReply::error(
+                500,
+                "internal_error",
+                "route table is inconsistent",
+            ));
+        };
+        if let Some(methods) = &route.methods {
+            if !methods.iter().any(|m| m.as_str() == method) {
+                let allowed: Vec<&str> = methods.iter().map(|m| m.as_str()).collect();
+                let body = serde_json::json!({
+                    "error": "method_not_allowed",
+                    "message": "this route does not allow the request's method",
+                    "allowed": allowed,
+                })
+                .to_string();
+                let mut reply = LocalReply::json(405, "method_not_allowed", body);
+                reply.headers.push(("allow", route.allow.clone()));
+                return Decision::Respond(reply);
+            }
+        }
+        let Some(target) = self.targets.get(route.target) else {
+            return Decision::Respond(LocalReply::error(
+                500,
+                "internal_error",
+                "route table is inconsistent",
+            ));
+        };
+        let path = rewrite(
+            req.path,
+            req.query,
+            route.strip_prefix.as_deref(),
+            route.rewrite_prefix.as_deref(),
+            &target.base_path,
+        );
+        let path_only = path.split_once('?').map_or(path.as_str(), |(p, _)| p);
+        let target_url = format!("{}{}", target.origin, path_only);
+        Decision::Forward(Forward {
+            target: route.target,
+            original_path: req.path.to_string(),
+            target_url,
+            path,
+        })
+    }
+
+    /// Rewrites the request headers for a forward: removes the caller's credentials, internal
+    /// headers and the target's own credential header, then sets `:path`, `:authority`, the
+    /// routing header and the credential. `oauth2_token` is the token for OAuth2 targets.
+    ///
+    /// Returns `Err(())` only for an OAuth2 target without a token: the caller answers
+    /// [`Engine::credentials_unavailable`].
+    #[allow(clippy::result_unit_err)]
+    pub fn edit_headers(
+        &self,
+        fwd: &Forward,
+        headers: &mut Vec<(String, String)>,
+        oauth2_token: Option<&str>,
+    ) -> Result<(), ()> {
+        let Some(target) = self.targets.get(fwd.target) else {
+            return Err(());
+        };
+        let credential = match &target.injection {
+            Injection::None => None,
+            Injection::Header { name, value } => Some((name.clone(), value.clone())),
+            Injection::OAuth2Bearer => {
+                Some(("authorization".to_string(), bearer(oauth2_token.ok_or(())?)))
+            }
+        };
+        headers.retain(|(name, _)| {
+            let lower = name.to_ascii_lowercase();
+            !(CALLER_CREDENTIAL_HEADERS.contains(&lower.as_str())
+                || lower.starts_with(wire::INTERNAL_HEADER_PREFIX)
+                || target.strip.contains(&lower)
+                || lower == ":path"
+                || lower == ":authority"
+                || lower == "host")
+        });
+        headers.push((":path".into(), fwd.path.clone()));
+        headers.push((":authority".into(), target.authority.clone()));
+        headers.push((wire::TARGET_HEADER.into(), target.name.clone()));
+        if let Some(c) = credential {
+            headers.push(c);
+        }
+        Ok(())
+    }
+
+    /// 503 for an OAuth2 target that has no usable token.
+    pub fn credentials_unavailable(&self, target: usize) -> LocalReply {
+        let name = self.targets.get(target).map_or("", |t| t.name.as_str());
+        let body = serde_json::json!({
+            "error": "credentials_unavailable",
+            "message": "no valid credential is available for the target",
+            "target": name,
+        })
+        .to_string();
+        LocalReply::json(503, "credentials_unavailable", body)
+    }
+}
+
+#[cfg(test)]
+#[cfg(all(test, feature = "yaml"))]
+mod tests;

@@ -1,0 +1,289 @@
+//! [`FilterConfig`]: the JSON `egressctl compile` writes and the wasm filter reads.
+//!
+//! It is derived from a validated [`crate::config::Config`] by [`FilterConfig::from_config`], so
+//! whatever reaches the filter was checked by `egressctl validate` first. The filter still parses
+//! it strictly (`deny_unknown_fields`) and refuses to start on anything off.
+
+use crate::config::{Auth, ClientAuth, Config, SigningAlg};
+use crate::secret::Secret;
+use crate::target_url::TargetUrl;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Bumped whenever the JSON shape changes incompatibly.
+pub const FILTER_CONFIG_VERSION: u32 = 1;
+
+/// Names shared by the filter and the Envoy config `egressctl` renders.
+pub mod wire {
+    /// Request header the filter sets to the target name; Envoy's routes match on it to pick
+    /// the target's cluster, and strip it before the request leaves.
+    pub const TARGET_HEADER: &str = "x-egress-target";
+    /// Every header starting with this prefix is internal: callers' copies are removed.
+    pub const INTERNAL_HEADER_PREFIX: &str = "x-egress-";
+    /// Filter-state properties the access log reads as `%FILTER_STATE(wasm.<name>:PLAIN)%`.
+    pub const PROP_TARGET: &str = "egress_target";
+    pub const PROP_TARGET_URL: &str = "egress_target_url";
+    pub const PROP_PATH: &str = "egress_path";
+
+    /// Envoy cluster carrying a target's requests.
+    pub fn target_cluster(target: &str) -> String {
+        format!("egress_target_{target}")
+    }
+
+    /// Envoy cluster the filter's token callouts use for an OAuth2 target.
+    pub fn token_cluster(target: &str) -> String {
+        format!("egress_token_{target}")
+    }
+}
+
+/// HTTP methods a route may allow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Method {
+    Get,
+    Head,
+    Post,
+    Put,
+    Patch,
+    Delete,
+    Options,
+}
+
+impl Method {
+    pub const ALL: [Method; 7] = [
+        Method::Get,
+        Method::Head,
+        Method::Post,
+        Method::Put,
+        Method::Patch,
+        Method::Delete,
+        Method::Options,
+    ];
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|m| m.as_str() == text)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Head => "HEAD",
+            Method::Post => "POST",
+            Method::Put => "PUT",
+            Method::Patch => "PATCH",
+            Method::Delete => "DELETE",
+            Method::Options => "OPTIONS",
+        }
+    }
+
+    /// Whether replaying the request after it may have reached the target is safe.
+    pub fn is_idempotent(self) -> bool {
+        !matches!(self, Method::Post | Method::Patch)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    Trace,
+    Debug,
+    #[default]
+    Info,
+    Warn,
+    Error,
+}
+
+impl LogLevel {
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "trace" => Some(Self::Trace),
+            "debug" => Some(Self::Debug),
+            "info" => Some(Self::Info),
+            "warn" | "warning" => Some(Self::Warn),
+            "error" => Some(Self::Error),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Trace => "trace",
+            Self::Debug => "debug",
+            Self::Info => "info",
+            Self::Warn => "warn",
+            Self::Error => "error",
+        }
+    }
+}
+
+/// The filter's whole configuration (the plugin `configuration` in Envoy).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilterConfig {
+    /// [`FILTER_CONFIG_VERSION`] at the time of writing.
+    pub version: u32,
+    /// `egress.enabled`: when false every egress path gets 503 `egress_disabled`.
+    pub enabled: bool,
+    pub log_level: LogLevel,
+    pub endpoints: FilterEndpoints,
+    pub targets: Vec<FilterTarget>,
+    pub routes: Vec<FilterRoute>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilterEndpoints {
+    /// Answered by the filter with 200 JSON.
+    pub health: Option<String>,
+    /// Answered by the filter: 200 when every OAuth2 target has a valid token, else 503.
+    pub ready: Option<String>,
+    /// Paths left to Envoy's own routes (the metrics endpoint).
+    pub passthrough: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilterTarget {
+    pub name: String,
+    pub url: TargetUrl,
+    pub credential: Credential,
+}
+
+/// What the filter attaches to a target's requests.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Credential {
+    None,
+    ApiKey {
+        header: String,
+        key: Secret,
+    },
+    Bearer {
+        token: Secret,
+    },
+    Basic {
+        username: String,
+        password: Secret,
+    },
+    /// Nothing on the request: the target's cluster presents the client certificate.
+    Mtls,
+    Oauth2(OAuth2Credential),
+}
+
+impl Credential {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Credential::None => "none",
+            Credential::ApiKey { .. } => "api_key",
+            Credential::Bearer { .. } => "bearer",
+            Credential::Basic { .. } => "basic",
+            Credential::Mtls => "mtls",
+            Credential::Oauth2(_) => "oauth2_client_credentials",
+        }
+    }
+}
+
+/// An OAuth2 client-credentials target, as the filter needs it to fetch tokens by callout.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OAuth2Credential {
+    /// Envoy cluster the token callout goes through.
+    pub token_cluster: String,
+    pub token_url: TargetUrl,
+    pub client_id: String,
+    pub client_secret: Option<Secret>,
+    pub scopes: Vec<String>,
+    pub params: BTreeMap<String, String>,
+    pub client_auth: ClientAuth,
+    pub signing_alg: SigningAlg,
+    pub key_id: Option<String>,
+    pub refresh_before_expiry_ms: u64,
+    pub token_timeout_ms: u64,
+    pub default_lifetime_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilterRoute {
+    pub path_prefix: String,
+    pub target: String,
+    pub strip_prefix: Option<String>,
+    pub rewrite_prefix: Option<String>,
+    /// `None`: every method.
+    pub methods: Option<Vec<Method>>,
+}
+
+fn millis(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+impl FilterConfig {
+    /// The filter's view of a validated config.
+    pub fn from_config(config: &Config) -> Self {
+        let targets = config
+            .targets
+            .iter()
+            .map(|t| FilterTarget {
+                name: t.name.clone(),
+                url: t.url.clone(),
+                credential: match &t.auth {
+                    Auth::None => Credential::None,
+                    Auth::ApiKey { header, key } => Credential::ApiKey {
+                        header: header.clone(),
+                        key: key.clone(),
+                    },
+                    Auth::Bearer { token } => Credential::Bearer {
+                        token: token.clone(),
+                    },
+                    Auth::Basic { username, password } => Credential::Basic {
+                        username: username.clone(),
+                        password: password.clone(),
+                    },
+                    Auth::Mtls => Credential::Mtls,
+                    Auth::OAuth2(o) => Credential::Oauth2(OAuth2Credential {
+                        token_cluster: wire::token_cluster(&t.name),
+                        token_url: o.token_url.clone(),
+                        client_id: o.client_id.clone(),
+                        client_secret: o.client_secret.clone(),
+                        scopes: o.scopes.clone(),
+                        params: o.params.clone(),
+                        client_auth: o.client_auth,
+                        signing_alg: o.signing_alg,
+                        key_id: o.key_id.clone(),
+                        refresh_before_expiry_ms: millis(o.refresh_before_expiry),
+                        token_timeout_ms: millis(o.token_timeout),
+                        default_lifetime_ms: millis(o.default_lifetime),
+                    }),
+                },
+            })
+            .collect();
+        let routes = config
+            .routes
+            .iter()
+            .map(|r| FilterRoute {
+                path_prefix: r.path_prefix.clone(),
+                target: r.target.clone(),
+                strip_prefix: r.strip_prefix.clone(),
+                rewrite_prefix: r.rewrite_prefix.clone(),
+                methods: r.methods.clone(),
+            })
+            .collect();
+        FilterConfig {
+            version: FILTER_CONFIG_VERSION,
+            enabled: config.enabled,
+            log_level: config.logger.level,
+            endpoints: FilterEndpoints {
+                health: config.endpoints.health.clone(),
+                ready: config.endpoints.ready.clone(),
+                passthrough: config.endpoints.metrics.iter().cloned().collect(),
+            },
+            targets,
+            routes,
+        }
+    }
+
+    /// Parses the filter config from the plugin configuration bytes.
+    pub fn from_json(bytes: &[u8]) -> Result<Self, serde_json::Error> {
+        serde_json::from_slice(bytes)
+    }
+}
