@@ -1,1 +1,23 @@
-//! see glue
+//! The proxy-wasm glue of the egress filter. Everything it decides comes from `egress-core`;
+//! this crate only moves data between the host and the core:
+//!
+//! - [`root`]: plugin start: parse and compile the config, refuse to start on a bad one.
+//! - [`http`]: one request: read the headers once, ask the engine, write the headers once.
+//! - [`host`]: the only place that calls proxy-wasm host functions and maps their `Status`.
+//!
+//! Natively the crate is empty: its code only links against a proxy-wasm host.
+
+#[cfg(target_arch = "wasm32")]
+mod host;
+#[cfg(target_arch = "wasm32")]
+mod http;
+#[cfg(target_arch = "wasm32")]
+mod root;
+
+#[cfg(target_arch = "wasm32")]
+proxy_wasm::main! {{
+    proxy_wasm::set_log_level(proxy_wasm::types::LogLevel::Info);
+    proxy_wasm::set_root_context(|_| -> Box<dyn proxy_wasm::traits::RootContext> {
+        Box::new(root::EgressRoot::default())
+    });
+}}
