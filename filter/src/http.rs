@@ -40,7 +40,7 @@ impl EgressHttp {
             Decision::Ready => Ok(self.reply(&ready_reply(&self.engine))),
             Decision::Respond(reply) => {
                 if let Ok(p) = egress_core::routing::normalize_request_path(path) {
-                    let _ = host::set_property(wire::PROP_PATH, p.path);
+                    let _ = host::set_property(wire::PROP_PATH, &wire::json_escape(p.path));
                 }
                 self.debug(|| format!("egress: local reply {} {}", reply.status, reply.code));
                 Ok(self.reply(&reply))
@@ -50,9 +50,9 @@ impl EgressHttp {
                     .engine
                     .target(fwd.target)
                     .map_or("", |t| t.name.as_str());
-                host::set_property(wire::PROP_TARGET, target_name)?;
-                host::set_property(wire::PROP_TARGET_URL, &fwd.target_url)?;
-                host::set_property(wire::PROP_PATH, &fwd.original_path)?;
+                host::set_property(wire::PROP_TARGET, &wire::json_escape(target_name))?;
+                host::set_property(wire::PROP_TARGET_URL, &wire::json_escape(&fwd.target_url))?;
+                host::set_property(wire::PROP_PATH, &wire::json_escape(&fwd.original_path))?;
                 // OAuth2 tokens come with the token cache; until one is held, refuse clearly.
                 let token: Option<&str> = None;
                 if self.engine.edit_headers(&fwd, &mut headers, token).is_err() {

@@ -21,9 +21,17 @@ pub mod wire {
     /// Every header starting with this prefix is internal: callers' copies are removed.
     pub const INTERNAL_HEADER_PREFIX: &str = "x-egress-";
     /// Filter-state properties the access log reads as `%FILTER_STATE(wasm.<name>:PLAIN)%`.
+    /// Their values are JSON-escaped (see [`json_escape`]) because the access log template
+    /// puts them between quotes.
     pub const PROP_TARGET: &str = "egress_target";
     pub const PROP_TARGET_URL: &str = "egress_target_url";
     pub const PROP_PATH: &str = "egress_path";
+
+    /// Escapes a string for use inside a JSON string literal (no surrounding quotes).
+    pub fn json_escape(s: &str) -> String {
+        let quoted = serde_json::Value::String(s.to_string()).to_string();
+        quoted[1..quoted.len() - 1].to_string()
+    }
 
     /// Envoy cluster carrying a target's requests.
     pub fn target_cluster(target: &str) -> String {

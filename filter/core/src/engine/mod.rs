@@ -29,6 +29,8 @@ pub struct CompiledTarget {
     pub base_path: String,
     /// `scheme://authority` (logs only).
     pub origin: String,
+    /// The credential kind (`api_key`, `bearer`, ...), for logs and `egressctl explain`.
+    pub kind: &'static str,
     pub injection: Injection,
     /// Lower-case names removed from the caller's request besides the Authorization headers.
     strip: Vec<String>,
@@ -137,6 +139,7 @@ impl Engine {
                 authority: t.url.authority(),
                 base_path: t.url.base_path.clone(),
                 origin: format!("{}://{}", t.url.scheme.as_str(), t.url.authority()),
+                kind: t.credential.kind(),
                 injection,
                 strip,
                 oauth2: match &t.credential {

@@ -1,0 +1,138 @@
+//! The command line. Each subcommand's arguments become a typed options struct that its
+//! module in [`crate::commands`] executes.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+const ABOUT: &str =
+    "Egress credential injection for Envoy: validate the config, compile it into an \
+Envoy bootstrap with the egress wasm filter, and run it.";
+
+const AFTER: &str = "\
+Exit codes: 0 success, 1 invalid config (every error is printed), 2 bad usage, 3 other failure.
+
+Typical use:
+  egressctl validate config.yaml
+  egressctl routes config.yaml
+  egressctl explain config.yaml POST /egress/crm/Contact
+  egressctl compile config.yaml --out .egressctl
+  egressctl up config.yaml
+
+`${VAR}` and `${VAR:-default}` in the config are read from the environment.";
+
+#[derive(Debug, Parser)]
+#[command(name = "egressctl", version, about = ABOUT, after_help = AFTER)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check a config: schema, environment variables, cross-references. Prints every error as
+    /// file:line:col: field.path: message.
+    #[command(after_help = "Example:\n  egressctl validate examples/config.yaml && echo ok")]
+    Validate(ValidateArgs),
+
+    /// Write DIR/envoy.yaml (a complete Envoy bootstrap) and DIR/filter.json (the filter's config).
+    #[command(
+        after_help = "Example:\n  egressctl compile config.yaml --out build/ --admin 127.0.0.1:9901\n  envoy -c build/envoy.yaml"
+    )]
+    Compile(CompileArgs),
+
+    /// Print the routing table: incoming prefix, target, outgoing URL, methods, auth type.
+    #[command(
+        after_help = "Example:\n  egressctl routes config.yaml\n  egressctl routes config.yaml --format json | jq ."
+    )]
+    Routes(RoutesArgs),
+
+    /// Show what one request becomes: outgoing URL, credential kind and header (value redacted),
+    /// or why it is refused (400, 404, 405).
+    #[command(after_help = "Example:\n  egressctl explain config.yaml GET /egress/crm/Contact/42")]
+    Explain(ExplainArgs),
+
+    /// Compile into a state directory and run Envoy in the foreground. Ctrl-C stops it.
+    #[command(
+        after_help = "Example:\n  egressctl up config.yaml --out .egressctl --admin 127.0.0.1:9901\n\nEnvoy is found by --envoy, $ENVOY_BIN, PATH, then this repo's .venv (bash envoy/install.sh)."
+    )]
+    Up(UpArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// The config file (YAML).
+    pub config: PathBuf,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct RenderArgs {
+    /// Envoy admin address; keep it on loopback.
+    #[arg(long, default_value = "127.0.0.1:9901", value_name = "ADDR")]
+    pub admin: String,
+    /// The filter module. Default: $EGRESS_FILTER_WASM, then egress_filter.wasm next to
+    /// egressctl, then this tree's target/wasm32-wasip1/release/egress_filter.wasm.
+    #[arg(long, value_name = "PATH")]
+    pub wasm: Option<PathBuf>,
+    /// CA bundle for targets without `tls.ca_cert`. Default: the system bundle.
+    #[arg(long, value_name = "PATH")]
+    pub system_ca: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct CompileArgs {
+    /// The config file (YAML).
+    pub config: PathBuf,
+    /// Output directory (created if missing).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    #[command(flatten)]
+    pub render: RenderArgs,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum Format {
+    Table,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct RoutesArgs {
+    /// The config file (YAML).
+    pub config: PathBuf,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+}
+
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    /// The config file (YAML).
+    pub config: PathBuf,
+    /// Request method, e.g. GET.
+    pub method: String,
+    /// Request path as the caller sends it, query included, e.g. /egress/crm/Contact/42?x=1.
+    pub path: String,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+}
+
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// The config file (YAML).
+    pub config: PathBuf,
+    /// State directory the config is compiled into.
+    #[arg(long, default_value = ".egressctl", value_name = "DIR")]
+    pub out: PathBuf,
+    #[command(flatten)]
+    pub render: RenderArgs,
+    /// The Envoy binary (else $ENVOY_BIN, PATH, then this repo's .venv/bin/envoy).
+    #[arg(long, value_name = "PATH")]
+    pub envoy: Option<PathBuf>,
+    /// Envoy worker threads.
+    #[arg(long, default_value_t = 2)]
+    pub concurrency: u16,
+    /// Envoy --base-id, to run several Envoys side by side.
+    #[arg(long)]
+    pub base_id: Option<u32>,
+}

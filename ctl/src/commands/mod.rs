@@ -1,0 +1,30 @@
+//! One module per subcommand; each takes its typed options and returns an exit code.
+
+pub mod compile;
+pub mod explain;
+pub mod routes;
+pub mod up;
+pub mod validate;
+
+use crate::cli::Command;
+use crate::exit::ExitCode;
+use crate::source::{self, Source};
+use std::path::Path;
+
+pub fn execute(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Validate(a) => validate::run(&a),
+        Command::Compile(a) => compile::run(&a),
+        Command::Routes(a) => routes::run(&a),
+        Command::Explain(a) => explain::run(&a),
+        Command::Up(a) => up::run(&a),
+    }
+}
+
+/// Loads a config; on failure prints every error and gives the exit code to return.
+pub fn load_or_report(path: &Path) -> Result<Source, ExitCode> {
+    source::load(path).map_err(|e| {
+        e.report();
+        ExitCode::InvalidConfig
+    })
+}

@@ -1,0 +1,114 @@
+//! `egressctl routes CONFIG`: the routing table of the spec's section 5.
+
+use super::load_or_report;
+use crate::cli::{Format, RoutesArgs};
+use crate::exit::ExitCode;
+use egress_core::config::Config;
+use serde::Serialize;
+
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct RouteRow {
+    pub path_prefix: String,
+    pub target: String,
+    /// The URL a request to the prefix itself goes to; sub-paths are appended.
+    pub outgoing_url: String,
+    pub methods: Vec<String>,
+    pub auth: String,
+}
+
+/// One row per route, longest prefix first (the order matching uses).
+pub fn rows(config: &Config) -> Vec<RouteRow> {
+    let mut rows: Vec<RouteRow> = config
+        .routes
+        .iter()
+        .filter_map(|r| {
+            let t = config.target(&r.target)?;
+            let outgoing = egress_core::routing::path::rewrite(
+                &r.path_prefix,
+                None,
+                r.strip_prefix.as_deref(),
+                r.rewrite_prefix.as_deref(),
+                &t.url.base_path,
+            );
+            Some(RouteRow {
+                path_prefix: r.path_prefix.clone(),
+                target: t.name.clone(),
+                outgoing_url: format!(
+                    "{}://{}{}",
+                    t.url.scheme.as_str(),
+                    t.url.authority(),
+                    outgoing
+                ),
+                methods: match &r.methods {
+                    Some(ms) => ms.iter().map(|m| m.as_str().to_string()).collect(),
+                    None => vec!["*".to_string()],
+                },
+                auth: t.auth.kind().to_string(),
+            })
+        })
+        .collect();
+    rows.sort_by(|a, b| {
+        b.path_prefix
+            .len()
+            .cmp(&a.path_prefix.len())
+            .then(a.path_prefix.cmp(&b.path_prefix))
+    });
+    rows
+}
+
+pub fn run(args: &RoutesArgs) -> anyhow::Result<ExitCode> {
+    let source = match load_or_report(&args.config) {
+        Ok(s) => s,
+        Err(code) => return Ok(code),
+    };
+    let rows = rows(&source.config);
+    match args.format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
+        Format::Table => print!("{}", table(&rows)),
+    }
+    Ok(ExitCode::Success)
+}
+
+pub fn table(rows: &[RouteRow]) -> String {
+    let header = [
+        "INCOMING PREFIX",
+        "TARGET",
+        "OUTGOING URL",
+        "METHODS",
+        "AUTH",
+    ];
+    let cells: Vec<[String; 5]> = rows
+        .iter()
+        .map(|r| {
+            [
+                r.path_prefix.clone(),
+                r.target.clone(),
+                format!("{}/...", r.outgoing_url.trim_end_matches('/')),
+                r.methods.join(","),
+                r.auth.clone(),
+            ]
+        })
+        .collect();
+    let mut widths = header.map(str::len);
+    for row in &cells {
+        for (w, c) in widths.iter_mut().zip(row) {
+            *w = (*w).max(c.len());
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cols: &[&str]| {
+        let parts: Vec<String> = cols
+            .iter()
+            .zip(widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        out.push_str(parts.join("  ").trim_end());
+        out.push('\n');
+    };
+    line(&header);
+    for row in &cells {
+        let refs: Vec<&str> = row.iter().map(String::as_str).collect();
+        line(&refs);
+    }
+    out
+}

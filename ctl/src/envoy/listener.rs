@@ -1,0 +1,157 @@
+//! The egress listener: connection manager, routes per target, wasm filter, access log.
+
+use super::access_log::access_logs;
+use super::socket_address;
+use egress_core::config::{Config, Target};
+use egress_core::duration::envoy_duration;
+use egress_core::plan::wire;
+use serde_json::{json, Value};
+use std::path::Path;
+
+/// Name of the cluster that serves `endpoints.metrics` from Envoy's admin.
+pub const ADMIN_CLUSTER: &str = "egress_admin";
+/// The wasm `vm_id`: listeners with the same id share the token store (shared data).
+pub const VM_ID: &str = "egress";
+
+/// Methods Envoy may replay after a request may have reached the target.
+const IDEMPOTENT_METHODS: &str = "^(GET|HEAD|PUT|DELETE|OPTIONS|TRACE)$";
+
+pub fn egress_listener(config: &Config, filter_json: &str, wasm: &Path) -> Value {
+    let mut hcm = json!({
+        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+        "stat_prefix": "egress",
+        "codec_type": "AUTO",
+        "route_config": route_config(config),
+        "http_filters": [wasm_filter(filter_json, wasm), router_filter()],
+        "access_log": access_logs(&config.logger),
+        // The filter refuses dot segments, `//` and encoded slashes with a JSON 400 itself;
+        // Envoy must hand it the path exactly as the caller sent it.
+        "normalize_path": false,
+        "merge_slashes": false,
+    });
+    if let Some(t) = config.http.read_timeout {
+        hcm["request_timeout"] = json!(envoy_duration(t));
+    }
+    if let Some(t) = config.http.write_timeout {
+        hcm["common_http_protocol_options"] = json!({ "max_stream_duration": envoy_duration(t) });
+    }
+    json!({
+        "name": "egress",
+        "address": socket_address(&config.http.listen),
+        "filter_chains": [{
+            "filters": [{
+                "name": "envoy.filters.network.http_connection_manager",
+                "typed_config": hcm,
+            }],
+        }],
+    })
+}
+
+fn wasm_filter(filter_json: &str, wasm: &Path) -> Value {
+    json!({
+        "name": "envoy.filters.http.wasm",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+            "config": {
+                "name": "egress",
+                "root_id": "egress",
+                "fail_open": false,
+                "vm_config": {
+                    "vm_id": VM_ID,
+                    "runtime": "envoy.wasm.runtime.v8",
+                    "code": { "local": { "filename": wasm.display().to_string() } },
+                },
+                "configuration": {
+                    "@type": "type.googleapis.com/google.protobuf.StringValue",
+                    "value": filter_json,
+                },
+            },
+        },
+    })
+}
+
+fn router_filter() -> Value {
+    json!({
+        "name": "envoy.filters.http.router",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router",
+            // No x-envoy-* headers towards external services (they describe our internals).
+            "suppress_envoy_headers": true,
+        },
+    })
+}
+
+fn route_config(config: &Config) -> Value {
+    let mut routes = Vec::new();
+    if let Some(metrics) = &config.endpoints.metrics {
+        routes.push(json!({
+            "name": "metrics",
+            "match": { "path": metrics },
+            "route": { "cluster": ADMIN_CLUSTER, "prefix_rewrite": "/stats/prometheus" },
+        }));
+    }
+    for target in &config.targets {
+        routes.extend(target_routes(config, target));
+    }
+    // Only reached if a request got past the filter without a target: never forward it.
+    routes.push(json!({
+        "name": "no_target",
+        "match": { "prefix": "/" },
+        "direct_response": {
+            "status": 404,
+            "body": { "inline_string": "{\"error\":\"route_not_found\",\"message\":\"no egress route matches this path\"}" },
+        },
+        "response_headers_to_add": [{ "header": { "key": "content-type", "value": "application/json" } }],
+    }));
+    json!({
+        "name": "egress",
+        "virtual_hosts": [{ "name": "egress", "domains": ["*"], "routes": routes }],
+    })
+}
+
+/// Two routes per target, both picked by the header the filter sets: idempotent methods may be
+/// retried after a reset or a gateway error; every other method only when the request cannot
+/// have reached the target (connect failure, refused stream).
+fn target_routes(config: &Config, target: &Target) -> Vec<Value> {
+    let cluster = wire::target_cluster(&target.name);
+    let by_target =
+        json!({ "name": wire::TARGET_HEADER, "string_match": { "exact": target.name } });
+    let retries = config.defaults.retry_count;
+    let route = |retry_on: &str| {
+        let mut r = json!({
+            "cluster": cluster,
+            "timeout": envoy_duration(target.timeout),
+        });
+        if retries > 0 {
+            r["retry_policy"] = json!({
+                "retry_on": retry_on,
+                "num_retries": retries,
+                "retry_back_off": {
+                    "base_interval": envoy_duration(config.defaults.retry_delay),
+                    "max_interval": envoy_duration(config.defaults.retry_delay * 10),
+                },
+            });
+        }
+        r
+    };
+    vec![
+        json!({
+            "name": format!("{}_idempotent", target.name),
+            "match": {
+                "prefix": "/",
+                "headers": [
+                    by_target,
+                    { "name": ":method", "string_match": { "safe_regex": { "regex": IDEMPOTENT_METHODS } } },
+                ],
+            },
+            "route": route("connect-failure,refused-stream,reset,gateway-error"),
+            "request_headers_to_remove": [wire::TARGET_HEADER],
+        }),
+        json!({
+            "name": format!("{}_other", target.name),
+            "match": { "prefix": "/", "headers": [by_target] },
+            "route": route("connect-failure,refused-stream"),
+            "request_headers_to_remove": [wire::TARGET_HEADER],
+        }),
+    ]
+}

@@ -1,0 +1,78 @@
+//! Rendering the Envoy bootstrap from a validated config.
+//!
+//! - [`listener`]: the egress listener, its routes (one per target, picked by the header the
+//!   filter sets), the wasm filter and the access log.
+//! - [`clusters`]: one cluster per target (DNS or static, TLS, mTLS) and per token endpoint.
+//! - [`locate`]: where the Envoy binary, the wasm module and the system CA bundle are.
+
+pub mod access_log;
+pub mod clusters;
+pub mod listener;
+pub mod locate;
+
+use crate::source::Source;
+use egress_core::config::ListenAddr;
+use egress_core::plan::FilterConfig;
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+
+/// What rendering needs besides the config.
+#[derive(Debug, Clone)]
+pub struct RenderOptions {
+    pub admin: ListenAddr,
+    pub wasm: PathBuf,
+    /// CA bundle for TLS targets without `ca_cert`; `None` when none was found (then such a
+    /// target is an error).
+    pub system_ca: Option<PathBuf>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    #[error("target {target}: TLS verification needs a CA bundle, and no system bundle was found; set tls.ca_cert or pass --system-ca")]
+    NoCaBundle { target: String },
+    #[error("cannot serialize the filter config: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+/// A rendered bootstrap and the filter config inside it.
+pub struct Rendered {
+    pub bootstrap: Value,
+    pub filter_config: FilterConfig,
+    /// Files the bootstrap references that do not exist (yet): printed as warnings.
+    pub missing_files: Vec<PathBuf>,
+}
+
+pub fn render(source: &Source, opts: &RenderOptions) -> Result<Rendered, RenderError> {
+    let config = &source.config;
+    let filter_config = FilterConfig::from_config(config);
+    let filter_json = serde_json::to_string(&filter_config)?;
+    let mut files = Vec::new();
+    let mut clusters = clusters::target_clusters(source, opts, &mut files)?;
+    clusters.extend(clusters::token_clusters(source, opts, &mut files)?);
+    clusters.push(clusters::admin_cluster(&opts.admin));
+    let listener = listener::egress_listener(config, &filter_json, &opts.wasm);
+    files.push(opts.wasm.clone());
+    let missing_files = files
+        .into_iter()
+        .filter(|f| !Path::new(f).exists())
+        .collect();
+    let bootstrap = json!({
+        "node": { "id": "egress", "cluster": "egress" },
+        "admin": {
+            "address": socket_address(&opts.admin),
+        },
+        "static_resources": {
+            "listeners": [listener],
+            "clusters": clusters,
+        },
+    });
+    Ok(Rendered {
+        bootstrap,
+        filter_config,
+        missing_files,
+    })
+}
+
+pub fn socket_address(a: &ListenAddr) -> Value {
+    json!({ "socket_address": { "address": a.ip.to_string(), "port_value": a.port } })
+}
