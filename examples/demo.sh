@@ -14,6 +14,7 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 demo="${root}/.demo"
 export DEMO_PKI="${demo}/pki" DEMO_STATE="${demo}/state"
 mkdir -p "${DEMO_STATE}"
+: > "${DEMO_STATE}/requests.log"
 
 # The seed's variables. Demo values only: the upstream echo shows them arriving.
 export SALESFORCE_CLIENT_ID="demo-client" SALESFORCE_CLIENT_SECRET="demo-client-secret"

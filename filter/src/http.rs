@@ -39,9 +39,9 @@ impl EgressHttp {
             Decision::Pass => Ok(Action::Continue),
             Decision::Ready => Ok(self.reply(&ready_reply(&self.engine))),
             Decision::Respond(reply) => {
-                if let Ok(p) = egress_core::routing::normalize_request_path(path) {
-                    let _ = host::set_property(wire::PROP_PATH, &wire::json_escape(p.path));
-                }
+                // Refused paths are logged as sent (without the query), escaped for the JSON line.
+                let without_query = path.split_once('?').map_or(path, |(p, _)| p);
+                let _ = host::set_property(wire::PROP_PATH, &wire::json_escape(without_query));
                 self.debug(|| format!("egress: local reply {} {}", reply.status, reply.code));
                 Ok(self.reply(&reply))
             }
