@@ -845,8 +845,6 @@ fn garbage_paths_never_trap() {
 }
 
 #[test]
-#[ignore = "bug: egress_core::routing::path::is_dot_segment slices `rest[..3]` inside a multi-byte \
-            UTF-8 char (path.rs:92) and panics; the filter traps and the worker's VM is dead"]
 fn non_ascii_path_segments_never_trap() {
     let (_host, worker) = seed_worker();
     // Any segment whose 3rd byte falls inside a UTF-8 character.

@@ -89,8 +89,13 @@ fn is_dot_segment(seg: &str) -> bool {
     while !rest.is_empty() {
         if let Some(r) = rest.strip_prefix('.') {
             rest = r;
-        } else if rest.len() >= 3 && rest[..3].eq_ignore_ascii_case("%2e") {
-            rest = &rest[3..];
+        } else if rest
+            .as_bytes()
+            .get(..3)
+            .is_some_and(|b| b.eq_ignore_ascii_case(b"%2e"))
+        {
+            // Matched three ASCII bytes, so index 3 is a char boundary.
+            rest = rest.get(3..).unwrap_or("");
         } else {
             return false;
         }
@@ -215,6 +220,25 @@ mod tests {
         for (raw, want) in cases {
             assert_eq!(normalize_request_path(raw), Err(want), "{raw}");
         }
+    }
+
+    /// Regression: slicing a segment by bytes panicked (and trapped the VM) when byte 3 fell
+    /// inside a multi-byte character.
+    #[test]
+    fn multibyte_segments_never_panic() {
+        for raw in [
+            "/egress/notify/😀",
+            "/egress/notify/a😀",
+            "/egress/notify/ééé",
+            "/nope/%2e😀",
+            "/é/.é",
+        ] {
+            assert!(normalize_request_path(raw).is_ok(), "{raw}");
+        }
+        assert_eq!(
+            normalize_request_path("/a/%2e%2e/😀"),
+            Err(PathError::DotSegment)
+        );
     }
 
     #[test]
