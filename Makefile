@@ -20,6 +20,7 @@ deps:
 	@command -v rustup >/dev/null && rustup target add wasm32-wasip1 >/dev/null 2>&1 || true
 	@bash envoy/install.sh >/dev/null
 	@command -v wasm-opt >/dev/null || bash envoy/install-binaryen.sh
+	@bash tests/support/install-test-deps.sh
 
 ## wasm: the filter module, optimized for size by wasm-opt.
 wasm:

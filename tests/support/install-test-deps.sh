@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Installs the third-party servers the end-to-end tests run against (today: nginx, Debian's
+# `nginx-light`, else `nginx`). Idempotent: does nothing when nginx is already there. The
+# package's own service is kept from starting (policy-rc.d) and stopped if it started anyway,
+# so no system nginx is left on port 80; the tests run their own nginx on free ports.
+set -euo pipefail
+
+have_nginx() { command -v nginx >/dev/null 2>&1 || [[ -x /usr/sbin/nginx ]]; }
+
+if have_nginx; then exit 0; fi
+
+if [[ $(id -u) -ne 0 ]] || ! command -v apt-get >/dev/null 2>&1; then
+  echo "install-test-deps.sh: nginx is not installed and this is not root with apt-get;" >&2
+  echo "  install it yourself (Debian/Ubuntu: apt-get install nginx-light) and re-run." >&2
+  exit 1
+fi
+
+# Keep the package's postinst from starting a system nginx on port 80 (invoke-rc.d honours
+# policy-rc.d exit 101 = "action forbidden"). Only when no policy is in place already.
+policy=/usr/sbin/policy-rc.d
+if [[ ! -e ${policy} ]]; then
+  printf '#!/bin/sh\nexit 101\n' > "${policy}"
+  chmod +x "${policy}"
+  trap 'rm -f "${policy}"' EXIT
+fi
+
+install() {
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null 2>&1
+}
+
+echo "install-test-deps.sh: installing nginx with apt-get" >&2
+if ! { install nginx-light || install nginx; }; then
+  apt-get update -qq >/dev/null 2>&1 || true
+  install nginx-light || install nginx || {
+    echo "install-test-deps.sh: apt-get install nginx-light / nginx failed" >&2
+    exit 1
+  }
+fi
+
+# Belt and braces: if something started the packaged service anyway, stop it.
+if command -v service >/dev/null 2>&1; then
+  service nginx stop >/dev/null 2>&1 || true
+fi
+
+have_nginx || { echo "install-test-deps.sh: nginx still not found after installing it" >&2; exit 1; }
