@@ -40,6 +40,9 @@ use serde_json::Value;
 
 pub use tempfile::TempDir;
 
+pub mod nginx;
+pub use nginx::{nginx_bin, nginx_or_skip, Nginx, NginxOpts};
+
 /// How long a stand-in may take to print its READY line.
 pub const STANDIN_READY_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long Envoy may take to answer 200 on the admin `/ready`.
