@@ -7,6 +7,7 @@
 //! - [`routing`]: path normalization, the route table (longest prefix at a segment boundary,
 //!   cost independent of the number of routes) and the path rewrite.
 //! - [`credentials`]: what each auth type puts on the request, rendered once at load.
+//! - [`tokens`]: OAuth2 token record, request, reply parsing, refresh and backoff schedule.
 //! - [`engine`]: one request head in, one decision out (forward with header edits, or a local
 //!   JSON response). The wasm glue only moves headers between the host and this.
 
@@ -18,3 +19,4 @@ pub mod plan;
 pub mod routing;
 pub mod secret;
 pub mod target_url;
+pub mod tokens;

@@ -205,6 +205,9 @@ pub struct OAuth2Credential {
     pub client_auth: ClientAuth,
     pub signing_alg: SigningAlg,
     pub key_id: Option<String>,
+    /// `private_key_jwt`: the PEM key, read from `auth.private_key` by `egressctl compile`
+    /// (the filter has no file system).
+    pub private_key_pem: Option<Secret>,
     pub refresh_before_expiry_ms: u64,
     pub token_timeout_ms: u64,
     pub default_lifetime_ms: u64,
@@ -258,6 +261,7 @@ impl FilterConfig {
                         client_auth: o.client_auth,
                         signing_alg: o.signing_alg,
                         key_id: o.key_id.clone(),
+                        private_key_pem: None,
                         refresh_before_expiry_ms: millis(o.refresh_before_expiry),
                         token_timeout_ms: millis(o.token_timeout),
                         default_lifetime_ms: millis(o.default_lifetime),

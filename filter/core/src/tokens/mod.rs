@@ -1,0 +1,19 @@
+//! OAuth2 client-credentials tokens, host-free: what the filter and `egressctl token refresh`
+//! share. Only the transport differs between them.
+//!
+//! - [`record`]: the one token record type (token, type, expiry, source, version) and the
+//!   fetch state, as stored in proxy-wasm shared data.
+//! - [`request`]: the token request (form body, client authentication).
+//! - [`reply`]: parsing the token endpoint's reply, strictly.
+//! - [`schedule`]: when to refresh, who fetches (a lease taken by compare-and-swap), backoff.
+//! - [`time`]: RFC 3339 timestamps for log lines.
+
+pub mod record;
+pub mod reply;
+pub mod request;
+pub mod schedule;
+pub mod time;
+
+pub use record::{FetchState, TokenRecord, TokenSource};
+pub use reply::{parse_reply, FetchError, FetchedToken};
+pub use request::{build_request, TokenRequest};

@@ -1,0 +1,193 @@
+//! The client-credentials token request (RFC 6749 section 4.4), with the three client
+//! authentication methods. The filter sends it through a callout, `egressctl` through reqwest.
+
+use crate::config::ClientAuth;
+use crate::plan::OAuth2Credential;
+use base64::Engine as _;
+
+/// `client_assertion_type` for `private_key_jwt` (RFC 7523).
+pub const JWT_BEARER_ASSERTION: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
+/// Headers (pseudo-headers included, as a proxy-wasm callout wants them) and form body.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TokenRequest {
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl std::fmt::Debug for TokenRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = self.headers.iter().map(|(k, _)| k.as_str()).collect();
+        write!(
+            f,
+            "TokenRequest {{ headers: {names:?}, body: <{} bytes> }}",
+            self.body.len()
+        )
+    }
+}
+
+/// Builds the token request. `client_assertion` is the signed JWT for `private_key_jwt`
+/// (the caller signs it; see [`assertion_claims`]).
+pub fn build_request(cred: &OAuth2Credential, client_assertion: Option<&str>) -> TokenRequest {
+    let path = if cred.token_url.base_path.is_empty() {
+        "/".to_string()
+    } else {
+        cred.token_url.base_path.clone()
+    };
+    let mut headers = vec![
+        (":method".to_string(), "POST".to_string()),
+        (":path".to_string(), path),
+        (":authority".to_string(), cred.token_url.authority()),
+        (
+            "content-type".to_string(),
+            "application/x-www-form-urlencoded".to_string(),
+        ),
+        ("accept".to_string(), "application/json".to_string()),
+    ];
+    let mut form: Vec<(&str, &str)> = vec![("grant_type", "client_credentials")];
+    let scope = cred.scopes.join(" ");
+    if !scope.is_empty() {
+        form.push(("scope", &scope));
+    }
+    for (k, v) in &cred.params {
+        form.push((k, v));
+    }
+    let secret = cred
+        .client_secret
+        .as_ref()
+        .map(|s| s.expose())
+        .unwrap_or("");
+    match cred.client_auth {
+        ClientAuth::ClientSecretBasic => {
+            // RFC 6749 2.3.1: id and secret are form-encoded before base64.
+            let pair = format!("{}:{}", form_encode(&cred.client_id), form_encode(secret));
+            headers.push((
+                "authorization".to_string(),
+                format!(
+                    "Basic {}",
+                    base64::engine::general_purpose::STANDARD.encode(pair)
+                ),
+            ));
+        }
+        ClientAuth::ClientSecretPost => {
+            form.push(("client_id", &cred.client_id));
+            form.push(("client_secret", secret));
+        }
+        ClientAuth::PrivateKeyJwt => {
+            form.push(("client_id", &cred.client_id));
+            form.push(("client_assertion_type", JWT_BEARER_ASSERTION));
+            form.push(("client_assertion", client_assertion.unwrap_or("")));
+        }
+    }
+    let body = form
+        .iter()
+        .map(|(k, v)| format!("{}={}", form_encode(k), form_encode(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+        .into_bytes();
+    TokenRequest { headers, body }
+}
+
+/// The claims of a `private_key_jwt` client assertion: issuer and subject are the client id,
+/// the audience is the token endpoint URL.
+pub fn assertion_audience(cred: &OAuth2Credential) -> String {
+    format!(
+        "{}://{}{}",
+        cred.token_url.scheme.as_str(),
+        cred.token_url.authority(),
+        cred.token_url.base_path
+    )
+}
+
+/// `application/x-www-form-urlencoded` encoding of one name or value.
+pub fn form_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                out.push(b as char)
+            }
+            b' ' => out.push('+'),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::SigningAlg;
+    use crate::secret::Secret;
+    use crate::target_url::TargetUrl;
+
+    fn cred(auth: ClientAuth) -> OAuth2Credential {
+        OAuth2Credential {
+            token_cluster: "egress_token_sf".into(),
+            token_url: TargetUrl::parse("https://login.example.com/services/oauth2/token").unwrap(),
+            client_id: "my client".into(),
+            client_secret: Some(Secret::new("s3cr:t&")),
+            scopes: vec!["api".into(), "refresh_token".into()],
+            params: [(
+                "audience".to_string(),
+                "https://api.example.com".to_string(),
+            )]
+            .into(),
+            client_auth: auth,
+            signing_alg: SigningAlg::RS256,
+            key_id: None,
+            private_key_pem: None,
+            refresh_before_expiry_ms: 60_000,
+            token_timeout_ms: 5_000,
+            default_lifetime_ms: 300_000,
+        }
+    }
+
+    fn header<'a>(r: &'a TokenRequest, name: &str) -> Option<&'a str> {
+        r.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    #[test]
+    fn client_secret_basic_puts_encoded_credentials_in_authorization() {
+        let r = build_request(&cred(ClientAuth::ClientSecretBasic), None);
+        assert_eq!(header(&r, ":method"), Some("POST"));
+        assert_eq!(header(&r, ":path"), Some("/services/oauth2/token"));
+        assert_eq!(header(&r, ":authority"), Some("login.example.com"));
+        // base64("my+client:s3cr%3At%26")
+        assert_eq!(
+            header(&r, "authorization"),
+            Some("Basic bXkrY2xpZW50OnMzY3IlM0F0JTI2")
+        );
+        let body = String::from_utf8(r.body).unwrap();
+        assert_eq!(body, "grant_type=client_credentials&scope=api+refresh_token&audience=https%3A%2F%2Fapi.example.com");
+    }
+
+    #[test]
+    fn client_secret_post_puts_credentials_in_the_form() {
+        let r = build_request(&cred(ClientAuth::ClientSecretPost), None);
+        assert_eq!(header(&r, "authorization"), None);
+        let body = String::from_utf8(r.body).unwrap();
+        assert!(
+            body.ends_with("&client_id=my+client&client_secret=s3cr%3At%26"),
+            "{body}"
+        );
+    }
+
+    #[test]
+    fn private_key_jwt_sends_the_assertion_and_no_secret() {
+        let r = build_request(&cred(ClientAuth::PrivateKeyJwt), Some("a.b.c"));
+        let body = String::from_utf8(r.body.clone()).unwrap();
+        assert!(body.contains("client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer"));
+        assert!(body.contains("client_assertion=a.b.c"));
+        assert!(!body.contains("s3cr"));
+        assert_eq!(header(&r, "authorization"), None);
+        assert!(!format!("{r:?}").contains("a.b.c"));
+        assert_eq!(
+            assertion_audience(&cred(ClientAuth::PrivateKeyJwt)),
+            "https://login.example.com/services/oauth2/token"
+        );
+    }
+}
