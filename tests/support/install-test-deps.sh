@@ -1,9 +1,36 @@
 #!/usr/bin/env bash
-# Installs the third-party servers the end-to-end tests run against (today: nginx, Debian's
-# `nginx-light`, else `nginx`). Idempotent: does nothing when nginx is already there. The
-# package's own service is kept from starting (policy-rc.d) and stopped if it started anyway,
-# so no system nginx is left on port 80; the tests run their own nginx on free ports.
+# Installs the third-party servers the end-to-end tests run against:
+#  - nginx (Debian's `nginx-light`, else `nginx`). Does nothing when nginx is already there.
+#    The package's own service is kept from starting (policy-rc.d) and stopped if it started
+#    anyway, so no system nginx is left on port 80; the tests run their own nginx on free ports.
+#  - the OAuth2 authorization server `oidc-provider` (npm) for tests/support/oauth-server:
+#    `npm ci` there when its node_modules is missing or older than its package-lock.json.
+# Idempotent.
 set -euo pipefail
+
+repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+oauth_dir=${repo_root}/tests/support/oauth-server
+
+install_oauth_server() {
+  local modules=${oauth_dir}/node_modules
+  if [[ -d ${modules}/oidc-provider && ! ${oauth_dir}/package-lock.json -nt ${modules} ]]; then
+    return 0
+  fi
+  if ! command -v npm >/dev/null 2>&1 || ! command -v node >/dev/null 2>&1; then
+    echo "install-test-deps.sh: node and npm are needed for ${oauth_dir} (oidc-provider);" >&2
+    echo "  install Node.js >= 20.18 with npm and re-run." >&2
+    return 1
+  fi
+  echo "install-test-deps.sh: npm ci in ${oauth_dir}" >&2
+  if ! npm ci --prefix "${oauth_dir}" --no-audit --no-fund --loglevel=error >/dev/null; then
+    echo "install-test-deps.sh: npm ci --prefix ${oauth_dir} failed" >&2
+    return 1
+  fi
+  # npm ci may keep an older directory mtime; mark node_modules as newer than the lock file.
+  touch "${modules}"
+}
+
+install_oauth_server
 
 have_nginx() { command -v nginx >/dev/null 2>&1 || [[ -x /usr/sbin/nginx ]]; }
 

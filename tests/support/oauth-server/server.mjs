@@ -1,0 +1,287 @@
+#!/usr/bin/env node
+// A real OAuth2 authorization server for the end-to-end tests: panva's certified
+// `oidc-provider` (see package.json for the pinned version), configured for the
+// client-credentials grant only, plus a few test-control endpoints.
+//
+//   node server.mjs --port P --config FILE.json [--host 127.0.0.1]
+//
+// FILE.json (every key but `clients` optional):
+//   {
+//     "issuer": "https://127.0.0.1:P",     // default http(s)://127.0.0.1:<port>
+//     "cert": "/pki/server.crt",           // both given: serve HTTPS (node's https module)
+//     "key": "/pki/server.key",
+//     "ttl_seconds": 5,                    // client-credentials access token lifetime (default 600)
+//     "token_path": "/token",              // token endpoint path (default /token)
+//     "jwt_audience": "https://api.example", // optional: JWT access tokens with this `aud`
+//     "clients": [
+//       {"client_id": "a", "client_secret": "s", "token_endpoint_auth_method": "client_secret_basic",
+//        "scopes": ["api", "refresh_token"]},
+//       {"client_id": "b", "client_secret": "s", "token_endpoint_auth_method": "client_secret_post"},
+//       {"client_id": "c", "token_endpoint_auth_method": "private_key_jwt",
+//        "public_keys": [{"pem": "/keys/c.pub.pem", "kid": "k1", "alg": "RS256"}]},
+//       {"client_id": "d", "token_endpoint_auth_method": "private_key_jwt",
+//        "jwks": {"keys": [{"kty": "EC", "crv": "P-256", "x": "...", "y": "...", "kid": "k2"}]}}
+//     ]
+//   }
+//
+// The token endpoint is <origin><token_path> (default `/token`). A client assertion
+// (private_key_jwt) must carry iss = sub = client_id, a jti, an exp, and an `aud` equal to
+// the issuer, or to the token endpoint URL as seen by this server (scheme + the request's
+// Host header + token_path), or an array containing one of them. Each jti is accepted once.
+//
+// Test-control endpoints (not OAuth2), on the same origin:
+//   GET  /__stats  -> {"token_requests": N, "token_successes": M, "successes_by_client": {...},
+//                      "fail_mode": "500"|null, "fail_remaining": K}
+//                     token_requests counts every POST to the token endpoint (injected
+//                     failures included); token_successes counts issued tokens.
+//   POST /__reset  -> zeroes the counters and cancels injected failures.
+//   POST /__fail?mode=500|garbage|hang&count=N
+//                  -> the next N (default 1) token requests fail: `500` answers 500 with a JSON
+//                     OAuth error, `garbage` answers 200 with a body that is not JSON, `hang`
+//                     never answers (the connection stays open until the server stops).
+//
+// Prints `READY <port>` on stdout once listening; exits 0 on SIGTERM/SIGINT. Logs one line per
+// token request to stderr.
+
+import { readFileSync } from 'node:fs';
+import * as crypto from 'node:crypto';
+import * as http from 'node:http';
+import * as https from 'node:https';
+import { parseArgs } from 'node:util';
+
+// oidc-provider 9 is documented for Node 22+ (it prints an "Unsupported runtime" warning on
+// Node 20) but only needs APIs Node 20.18 has; fail clearly on anything older.
+if (typeof URL.parse !== 'function' || typeof crypto.hash !== 'function') {
+  process.stderr.write(`oauth-server: node ${process.version} is too old, need >= 20.18\n`);
+  process.exit(2);
+}
+
+const { default: Provider, errors } = await import('oidc-provider');
+
+function die(msg) {
+  process.stderr.write(`oauth-server: ${msg}\n`);
+  process.exit(2);
+}
+
+const { values: args } = parseArgs({
+  options: {
+    port: { type: 'string' },
+    config: { type: 'string' },
+    host: { type: 'string', default: '127.0.0.1' },
+  },
+});
+if (args.port === undefined || args.config === undefined) {
+  die('usage: node server.mjs --port P --config FILE.json [--host 127.0.0.1]');
+}
+const port = Number.parseInt(args.port, 10);
+if (!Number.isInteger(port) || port < 0 || port > 65535) die(`bad --port ${args.port}`);
+
+let cfg;
+try {
+  cfg = JSON.parse(readFileSync(args.config, 'utf8'));
+} catch (e) {
+  die(`reading --config ${args.config}: ${e.message}`);
+}
+
+const tls = Boolean(cfg.cert && cfg.key);
+if (Boolean(cfg.cert) !== Boolean(cfg.key)) die('config: give both `cert` and `key`, or neither');
+const ttlSeconds = cfg.ttl_seconds ?? 600;
+if (!Number.isInteger(ttlSeconds) || ttlSeconds <= 0) die('config: ttl_seconds must be a positive integer');
+const tokenPath = cfg.token_path ?? '/token';
+if (!tokenPath.startsWith('/')) die('config: token_path must start with /');
+const jwtAudience = cfg.jwt_audience ?? null;
+if (jwtAudience !== null && !URL.canParse(jwtAudience)) {
+  die('config: jwt_audience must be an absolute URI (it is used as the resource indicator)');
+}
+if (!Array.isArray(cfg.clients) || cfg.clients.length === 0) die('config: `clients` must be a non-empty list');
+
+const AUTH_METHODS = new Set(['client_secret_basic', 'client_secret_post', 'client_secret_jwt', 'private_key_jwt']);
+const allScopes = new Set(['openid', 'offline_access']);
+
+function publicJwk({ pem, kid, alg }) {
+  let jwk;
+  try {
+    jwk = crypto.createPublicKey(readFileSync(pem)).export({ format: 'jwk' });
+  } catch (e) {
+    die(`config: public key ${pem}: ${e.message}`);
+  }
+  return { ...jwk, use: 'sig', ...(kid ? { kid } : {}), ...(alg ? { alg } : {}) };
+}
+
+const clients = cfg.clients.map((c, i) => {
+  if (typeof c.client_id !== 'string' || !c.client_id) die(`config: clients[${i}].client_id missing`);
+  const method = c.token_endpoint_auth_method ?? 'client_secret_basic';
+  if (!AUTH_METHODS.has(method)) die(`config: clients[${i}]: unsupported token_endpoint_auth_method ${method}`);
+  const scopes = c.scopes ?? ['api', 'refresh_token'];
+  scopes.forEach((s) => allScopes.add(s));
+  const meta = {
+    client_id: c.client_id,
+    grant_types: ['client_credentials'],
+    response_types: [],
+    redirect_uris: [],
+    token_endpoint_auth_method: method,
+    scope: scopes.join(' '),
+  };
+  if (method.startsWith('client_secret')) {
+    if (typeof c.client_secret !== 'string' || !c.client_secret) {
+      die(`config: clients[${i}] (${method}) needs a client_secret`);
+    }
+    meta.client_secret = c.client_secret;
+  } else {
+    const keys = [...(c.jwks?.keys ?? []), ...(c.public_keys ?? []).map(publicJwk)];
+    if (keys.length === 0) die(`config: clients[${i}] (private_key_jwt) needs public_keys or jwks`);
+    meta.jwks = { keys };
+  }
+  return meta;
+});
+
+// The provider's own signing keys (JWT access tokens), fresh on every start.
+const signingKeys = [
+  crypto.generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ format: 'jwk' }),
+  crypto.generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ format: 'jwk' }),
+].map((jwk, i) => ({ ...jwk, use: 'sig', kid: `provider-${i}` }));
+
+const issuer = cfg.issuer ?? `${tls ? 'https' : 'http'}://127.0.0.1:${port}`;
+
+const provider = new Provider(issuer, {
+  clients,
+  jwks: { keys: signingKeys },
+  scopes: [...allScopes],
+  routes: { token: tokenPath },
+  cookies: { keys: [crypto.randomBytes(32).toString('hex')] },
+  clockTolerance: 5,
+  ttl: {
+    ClientCredentials: (_ctx, token) => token.resourceServer?.accessTokenTTL ?? ttlSeconds,
+  },
+  enabledJWA: {
+    clientAuthSigningAlgValues: [
+      'HS256', 'HS384', 'HS512',
+      'RS256', 'RS384', 'RS512',
+      'PS256', 'PS384', 'PS512',
+      'ES256', 'ES384', 'ES512',
+      'Ed25519', 'EdDSA',
+    ],
+  },
+  features: {
+    devInteractions: { enabled: false },
+    clientCredentials: { enabled: true },
+    introspection: { enabled: true },
+    revocation: { enabled: true },
+    resourceIndicators: {
+      enabled: true,
+      // Without jwt_audience no resource is defaulted and tokens are opaque.
+      defaultResource: async (_ctx, _client, oneOf) => oneOf ?? jwtAudience ?? undefined,
+      useGrantedResource: async () => true,
+      getResourceServerInfo: async (_ctx, resourceIndicator) => {
+        if (jwtAudience === null || resourceIndicator !== jwtAudience) {
+          throw new errors.InvalidTarget();
+        }
+        return {
+          scope: [...allScopes].join(' '),
+          audience: jwtAudience,
+          accessTokenFormat: 'jwt',
+          accessTokenTTL: ttlSeconds,
+          jwt: { sign: { alg: 'RS256' } },
+        };
+      },
+    },
+  },
+});
+
+// ---------------------------------------------------------------------------
+// Counters, failure injection, logging
+// ---------------------------------------------------------------------------
+
+const stats = { token_requests: 0, token_successes: 0, successes_by_client: {} };
+let fail = { mode: null, remaining: 0 };
+const hanging = new Set();
+
+provider.on('grant.success', (ctx) => {
+  stats.token_successes += 1;
+  const id = ctx.oidc.client?.clientId ?? '?';
+  stats.successes_by_client[id] = (stats.successes_by_client[id] ?? 0) + 1;
+  process.stderr.write(`token: 200 client=${id}\n`);
+});
+provider.on('grant.error', (ctx, err) => {
+  const id = ctx.oidc?.client?.clientId ?? '?';
+  const detail = err.error_detail ?? err.cause?.message ?? '';
+  process.stderr.write(`token: ${err.statusCode ?? err.status ?? '?'} ${err.message} client=${id} ${detail}\n`);
+});
+provider.on('server_error', (_ctx, err) => {
+  process.stderr.write(`server_error: ${err.stack ?? err}\n`);
+});
+
+function sendJson(res, status, body) {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+  res.end(text);
+}
+
+const oidc = provider.callback();
+
+function handle(req, res) {
+  const url = new URL(req.url, 'http://x');
+  if (url.pathname === '/__stats' && req.method === 'GET') {
+    return sendJson(res, 200, { ...stats, fail_mode: fail.mode, fail_remaining: fail.remaining });
+  }
+  if (url.pathname === '/__reset' && req.method === 'POST') {
+    stats.token_requests = 0;
+    stats.token_successes = 0;
+    stats.successes_by_client = {};
+    fail = { mode: null, remaining: 0 };
+    return sendJson(res, 200, { ok: true });
+  }
+  if (url.pathname === '/__fail' && req.method === 'POST') {
+    const mode = url.searchParams.get('mode');
+    const count = Number.parseInt(url.searchParams.get('count') ?? '1', 10);
+    if (!['500', 'garbage', 'hang'].includes(mode) || !Number.isInteger(count) || count < 0) {
+      return sendJson(res, 400, { error: 'want mode=500|garbage|hang and count=N (N >= 0)' });
+    }
+    fail = { mode: count > 0 ? mode : null, remaining: count };
+    return sendJson(res, 200, { ok: true, mode, count });
+  }
+  if (url.pathname === tokenPath && req.method === 'POST') {
+    stats.token_requests += 1;
+    if (fail.remaining > 0) {
+      const { mode } = fail;
+      fail.remaining -= 1;
+      if (fail.remaining === 0) fail.mode = null;
+      process.stderr.write(`token: injected failure ${mode}\n`);
+      req.resume();
+      switch (mode) {
+        case '500':
+          return sendJson(res, 500, { error: 'server_error', error_description: 'injected failure' });
+        case 'garbage':
+          res.writeHead(200, { 'content-type': 'application/json' });
+          return res.end('<html>this is not a token response</html>');
+        default: // hang
+          hanging.add(res);
+          res.on('close', () => hanging.delete(res));
+          return undefined;
+      }
+    }
+  }
+  return oidc(req, res);
+}
+
+const server = tls
+  ? https.createServer({ cert: readFileSync(cfg.cert), key: readFileSync(cfg.key) }, handle)
+  : http.createServer(handle);
+
+server.on('error', (e) => die(`listening on ${args.host}:${port}: ${e.message}`));
+server.listen(port, args.host, () => {
+  const actual = server.address().port;
+  process.stderr.write(
+    `oidc-provider ${issuer} listening on ${tls ? 'https' : 'http'}://${args.host}:${actual}, `
+      + `token endpoint ${tokenPath}, ttl ${ttlSeconds}s, ${clients.length} client(s)\n`,
+  );
+  process.stdout.write(`READY ${actual}\n`);
+});
+
+function shutdown() {
+  server.close(() => process.exit(0));
+  server.closeAllConnections();
+  setTimeout(() => process.exit(0), 2000).unref();
+}
+process.on('SIGTERM', shutdown);
+process.on('SIGINT', shutdown);
