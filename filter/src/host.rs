@@ -33,18 +33,79 @@ pub fn log(level: LogLevel, message: &str) {
     let _ = hostcalls::log(host_level(level), message);
 }
 
-pub fn request_headers() -> Result<Vec<(String, String)>, HostError> {
-    hostcalls::get_map(MapType::HttpRequestHeaders)
+/// Header values as bytes: a value may hold any octet (the SDK's `get_map` would trap on a
+/// non-UTF-8 value).
+pub type Headers = Vec<(String, Vec<u8>)>;
+
+pub fn request_headers() -> Result<Headers, HostError> {
+    hostcalls::get_map_bytes(MapType::HttpRequestHeaders)
         .map_err(|s| HostError::Status("get_map(request headers)", s))
 }
 
-pub fn set_request_headers(headers: &[(String, String)]) -> Result<(), HostError> {
-    let pairs: Vec<(&str, &str)> = headers
+pub fn set_request_headers(headers: &Headers) -> Result<(), HostError> {
+    let pairs: Vec<(&str, &[u8])> = headers
         .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .map(|(k, v)| (k.as_str(), v.as_slice()))
         .collect();
-    hostcalls::set_map(MapType::HttpRequestHeaders, pairs)
+    hostcalls::set_map_bytes(MapType::HttpRequestHeaders, pairs)
         .map_err(|s| HostError::Status("set_map(request headers)", s))
+}
+
+/// Unix milliseconds by the host's clock (0 if the host cannot tell).
+pub fn now_ms() -> u64 {
+    hostcalls::get_current_time()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Shared data: the value and its compare-and-swap token.
+pub fn shared_get(key: &str) -> (Option<Vec<u8>>, Option<u32>) {
+    hostcalls::get_shared_data(key).unwrap_or((None, None))
+}
+
+/// Writes shared data; with `cas`, only if nobody wrote since it was read.
+pub fn shared_set(key: &str, value: &[u8], cas: Option<u32>) -> Result<(), Status> {
+    hostcalls::set_shared_data(key, Some(value), cas)
+}
+
+/// Acts on another stream of this worker (resuming or answering a paused request).
+pub fn set_effective_context(context_id: u32) -> Result<(), HostError> {
+    hostcalls::set_effective_context(context_id)
+        .map_err(|s| HostError::Status("set_effective_context", s))
+}
+
+pub fn add_request_header(name: &str, value: &str) -> Result<(), HostError> {
+    hostcalls::add_map_value(MapType::HttpRequestHeaders, name, value)
+        .map_err(|s| HostError::Status("add_map_value(request headers)", s))
+}
+
+pub fn resume_request() -> Result<(), HostError> {
+    hostcalls::resume_http_request().map_err(|s| HostError::Status("resume_http_request", s))
+}
+
+/// The `:status` of the current response (the stream's, or a callout's).
+pub fn status_of(map: MapType) -> Option<u16> {
+    hostcalls::get_map_value_bytes(map, ":status")
+        .ok()
+        .flatten()
+        .and_then(|v| std::str::from_utf8(&v).ok().and_then(|s| s.parse().ok()))
+}
+
+pub fn callout_body(size: usize) -> Vec<u8> {
+    hostcalls::get_buffer(proxy_wasm::types::BufferType::HttpCallResponseBody, 0, size)
+        .ok()
+        .flatten()
+        .unwrap_or_default()
+}
+
+/// A counter by name (ids are cached by the caller).
+pub fn define_counter(name: &str) -> Option<u32> {
+    hostcalls::define_metric(proxy_wasm::types::MetricType::Counter, name).ok()
+}
+
+pub fn increment(id: u32) {
+    let _ = hostcalls::increment_metric(id, 1);
 }
 
 /// Filter state for the access log (`%FILTER_STATE(wasm.<name>:PLAIN)%`).

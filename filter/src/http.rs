@@ -1,20 +1,37 @@
 //! One request: read the headers once, let the engine decide, write the headers once.
 
-use crate::host;
-use egress_core::engine::{Decision, Engine, LocalReply};
+use crate::host::{self, Headers};
+use crate::tokens::{Lookup, TokenManager};
+use egress_core::engine::{Decision, Edited, Engine, LocalReply};
 use egress_core::plan::{wire, LogLevel};
 use proxy_wasm::traits::{Context, HttpContext};
-use proxy_wasm::types::Action;
+use proxy_wasm::types::{Action, MapType};
+use std::cell::RefCell;
 use std::rc::Rc;
 
 pub struct EgressHttp {
+    context_id: u32,
     engine: Rc<Engine>,
+    tokens: Rc<RefCell<TokenManager>>,
     log_level: LogLevel,
+    /// The OAuth2 token this request carries: (target, version), to mark it stale on a 401.
+    injected: Option<(usize, u64)>,
 }
 
 impl EgressHttp {
-    pub fn new(engine: Rc<Engine>, log_level: LogLevel) -> Self {
-        Self { engine, log_level }
+    pub fn new(
+        context_id: u32,
+        engine: Rc<Engine>,
+        tokens: Rc<RefCell<TokenManager>>,
+        log_level: LogLevel,
+    ) -> Self {
+        Self {
+            context_id,
+            engine,
+            tokens,
+            log_level,
+            injected: None,
+        }
     }
 
     fn debug(&self, msg: impl FnOnce() -> String) {
@@ -34,10 +51,16 @@ impl EgressHttp {
         let mut headers = host::request_headers()?;
         let method = pseudo(&headers, ":method");
         let path = pseudo(&headers, ":path");
-        let decision = self.engine.decide(method, path);
-        match decision {
+        match self.engine.decide(method, path) {
             Decision::Pass => Ok(Action::Continue),
-            Decision::Ready => Ok(self.reply(&ready_reply(&self.engine))),
+            Decision::Ready => {
+                let not_ready = self
+                    .tokens
+                    .try_borrow_mut()
+                    .map(|mut t| t.not_ready(host::now_ms()))
+                    .unwrap_or_default();
+                Ok(self.reply(&ready_reply(&not_ready)))
+            }
             Decision::Respond(reply) => {
                 // Refused paths are logged as sent (without the query), escaped for the JSON line.
                 let without_query = path.split_once('?').map_or(path, |(p, _)| p);
@@ -53,13 +76,44 @@ impl EgressHttp {
                 host::set_property(wire::PROP_TARGET, &wire::json_escape(target_name))?;
                 host::set_property(wire::PROP_TARGET_URL, &wire::json_escape(&fwd.target_url))?;
                 host::set_property(wire::PROP_PATH, &wire::json_escape(&fwd.original_path))?;
-                // OAuth2 tokens come with the token cache; until one is held, refuse clearly.
-                let token: Option<&str> = None;
-                if self.engine.edit_headers(&fwd, &mut headers, token).is_err() {
-                    return Ok(self.reply(&self.engine.credentials_unavailable(fwd.target)));
+                let is_oauth2 = self
+                    .engine
+                    .target(fwd.target)
+                    .is_some_and(|t| t.oauth2.is_some());
+                let lookup = if is_oauth2 {
+                    match self.tokens.try_borrow_mut() {
+                        Ok(mut t) => t.lookup(fwd.target, host::now_ms()),
+                        Err(_) => Lookup::Unavailable,
+                    }
+                } else {
+                    Lookup::Unavailable
+                };
+                let token = match &lookup {
+                    Lookup::Token(t, version) => {
+                        self.injected = Some((fwd.target, *version));
+                        Some(t.as_str())
+                    }
+                    _ => None,
+                };
+                let edited = self.engine.edit_headers(&fwd, &mut headers, token);
+                if edited == Edited::NeedsToken {
+                    if let Lookup::Unavailable = lookup {
+                        if let Ok(mut t) = self.tokens.try_borrow_mut() {
+                            t.count_unavailable(fwd.target);
+                        }
+                        return Ok(self.reply(&self.engine.credentials_unavailable(fwd.target)));
+                    }
                 }
                 host::set_request_headers(&headers)?;
                 host::clear_route_cache();
+                if edited == Edited::NeedsToken {
+                    // Wait for the fetch in flight; the tick or the callout reply resumes us.
+                    if let Ok(mut t) = self.tokens.try_borrow_mut() {
+                        t.wait(fwd.target, self.context_id, host::now_ms());
+                    }
+                    self.debug(|| format!("egress: {target_name}: waiting for a token"));
+                    return Ok(Action::Pause);
+                }
                 self.debug(|| format!("egress: {target_name} -> {}", fwd.target_url));
                 Ok(Action::Continue)
             }
@@ -67,21 +121,17 @@ impl EgressHttp {
     }
 }
 
-fn pseudo<'h>(headers: &'h [(String, String)], name: &str) -> &'h str {
+/// A pseudo-header's value, or "" when absent or not UTF-8 (the engine then refuses it).
+fn pseudo<'h>(headers: &'h Headers, name: &str) -> &'h str {
     headers
         .iter()
         .find(|(k, _)| k == name)
-        .map_or("", |(_, v)| v.as_str())
+        .and_then(|(_, v)| std::str::from_utf8(v).ok())
+        .unwrap_or("")
 }
 
-/// Readiness: every OAuth2 target must hold a valid token (none do before the token cache).
-fn ready_reply(engine: &Engine) -> LocalReply {
-    let not_ready: Vec<&str> = engine
-        .targets()
-        .iter()
-        .filter(|t| t.oauth2.is_some())
-        .map(|t| t.name.as_str())
-        .collect();
+/// Readiness: every OAuth2 target must hold a valid token.
+fn ready_reply(not_ready: &[String]) -> LocalReply {
     let (status, body) = if not_ready.is_empty() {
         (200, serde_json::json!({ "status": "ready" }))
     } else {
@@ -102,7 +152,14 @@ fn ready_reply(engine: &Engine) -> LocalReply {
     }
 }
 
-impl Context for EgressHttp {}
+impl Context for EgressHttp {
+    fn on_done(&mut self) -> bool {
+        if let Ok(mut t) = self.tokens.try_borrow_mut() {
+            t.forget(self.context_id);
+        }
+        true
+    }
+}
 
 impl HttpContext for EgressHttp {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
@@ -117,5 +174,16 @@ impl HttpContext for EgressHttp {
                 ))
             }
         }
+    }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        if let Some((target, version)) = self.injected {
+            if host::status_of(MapType::HttpResponseHeaders) == Some(401) {
+                if let Ok(mut t) = self.tokens.try_borrow_mut() {
+                    t.mark_stale(target, version);
+                }
+            }
+        }
+        Action::Continue
     }
 }

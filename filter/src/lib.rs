@@ -13,6 +13,8 @@ mod host;
 mod http;
 #[cfg(target_arch = "wasm32")]
 mod root;
+#[cfg(target_arch = "wasm32")]
+mod tokens;
 
 #[cfg(target_arch = "wasm32")]
 proxy_wasm::main! {{

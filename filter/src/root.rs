@@ -1,20 +1,40 @@
-//! Plugin start: the filter config is parsed and compiled once here, never per request.
+//! Plugin start: the filter config is parsed and compiled once here, never per request. The
+//! root context also owns the worker's token manager: its tick and the token callouts.
 
 use crate::host;
 use crate::http::EgressHttp;
+use crate::tokens::{TokenManager, TICK};
 use egress_core::engine::Engine;
 use egress_core::plan::{FilterConfig, LogLevel};
+use egress_core::tokens::record::fetch_key;
+use egress_core::tokens::FetchState;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::ContextType;
+use std::cell::RefCell;
 use std::rc::Rc;
 
 #[derive(Default)]
 pub struct EgressRoot {
     engine: Option<Rc<Engine>>,
+    tokens: Option<Rc<RefCell<TokenManager>>>,
     log_level: LogLevel,
 }
 
-impl Context for EgressRoot {}
+impl Context for EgressRoot {
+    fn on_http_call_response(
+        &mut self,
+        token_id: u32,
+        num_headers: usize,
+        body_size: usize,
+        _trailers: usize,
+    ) {
+        if let (Some(engine), Some(tokens)) = (&self.engine, &self.tokens) {
+            if let Ok(mut t) = tokens.try_borrow_mut() {
+                t.on_callout(token_id, num_headers, body_size, engine);
+            }
+        }
+    }
+}
 
 impl RootContext for EgressRoot {
     fn on_configure(&mut self, _size: usize) -> bool {
@@ -30,6 +50,21 @@ impl RootContext for EgressRoot {
                         engine.route_count()
                     ),
                 );
+                let tokens = TokenManager::new(&engine, level);
+                if tokens.has_targets() {
+                    for t in engine.targets().iter().filter(|t| t.oauth2.is_some()) {
+                        // Make the fetch state exist, so leases are always taken by CAS.
+                        if host::shared_get(&fetch_key(&t.name)).0.is_none() {
+                            let _ = host::shared_set(
+                                &fetch_key(&t.name),
+                                &FetchState::default().to_bytes(),
+                                None,
+                            );
+                        }
+                    }
+                    self.set_tick_period(TICK);
+                }
+                self.tokens = Some(Rc::new(RefCell::new(tokens)));
                 self.engine = Some(Rc::new(engine));
                 true
             }
@@ -45,9 +80,23 @@ impl RootContext for EgressRoot {
         }
     }
 
-    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+    fn on_tick(&mut self) {
+        if let (Some(engine), Some(tokens)) = (&self.engine, &self.tokens) {
+            if let Ok(mut t) = tokens.try_borrow_mut() {
+                t.on_tick(self, engine);
+            }
+        }
+    }
+
+    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
         let engine = self.engine.clone()?;
-        Some(Box::new(EgressHttp::new(engine, self.log_level)))
+        let tokens = self.tokens.clone()?;
+        Some(Box::new(EgressHttp::new(
+            context_id,
+            engine,
+            tokens,
+            self.log_level,
+        )))
     }
 
     fn get_type(&self) -> Option<ContextType> {

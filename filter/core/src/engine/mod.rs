@@ -86,6 +86,15 @@ pub struct Forward {
     pub target_url: String,
 }
 
+/// Whether [`Engine::edit_headers`] could attach the credential.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Edited {
+    Complete,
+    /// An OAuth2 target and no token yet: everything else is done; add
+    /// `Authorization: Bearer <token>` once one is there.
+    NeedsToken,
+}
+
 /// A response made by the proxy itself: always JSON with a stable `error` code.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LocalReply {
@@ -282,24 +291,17 @@ impl Engine {
     /// headers and the target's own credential header, then sets `:path`, `:authority`, the
     /// routing header and the credential. `oauth2_token` is the token for OAuth2 targets.
     ///
-    /// Returns `Err(())` only for an OAuth2 target without a token: the caller answers
-    /// [`Engine::credentials_unavailable`].
-    #[allow(clippy::result_unit_err)]
-    pub fn edit_headers(
+    /// Header values are generic so the glue can keep them as raw bytes (a header value may
+    /// be any octet sequence, not only UTF-8). For an OAuth2 target without a token every
+    /// edit is made except the credential, and [`Edited::NeedsToken`] says so.
+    pub fn edit_headers<V: From<String>>(
         &self,
         fwd: &Forward,
-        headers: &mut Vec<(String, String)>,
+        headers: &mut Vec<(String, V)>,
         oauth2_token: Option<&str>,
-    ) -> Result<(), ()> {
+    ) -> Edited {
         let Some(target) = self.targets.get(fwd.target) else {
-            return Err(());
-        };
-        let credential = match &target.injection {
-            Injection::None => None,
-            Injection::Header { name, value } => Some((name.clone(), value.clone())),
-            Injection::OAuth2Bearer => {
-                Some(("authorization".to_string(), bearer(oauth2_token.ok_or(())?)))
-            }
+            return Edited::NeedsToken;
         };
         headers.retain(|(name, _)| {
             let lower = name.to_ascii_lowercase();
@@ -310,13 +312,23 @@ impl Engine {
                 || lower == ":authority"
                 || lower == "host")
         });
-        headers.push((":path".into(), fwd.path.clone()));
-        headers.push((":authority".into(), target.authority.clone()));
-        headers.push((wire::TARGET_HEADER.into(), target.name.clone()));
-        if let Some(c) = credential {
-            headers.push(c);
+        headers.push((":path".into(), V::from(fwd.path.clone())));
+        headers.push((":authority".into(), V::from(target.authority.clone())));
+        headers.push((wire::TARGET_HEADER.into(), V::from(target.name.clone())));
+        match &target.injection {
+            Injection::None => Edited::Complete,
+            Injection::Header { name, value } => {
+                headers.push((name.clone(), V::from(value.clone())));
+                Edited::Complete
+            }
+            Injection::OAuth2Bearer => match oauth2_token {
+                Some(token) => {
+                    headers.push(("authorization".into(), V::from(bearer(token))));
+                    Edited::Complete
+                }
+                None => Edited::NeedsToken,
+            },
         }
-        Ok(())
     }
 
     /// 503 for an OAuth2 target that has no usable token.

@@ -161,7 +161,7 @@ fn callers_credentials_and_internal_headers_are_replaced_by_the_targets() {
         ("proxy-authorization".to_string(), "Basic eA==".to_string()),
         ("content-type".to_string(), "application/json".to_string()),
     ];
-    e.edit_headers(&f, &mut h, None).unwrap();
+    assert_eq!(e.edit_headers(&f, &mut h, None), Edited::Complete);
     assert_eq!(header(&h, ":path"), Some("/email"));
     assert_eq!(header(&h, ":authority"), Some("notify.internal.svc"));
     assert_eq!(header(&h, "x-egress-target"), Some("notification"));
@@ -184,15 +184,15 @@ fn bearer_basic_and_mtls_targets_get_their_credentials() {
     let e = seed_engine();
     let mut h = vec![("authorization".to_string(), "Bearer caller".to_string())];
     let f = forward(&e, "GET", "/egress/analytics/users/stats");
-    e.edit_headers(&f, &mut h, None).unwrap();
+    assert_eq!(e.edit_headers(&f, &mut h, None), Edited::Complete);
     assert_eq!(
         header(&h, "authorization"),
         Some("Bearer analytics-token-456")
     );
 
-    let mut h = vec![];
+    let mut h: Vec<(String, String)> = vec![];
     let f = forward(&e, "GET", "/egress/erp/customers/123");
-    e.edit_headers(&f, &mut h, None).unwrap();
+    assert_eq!(e.edit_headers(&f, &mut h, None), Edited::Complete);
     assert_eq!(
         header(&h, "authorization"),
         Some("Basic ZXJwLXVzZXI6ZXJwLXBhc3M=")
@@ -202,7 +202,7 @@ fn bearer_basic_and_mtls_targets_get_their_credentials() {
 
     let mut h = vec![("authorization".to_string(), "Bearer caller".to_string())];
     let f = forward(&e, "POST", "/egress/audit/events");
-    e.edit_headers(&f, &mut h, None).unwrap();
+    assert_eq!(e.edit_headers(&f, &mut h, None), Edited::Complete);
     assert_eq!(header(&h, "authorization"), None);
 }
 
@@ -210,14 +210,17 @@ fn bearer_basic_and_mtls_targets_get_their_credentials() {
 fn oauth2_target_without_token_is_refused_and_with_token_gets_bearer() {
     let e = seed_engine();
     let f = forward(&e, "GET", "/egress/crm/Contact/1");
-    let mut h = vec![];
-    assert!(e.edit_headers(&f, &mut h, None).is_err());
+    let mut h: Vec<(String, String)> = vec![];
+    assert_eq!(e.edit_headers(&f, &mut h, None), Edited::NeedsToken);
+    assert_eq!(header(&h, "x-egress-target"), Some("salesforce"));
+    assert_eq!(header(&h, "authorization"), None);
+    let mut h: Vec<(String, String)> = vec![];
     let r = e.credentials_unavailable(f.target);
     assert_eq!(r.status, 503);
     let body: serde_json::Value = serde_json::from_str(&r.body).unwrap();
     assert_eq!(body["error"], "credentials_unavailable");
     assert_eq!(body["target"], "salesforce");
-    e.edit_headers(&f, &mut h, Some("tok")).unwrap();
+    assert_eq!(e.edit_headers(&f, &mut h, Some("tok")), Edited::Complete);
     assert_eq!(header(&h, "authorization"), Some("Bearer tok"));
 }
 
