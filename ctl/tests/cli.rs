@@ -448,3 +448,66 @@ fn up_without_envoy_says_how_to_install_it() {
     let err = stderr(&out);
     assert!(err.contains("/nonexistent/envoy does not exist"), "{err}");
 }
+
+const PKJWT: &str = "http:\n  addr: \"127.0.0.1:18080\"\negress:\n  targets:\n    crm:\n      url: https://crm.example.com\n      auth:\n        type: oauth2_client_credentials\n        token_url: https://login.example.com/token\n        client_id: c1\n        client_auth: private_key_jwt\n        private_key: keys/client.pem\n        signing_alg: ES256\n        key_id: k1\n  routes:\n    - {path_prefix: /egress/crm, target: crm}\n";
+
+#[test]
+fn compile_inlines_the_private_key_jwt_key_into_the_filter_config() {
+    let ctl = Ctl::new(PKJWT);
+    std::fs::create_dir_all(ctl.path("keys")).unwrap();
+    let out = Command::new("openssl")
+        .args([
+            "genpkey",
+            "-algorithm",
+            "EC",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-out",
+        ])
+        .arg(ctl.path("keys/client.pem"))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    ctl.compile(&[]);
+    let filter: egress_core::plan::FilterConfig =
+        serde_json::from_slice(&std::fs::read(ctl.path("out/filter.json")).unwrap()).unwrap();
+    let egress_core::plan::Credential::Oauth2(cred) = &filter.targets[0].credential else {
+        panic!("crm is oauth2");
+    };
+    assert!(cred
+        .private_key_pem
+        .as_ref()
+        .unwrap()
+        .expose()
+        .contains("PRIVATE KEY"));
+    assert_eq!(cred.key_id.as_deref(), Some("k1"));
+}
+
+#[test]
+fn compile_refuses_a_private_key_that_does_not_parse_for_its_algorithm() {
+    let ctl = Ctl::new(PKJWT);
+    std::fs::create_dir_all(ctl.path("keys")).unwrap();
+    std::fs::write(
+        ctl.path("keys/client.pem"),
+        "-----BEGIN PRIVATE KEY-----\nSECRET-not-a-key\n-----END PRIVATE KEY-----\n",
+    )
+    .unwrap();
+    let out = ctl.run(&[
+        "compile",
+        "config.yaml",
+        "--out",
+        "out",
+        "--wasm",
+        "fake.wasm",
+        "--system-ca",
+        "system-ca.pem",
+    ]);
+    assert_eq!(out.status.code(), Some(3));
+    let err = stderr(&out);
+    assert!(
+        err.contains("target crm: auth.private_key") && err.contains("ES256"),
+        "{err}"
+    );
+    assert_no_secret(&err);
+    assert!(!ctl.path("out/filter.json").exists());
+}

@@ -38,8 +38,11 @@ impl Context for EgressRoot {
 
 impl RootContext for EgressRoot {
     fn on_configure(&mut self, _size: usize) -> bool {
-        match load_engine() {
-            Ok((engine, level)) => {
+        match load_engine().and_then(|(engine, level)| {
+            let tokens = TokenManager::new(&engine, level)?;
+            Ok((engine, level, tokens))
+        }) {
+            Ok((engine, level, tokens)) => {
                 proxy_wasm::set_log_level(host::host_level(level));
                 self.log_level = level;
                 host::log(
@@ -50,7 +53,6 @@ impl RootContext for EgressRoot {
                         engine.route_count()
                     ),
                 );
-                let tokens = TokenManager::new(&engine, level);
                 if tokens.has_targets() {
                     for t in engine.targets().iter().filter(|t| t.oauth2.is_some()) {
                         // Make the fetch state exist, so leases are always taken by CAS.

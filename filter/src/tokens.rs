@@ -9,9 +9,12 @@
 //! token are paused and resumed (or answered 503) from the tick or the callout reply.
 
 use crate::host;
+use egress_core::config::ClientAuth;
 use egress_core::engine::{Engine, LocalReply};
 use egress_core::plan::{LogLevel, OAuth2Credential};
+use egress_core::tokens::assertion::AssertionSigner;
 use egress_core::tokens::record::{fetch_key, token_key};
+use egress_core::tokens::request::assertion_audience;
 use egress_core::tokens::schedule::{self, Need};
 use egress_core::tokens::time::rfc3339;
 use egress_core::tokens::{
@@ -33,6 +36,8 @@ struct Waiter {
 
 struct TargetTokens {
     name: String,
+    /// `private_key_jwt`: the parsed key, signing one assertion per fetch.
+    signer: Option<AssertionSigner>,
     /// Index of the target in the engine.
     target: usize,
     cred: OAuth2Credential,
@@ -62,34 +67,52 @@ pub struct TokenManager {
 }
 
 impl TokenManager {
-    pub fn new(engine: &Engine, log_level: LogLevel) -> Self {
+    /// Fails when a `private_key_jwt` key cannot be parsed (the plugin then refuses to start).
+    pub fn new(engine: &Engine, log_level: LogLevel) -> Result<Self, String> {
         let seed = std::collections::hash_map::RandomState::new()
             .build_hasher()
             .finish()
             ^ host::now_ms();
-        let targets = engine
-            .targets()
-            .iter()
-            .enumerate()
-            .filter_map(|(i, t)| {
-                t.oauth2.as_ref().map(|cred| TargetTokens {
-                    name: t.name.clone(),
-                    target: i,
-                    cred: cred.clone(),
-                    local: None,
-                    local_cas: None,
-                    inflight: None,
-                    waiters: Vec::new(),
-                })
-            })
-            .collect();
-        Self {
+        let mut targets = Vec::new();
+        for (i, t) in engine.targets().iter().enumerate() {
+            let Some(cred) = t.oauth2.as_ref() else {
+                continue;
+            };
+            let signer = match (cred.client_auth, &cred.private_key_pem) {
+                (ClientAuth::PrivateKeyJwt, Some(pem)) => Some(
+                    AssertionSigner::from_pem(
+                        cred.signing_alg,
+                        pem.expose(),
+                        cred.key_id.as_deref(),
+                    )
+                    .map_err(|e| format!("target {}: {e}", t.name))?,
+                ),
+                (ClientAuth::PrivateKeyJwt, None) => {
+                    return Err(format!(
+                        "target {}: private_key_jwt without a private key",
+                        t.name
+                    ));
+                }
+                _ => None,
+            };
+            targets.push(TargetTokens {
+                name: t.name.clone(),
+                signer,
+                target: i,
+                cred: cred.clone(),
+                local: None,
+                local_cas: None,
+                inflight: None,
+                waiters: Vec::new(),
+            });
+        }
+        Ok(Self {
             worker: seed | 1,
             rng: seed.rotate_left(17) | 1,
             log_level,
             targets,
             counters: HashMap::new(),
-        }
+        })
     }
 
     pub fn has_targets(&self) -> bool {
@@ -209,8 +232,24 @@ impl TokenManager {
         if written.is_err() {
             return; // another worker took the lease
         }
+        let nonce = self.next_u64();
+        let jti = format!("{:016x}{nonce:016x}", self.worker);
+        let assertion = match &self.targets[i].signer {
+            Some(signer) => {
+                let cred = &self.targets[i].cred;
+                match signer.sign(&cred.client_id, &assertion_audience(cred), now / 1000, &jti) {
+                    Ok(a) => Some(a),
+                    Err(e) => {
+                        let err = FetchError::Assertion(e.to_string());
+                        self.record_failure(i, &err, now, &e.to_string());
+                        return;
+                    }
+                }
+            }
+            None => None,
+        };
         let cred = &self.targets[i].cred;
-        let req = build_request(cred, None);
+        let req = build_request(cred, assertion.as_deref());
         let headers: Vec<(&str, &str)> = req
             .headers
             .iter()
@@ -408,12 +447,17 @@ impl TokenManager {
         host::log(level, &line.to_string());
     }
 
-    /// Uniform in [0, 1), from a per-worker xorshift seeded by the host's randomness.
-    fn next_jitter(&mut self) -> f64 {
+    /// A per-worker xorshift seeded by the host's randomness (jitter, assertion ids).
+    fn next_u64(&mut self) -> u64 {
         self.rng ^= self.rng << 13;
         self.rng ^= self.rng >> 7;
         self.rng ^= self.rng << 17;
-        (self.rng >> 11) as f64 / (1u64 << 53) as f64
+        self.rng
+    }
+
+    /// Uniform in [0, 1).
+    fn next_jitter(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
     }
 }
 

@@ -30,6 +30,12 @@ pub struct RenderOptions {
 pub enum RenderError {
     #[error("target {target}: TLS verification needs a CA bundle, and no system bundle was found; set tls.ca_cert or pass --system-ca")]
     NoCaBundle { target: String },
+    #[error("target {target}: auth.private_key {path}: {reason}")]
+    PrivateKey {
+        target: String,
+        path: String,
+        reason: String,
+    },
     #[error("cannot serialize the filter config: {0}")]
     Json(#[from] serde_json::Error),
 }
@@ -44,7 +50,8 @@ pub struct Rendered {
 
 pub fn render(source: &Source, opts: &RenderOptions) -> Result<Rendered, RenderError> {
     let config = &source.config;
-    let filter_config = FilterConfig::from_config(config);
+    let mut filter_config = FilterConfig::from_config(config);
+    attach_private_keys(source, &mut filter_config)?;
     let filter_json = serde_json::to_string(&filter_config)?;
     let mut files = Vec::new();
     let mut clusters = clusters::target_clusters(source, opts, &mut files)?;
@@ -71,6 +78,34 @@ pub fn render(source: &Source, opts: &RenderOptions) -> Result<Rendered, RenderE
         filter_config,
         missing_files,
     })
+}
+
+/// Reads each `private_key_jwt` key into the filter config (the filter has no file system),
+/// checking that it parses for the configured algorithm.
+fn attach_private_keys(source: &Source, fc: &mut FilterConfig) -> Result<(), RenderError> {
+    use egress_core::config::Auth;
+    use egress_core::plan::Credential;
+    use egress_core::tokens::assertion::AssertionSigner;
+    for ft in &mut fc.targets {
+        let (Credential::Oauth2(cred), Some(t)) =
+            (&mut ft.credential, source.config.target(&ft.name))
+        else {
+            continue;
+        };
+        let Auth::OAuth2(o) = &t.auth else { continue };
+        let Some(path) = &o.private_key else { continue };
+        let full = source.resolve(path);
+        let err = |reason: String| RenderError::PrivateKey {
+            target: t.name.clone(),
+            path: full.display().to_string(),
+            reason,
+        };
+        let pem = std::fs::read_to_string(&full).map_err(|e| err(e.to_string()))?;
+        AssertionSigner::from_pem(o.signing_alg, &pem, o.key_id.as_deref())
+            .map_err(|e| err(e.to_string()))?;
+        cred.private_key_pem = Some(egress_core::secret::Secret::new(pem));
+    }
+    Ok(())
 }
 
 pub fn socket_address(a: &ListenAddr) -> Value {

@@ -42,6 +42,11 @@ pub use tempfile::TempDir;
 
 pub mod nginx;
 pub use nginx::{nginx_bin, nginx_or_skip, Nginx, NginxOpts};
+pub mod oauth;
+pub use oauth::{
+    node_bin, oauth_server_available, oauth_server_dir, oauth_server_or_skip, FailMode,
+    OAuthClient, OAuthClientAuth, OAuthOpts, OAuthServer, OAUTH_TOKEN_PATH,
+};
 
 /// How long a stand-in may take to print its READY line.
 pub const STANDIN_READY_TIMEOUT: Duration = Duration::from_secs(15);

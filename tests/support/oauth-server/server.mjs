@@ -3,7 +3,7 @@
 // `oidc-provider` (see package.json for the pinned version), configured for the
 // client-credentials grant only, plus a few test-control endpoints.
 //
-//   node server.mjs --port P --config FILE.json [--host 127.0.0.1]
+//   node server.mjs --port P --config FILE.json [--host 127.0.0.1] [--control-port C]
 //
 // FILE.json (every key but `clients` optional):
 //   {
@@ -13,6 +13,8 @@
 //     "ttl_seconds": 5,                    // client-credentials access token lifetime (default 600)
 //     "token_path": "/token",              // token endpoint path (default /token)
 //     "jwt_audience": "https://api.example", // optional: JWT access tokens with this `aud`
+//     "strict_auth_method": true,          // default true: a secret client must use exactly its
+//                                          // registered method (basic vs post), else 401
 //     "clients": [
 //       {"client_id": "a", "client_secret": "s", "token_endpoint_auth_method": "client_secret_basic",
 //        "scopes": ["api", "refresh_token"]},
@@ -29,11 +31,12 @@
 // the issuer, or to the token endpoint URL as seen by this server (scheme + the request's
 // Host header + token_path), or an array containing one of them. Each jti is accepted once.
 //
-// Test-control endpoints (not OAuth2), on the same origin:
+// Test-control endpoints (not OAuth2), on the same origin and, with --control-port, also on
+// plain http://<host>:C (handy when the main port speaks TLS and the test client does not):
 //   GET  /__stats  -> {"token_requests": N, "token_successes": M, "successes_by_client": {...},
 //                      "fail_mode": "500"|null, "fail_remaining": K}
 //                     token_requests counts every POST to the token endpoint (injected
-//                     failures included); token_successes counts issued tokens.
+//                     failures included); token_successes counts 200 token responses.
 //   POST /__reset  -> zeroes the counters and cancels injected failures.
 //   POST /__fail?mode=500|garbage|hang&count=N
 //                  -> the next N (default 1) token requests fail: `500` answers 500 with a JSON
@@ -68,13 +71,19 @@ const { values: args } = parseArgs({
     port: { type: 'string' },
     config: { type: 'string' },
     host: { type: 'string', default: '127.0.0.1' },
+    'control-port': { type: 'string' },
   },
 });
 if (args.port === undefined || args.config === undefined) {
-  die('usage: node server.mjs --port P --config FILE.json [--host 127.0.0.1]');
+  die('usage: node server.mjs --port P --config FILE.json [--host 127.0.0.1] [--control-port C]');
 }
-const port = Number.parseInt(args.port, 10);
-if (!Number.isInteger(port) || port < 0 || port > 65535) die(`bad --port ${args.port}`);
+function parsePort(text, flag) {
+  const n = /^[0-9]+$/.test(text) ? Number(text) : NaN;
+  if (!Number.isInteger(n) || n > 65535) die(`bad ${flag} ${text}`);
+  return n;
+}
+const port = parsePort(args.port, '--port');
+const controlPort = args['control-port'] === undefined ? null : parsePort(args['control-port'], '--control-port');
 
 let cfg;
 try {
@@ -196,9 +205,30 @@ const stats = { token_requests: 0, token_successes: 0, successes_by_client: {} }
 let fail = { mode: null, remaining: 0 };
 const hanging = new Set();
 
-provider.on('grant.success', (ctx) => {
-  stats.token_successes += 1;
+// oidc-provider accepts client_secret_basic and client_secret_post interchangeably for a
+// secret-based client. Tests want to see that the proxy uses the registered method, so unless
+// the config says `"strict_auth_method": false`, a token response is replaced by 401
+// invalid_client when the method used differs from the registered one. Also counts successes.
+const strictAuthMethod = cfg.strict_auth_method ?? true;
+provider.use(async (ctx, next) => {
+  await next();
+  if (ctx.oidc?.route !== 'token' || ctx.status !== 200) return;
   const id = ctx.oidc.client?.clientId ?? '?';
+  const registered = ctx.oidc.client?.clientAuthMethod;
+  const usedBasic = /^basic /i.test(ctx.get('authorization'));
+  const used = usedBasic ? 'client_secret_basic' : 'client_secret_post';
+  if (strictAuthMethod && registered?.startsWith('client_secret_') && registered !== 'client_secret_jwt'
+      && used !== registered) {
+    process.stderr.write(`token: 401 invalid_client client=${id} used ${used}, registered ${registered}\n`);
+    ctx.status = 401;
+    ctx.set('cache-control', 'no-store');
+    ctx.body = {
+      error: 'invalid_client',
+      error_description: `client authentication failed: ${used} used, client registered for ${registered}`,
+    };
+    return;
+  }
+  stats.token_successes += 1;
   stats.successes_by_client[id] = (stats.successes_by_client[id] ?? 0) + 1;
   process.stderr.write(`token: 200 client=${id}\n`);
 });
@@ -219,7 +249,8 @@ function sendJson(res, status, body) {
 
 const oidc = provider.callback();
 
-function handle(req, res) {
+// Answers the test-control endpoints; false when `req` is not one of them.
+function control(req, res) {
   const url = new URL(req.url, 'http://x');
   if (url.pathname === '/__stats' && req.method === 'GET') {
     return sendJson(res, 200, { ...stats, fail_mode: fail.mode, fail_remaining: fail.remaining });
@@ -240,6 +271,12 @@ function handle(req, res) {
     fail = { mode: count > 0 ? mode : null, remaining: count };
     return sendJson(res, 200, { ok: true, mode, count });
   }
+  return false;
+}
+
+function handle(req, res) {
+  if (control(req, res) !== false) return undefined;
+  const url = new URL(req.url, 'http://x');
   if (url.pathname === tokenPath && req.method === 'POST') {
     stats.token_requests += 1;
     if (fail.remaining > 0) {
@@ -268,19 +305,35 @@ const server = tls
   ? https.createServer({ cert: readFileSync(cfg.cert), key: readFileSync(cfg.key) }, handle)
   : http.createServer(handle);
 
-server.on('error', (e) => die(`listening on ${args.host}:${port}: ${e.message}`));
-server.listen(port, args.host, () => {
-  const actual = server.address().port;
-  process.stderr.write(
-    `oidc-provider ${issuer} listening on ${tls ? 'https' : 'http'}://${args.host}:${actual}, `
-      + `token endpoint ${tokenPath}, ttl ${ttlSeconds}s, ${clients.length} client(s)\n`,
-  );
-  process.stdout.write(`READY ${actual}\n`);
-});
+const controlServer = controlPort === null
+  ? null
+  : http.createServer((req, res) => {
+    if (control(req, res) === false) sendJson(res, 404, { error: 'control port: /__stats, /__reset, /__fail only' });
+  });
+
+function listen(srv, p, what) {
+  return new Promise((resolve) => {
+    srv.on('error', (e) => die(`${what}: listening on ${args.host}:${p}: ${e.message}`));
+    srv.listen(p, args.host, () => resolve(srv.address().port));
+  });
+}
+
+const actual = await listen(server, port, 'server');
+const actualControl = controlServer ? await listen(controlServer, controlPort, 'control server') : null;
+process.stderr.write(
+  `oidc-provider ${issuer} listening on ${tls ? 'https' : 'http'}://${args.host}:${actual}, `
+    + `token endpoint ${tokenPath}, ttl ${ttlSeconds}s, ${clients.length} client(s)`
+    + `${actualControl ? `, control on http://${args.host}:${actualControl}` : ''}\n`,
+);
+process.stdout.write(`READY ${actual}\n`);
 
 function shutdown() {
-  server.close(() => process.exit(0));
-  server.closeAllConnections();
+  const servers = [server, controlServer].filter(Boolean);
+  let open = servers.length;
+  for (const srv of servers) {
+    srv.close(() => { open -= 1; if (open === 0) process.exit(0); });
+    srv.closeAllConnections();
+  }
   setTimeout(() => process.exit(0), 2000).unref();
 }
 process.on('SIGTERM', shutdown);

@@ -8,6 +8,8 @@
 //! - [`schedule`]: when to refresh, who fetches (a lease taken by compare-and-swap), backoff.
 //! - [`time`]: RFC 3339 timestamps for log lines.
 
+#[cfg(feature = "jwt")]
+pub mod assertion;
 pub mod record;
 pub mod reply;
 pub mod request;

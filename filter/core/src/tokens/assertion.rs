@@ -1,0 +1,148 @@
+//! `private_key_jwt` client assertions (RFC 7523): a short-lived JWT signed with the client's
+//! private key, issuer and subject the client id, audience the token endpoint.
+
+use crate::config::SigningAlg;
+use jwt_simple::prelude::*;
+
+/// Lifetime of one assertion.
+pub const ASSERTION_LIFETIME_SECS: u64 = 60;
+
+/// A parsed signing key, ready to sign assertions.
+#[allow(clippy::large_enum_variant)] // one per target, built once
+pub enum AssertionSigner {
+    Rs256(RS256KeyPair),
+    Es256(ES256KeyPair),
+}
+
+impl std::fmt::Debug for AssertionSigner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            AssertionSigner::Rs256(_) => "AssertionSigner(RS256, <key>)",
+            AssertionSigner::Es256(_) => "AssertionSigner(ES256, <key>)",
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AssertionError {
+    #[error("the private key is not a valid {0} PEM key (PKCS#8 or PKCS#1 for RSA, PKCS#8 or SEC1 for EC P-256)")]
+    BadKey(&'static str),
+    #[error("signing the client assertion failed")]
+    Sign,
+}
+
+impl AssertionSigner {
+    pub fn from_pem(
+        alg: SigningAlg,
+        pem: &str,
+        key_id: Option<&str>,
+    ) -> Result<Self, AssertionError> {
+        Ok(match alg {
+            SigningAlg::RS256 => {
+                let mut k =
+                    RS256KeyPair::from_pem(pem).map_err(|_| AssertionError::BadKey("RS256"))?;
+                if let Some(kid) = key_id {
+                    k = k.with_key_id(kid);
+                }
+                AssertionSigner::Rs256(k)
+            }
+            SigningAlg::ES256 => {
+                let mut k =
+                    ES256KeyPair::from_pem(pem).map_err(|_| AssertionError::BadKey("ES256"))?;
+                if let Some(kid) = key_id {
+                    k = k.with_key_id(kid);
+                }
+                AssertionSigner::Es256(k)
+            }
+        })
+    }
+
+    /// Signs an assertion valid from `now_secs` for [`ASSERTION_LIFETIME_SECS`]. `jti` must be
+    /// unique per assertion (servers refuse replays).
+    pub fn sign(
+        &self,
+        client_id: &str,
+        audience: &str,
+        now_secs: u64,
+        jti: &str,
+    ) -> Result<String, AssertionError> {
+        let mut claims = Claims::create(Duration::from_secs(ASSERTION_LIFETIME_SECS))
+            .with_issuer(client_id)
+            .with_subject(client_id)
+            .with_audience(audience)
+            .with_jwt_id(jti);
+        // The host's clock, not the runtime's: under a proxy-wasm host only the host knows.
+        claims.issued_at = Some(Duration::from_secs(now_secs));
+        claims.invalid_before = Some(Duration::from_secs(now_secs));
+        claims.expires_at = Some(Duration::from_secs(now_secs + ASSERTION_LIFETIME_SECS));
+        match self {
+            AssertionSigner::Rs256(k) => k.sign(claims),
+            AssertionSigner::Es256(k) => k.sign(claims),
+        }
+        .map_err(|_| AssertionError::Sign)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signs_rs256_and_es256_assertions_that_verify_with_the_public_key() {
+        let rsa = RS256KeyPair::generate(2048).unwrap();
+        let signer =
+            AssertionSigner::from_pem(SigningAlg::RS256, &rsa.to_pem().unwrap(), Some("k1"))
+                .unwrap();
+        let jwt = signer
+            .sign(
+                "client-1",
+                "https://login.example.com/token",
+                1_700_000_000,
+                "jti-1",
+            )
+            .unwrap();
+        let opts = VerificationOptions {
+            time_tolerance: Some(Duration::from_secs(20 * 365 * 86_400)),
+            allowed_audiences: Some(["https://login.example.com/token".to_string()].into()),
+            allowed_issuers: Some(["client-1".to_string()].into()),
+            ..Default::default()
+        };
+        let claims = rsa
+            .public_key()
+            .verify_token::<NoCustomClaims>(&jwt, Some(opts.clone()))
+            .unwrap();
+        assert_eq!(claims.subject.as_deref(), Some("client-1"));
+        assert_eq!(claims.jwt_id.as_deref(), Some("jti-1"));
+        assert_eq!(claims.expires_at.map(|d| d.as_secs()), Some(1_700_000_060));
+        let header = Token::decode_metadata(&jwt).unwrap();
+        assert_eq!((header.algorithm(), header.key_id()), ("RS256", Some("k1")));
+
+        let ec = ES256KeyPair::generate();
+        let signer =
+            AssertionSigner::from_pem(SigningAlg::ES256, &ec.to_pem().unwrap(), None).unwrap();
+        let jwt = signer
+            .sign(
+                "client-1",
+                "https://login.example.com/token",
+                1_700_000_000,
+                "jti-2",
+            )
+            .unwrap();
+        ec.public_key()
+            .verify_token::<NoCustomClaims>(&jwt, Some(opts))
+            .unwrap();
+    }
+
+    #[test]
+    fn a_bad_key_is_refused_without_echoing_it() {
+        let e = AssertionSigner::from_pem(
+            SigningAlg::RS256,
+            "-----BEGIN PRIVATE KEY-----\nSECRETgarbage\n",
+            None,
+        )
+        .unwrap_err();
+        assert!(!e.to_string().contains("SECRET"));
+        let ec = ES256KeyPair::generate();
+        assert!(AssertionSigner::from_pem(SigningAlg::RS256, &ec.to_pem().unwrap(), None).is_err());
+    }
+}
