@@ -10,6 +10,7 @@
 use egress_core::config::load::load_str;
 use egress_core::plan::FilterConfig;
 use proxy_wasm_harness::{Action, Host, LocalResponse, LogLevel, Status, Stream, Worker};
+use std::time::Duration;
 
 const SEED: &str = include_str!("../../../examples/config.yaml");
 
@@ -201,6 +202,40 @@ fn assert_logs_clean(worker: &Worker) {
     for line in worker.logs() {
         assert_no_secret(&line.message, "log line");
     }
+}
+
+// ---- OAuth2 (salesforce) without a token -----------------------------------------------------
+
+/// The filter's token tick.
+const TICK: Duration = Duration::from_millis(100);
+/// How long a request for salesforce waits for a token before its 503: the seed's default
+/// `token_timeout` (10s) + the lease margin (2s) + two ticks.
+const TOKEN_WAIT: Duration = Duration::from_millis(12_200);
+const SALESFORCE_TOKEN_CLUSTER: &str = "egress_token_salesforce";
+
+/// The one pending callout of `worker`: the salesforce token fetch (dispatched by a tick).
+fn pending_token_fetch(worker: &Worker) -> u32 {
+    let callouts = worker.callouts();
+    assert_eq!(callouts.len(), 1, "one token fetch expected: {callouts:?}");
+    assert_eq!(callouts[0].upstream, SALESFORCE_TOKEN_CLUSTER);
+    callouts[0].token
+}
+
+/// Lets the first tick start the salesforce token fetch and makes it fail (the token endpoint
+/// answers 500): salesforce requests then get 503 at once while the next attempt backs off.
+fn fail_first_token_fetch(host: &Host, worker: &Worker) {
+    host.advance_and_tick(TICK).unwrap();
+    let token = pending_token_fetch(worker);
+    worker
+        .respond_callout(token, 500, [("content-type", "text/plain")], b"down")
+        .unwrap();
+}
+
+/// A salesforce request without a token: paused (cold start), no reply, not resumed yet.
+fn expect_waiting(stream: &Stream) {
+    assert_eq!(stream.last_action(), Some(Action::Pause));
+    assert_eq!(stream.local_response(), None, "answered instead of waiting");
+    assert_eq!(stream.request_resumed(), 0);
 }
 
 /// A normal request still gets its credential: the worker survived whatever came before.
@@ -402,7 +437,7 @@ fn every_spec_routing_row_is_rewritten_with_its_credential_and_query_kept() {
 
 #[test]
 fn crm_rows_route_to_salesforce_and_get_503_without_an_oauth2_token() {
-    let (_host, worker) = seed_worker();
+    let (host, worker) = seed_worker();
     let rows = [
         (
             "GET",
@@ -415,9 +450,29 @@ fn crm_rows_route_to_salesforce_and_get_503_without_an_oauth2_token() {
             "https://mycompany.salesforce.com/services/data/v58.0/sobjects/Contact/123",
         ),
     ];
-    for (method, path, url) in rows {
-        let stream = request(&worker, method, path, &[("authorization", "Bearer caller")]);
-        let body = expect_error(&stream, 503, "credentials_unavailable");
+    // Cold start: the first row waits for the token fetch the next tick starts; nobody answers
+    // that fetch, so it gets 503 when its wait deadline passes.
+    let (method, path, _) = rows[0];
+    let first = request(&worker, method, path, &[("authorization", "Bearer caller")]);
+    expect_waiting(&first);
+    host.advance_and_tick(TICK).unwrap();
+    let fetch = pending_token_fetch(&worker);
+    host.advance(TOKEN_WAIT - TICK - Duration::from_millis(1));
+    worker.tick().unwrap();
+    expect_waiting(&first);
+    host.advance(Duration::from_millis(1));
+    // The second row arrives while the fetch is still out: it waits too...
+    let (method, path, _) = rows[1];
+    let second = request(&worker, method, path, &[("authorization", "Bearer caller")]);
+    expect_waiting(&second);
+    worker.tick().unwrap();
+    assert!(first.local_response().is_some(), "deadline passed, no 503");
+    expect_waiting(&second);
+    // ...and gets 503 as soon as that fetch fails, not at its own deadline.
+    worker.fail_callout(fetch).unwrap();
+    for (stream, (_, path, url)) in [first, second].iter().zip(rows) {
+        let body = expect_error(stream, 503, "credentials_unavailable");
+        assert_eq!(stream.request_resumed(), 0, "{path}");
         assert_eq!(body["target"], "salesforce", "{path}");
         assert_eq!(
             property(&stream, "egress_target").as_deref(),
@@ -429,7 +484,15 @@ fn crm_rows_route_to_salesforce_and_get_503_without_an_oauth2_token() {
             "the client id is not the caller's business: {body}"
         );
     }
+    assert_eq!(
+        host.metric("egress.salesforce.credentials_unavailable"),
+        Some(2)
+    );
+    let ready = request(&worker, "GET", "/ready", &[]);
+    let body = expect_error(&ready, 503, "credentials_unavailable");
+    assert_eq!(body["targets"], serde_json::json!(["salesforce"]));
     assert_still_serving(&worker);
+    assert_logs_clean(&worker);
 }
 
 // ---- header hygiene -------------------------------------------------------------------------
@@ -607,18 +670,53 @@ fn ready_answers_503_naming_the_oauth2_target_without_a_token() {
 
 #[test]
 fn oauth2_target_without_token_gets_503_credentials_unavailable() {
-    let (_host, worker) = seed_worker();
+    let (host, worker) = seed_worker();
+    // Cold start: the request waits for the first fetch, which the next tick starts.
+    let waiting = request(&worker, "GET", "/egress/crm/Contact/1", &[]);
+    expect_waiting(&waiting);
+    assert!(worker.callouts().is_empty(), "fetches start on the tick");
+    host.advance_and_tick(TICK).unwrap();
+    pending_token_fetch(&worker);
+    // The fetch never answers: 503 exactly when the wait deadline passes, not before.
+    host.advance(TOKEN_WAIT - TICK - Duration::from_millis(1));
+    worker.tick().unwrap();
+    expect_waiting(&waiting);
+    host.advance(Duration::from_millis(1));
+    worker.tick().unwrap();
+    let body = expect_error(&waiting, 503, "credentials_unavailable");
+    assert_eq!(body["target"], "salesforce");
+    assert_eq!(waiting.request_resumed(), 0);
+    assert!(headers_named(&waiting, "authorization").is_empty());
+    assert_eq!(
+        host.metric("egress.salesforce.credentials_unavailable"),
+        Some(1)
+    );
+
+    // Once fetching is known to fail, a request gets 503 at once, untouched.
+    let (host, worker) = seed_worker();
+    fail_first_token_fetch(&host, &worker);
     let stream = request(&worker, "GET", "/egress/crm/Contact/1", &[]);
     let body = expect_error(&stream, 503, "credentials_unavailable");
     assert_eq!(body["target"], "salesforce");
     assert!(header(&stream, "x-egress-target").is_none());
     assert!(worker.foreign_calls().is_empty());
+    assert!(worker.callouts().is_empty(), "no fetch during the backoff");
+    assert_eq!(
+        host.metric("egress.salesforce.credentials_unavailable"),
+        Some(1)
+    );
 }
 
 #[test]
 fn local_replies_never_contain_secrets() {
-    let (_host, worker) = seed_worker();
-    // local_reply() checks body and headers of each for every secret.
+    let (host, worker) = seed_worker();
+    // local_reply() checks body and headers of each for every secret. A salesforce request
+    // waits for the first token fetch; when it fails, the waiting request gets its 503, and
+    // later ones (the crm probe below) get it at once while the fetch backs off.
+    let waiting = request(&worker, "GET", "/egress/crm/Contact", &[("x-api-key", "caller")]);
+    expect_waiting(&waiting);
+    fail_first_token_fetch(&host, &worker);
+    local_reply(&waiting);
     let probes = [
         ("GET", "/egress/notify/email"),
         ("GET", "/nope?token=x"),
@@ -846,17 +944,47 @@ fn garbage_paths_never_trap() {
 
 #[test]
 fn non_ascii_path_segments_never_trap() {
-    let (_host, worker) = seed_worker();
-    // Any segment whose 3rd byte falls inside a UTF-8 character.
-    for path in [
+    let (host, worker) = seed_worker();
+    // Any segment whose 3rd byte falls inside a UTF-8 character. The crm path goes to the
+    // OAuth2 target: first while fetching fails (503 at once), then with a token (forwarded).
+    let paths = [
         "/egress/notify/😀",
         "/egress/notify/a😀",
         "/egress/notify/ééé",
         "/egress/crm/日本",
         "/nope/😀",
-    ] {
+    ];
+    fail_first_token_fetch(&host, &worker);
+    for path in paths {
         survives(&worker, path, vec![(":method", "POST"), (":path", path)]);
     }
+    let crm = request(&worker, "POST", "/egress/crm/日本", &[]);
+    expect_error(&crm, 503, "credentials_unavailable");
+    // The retry (after the backoff, at most 500ms) gets a token.
+    for _ in 0..10 {
+        if !worker.callouts().is_empty() {
+            break;
+        }
+        host.advance_and_tick(TICK).unwrap();
+    }
+    let fetch = pending_token_fetch(&worker);
+    worker
+        .respond_callout(
+            fetch,
+            200,
+            [("content-type", "application/json")],
+            br#"{"access_token":"sf-token-T0k","token_type":"Bearer","expires_in":3600}"#,
+        )
+        .unwrap();
+    for path in paths {
+        survives(&worker, path, vec![(":method", "POST"), (":path", path)]);
+    }
+    let crm = request(&worker, "POST", "/egress/crm/日本", &[]);
+    expect_forward(&crm);
+    assert_eq!(
+        headers_named(&crm, "authorization"),
+        vec!["Bearer sf-token-T0k"]
+    );
 }
 
 #[test]
