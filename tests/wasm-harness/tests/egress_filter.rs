@@ -713,7 +713,12 @@ fn local_replies_never_contain_secrets() {
     // local_reply() checks body and headers of each for every secret. A salesforce request
     // waits for the first token fetch; when it fails, the waiting request gets its 503, and
     // later ones (the crm probe below) get it at once while the fetch backs off.
-    let waiting = request(&worker, "GET", "/egress/crm/Contact", &[("x-api-key", "caller")]);
+    let waiting = request(
+        &worker,
+        "GET",
+        "/egress/crm/Contact",
+        &[("x-api-key", "caller")],
+    );
     expect_waiting(&waiting);
     fail_first_token_fetch(&host, &worker);
     local_reply(&waiting);
