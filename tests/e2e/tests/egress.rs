@@ -33,7 +33,7 @@ fn filter_wasm() -> PathBuf {
 
 /// Stand-ins for the spec's services, Envoy with the compiled demo config, and where to reach them.
 struct Proxy {
-    _standins: Vec<Standin>,
+    standins: Vec<Standin>,
     envoy: Envoy,
     base: String,
     state: tempfile::TempDir,
@@ -130,7 +130,7 @@ impl Proxy {
         )?;
         envoy.wait_ready(&format!("127.0.0.1:{admin}"))?;
         Ok(Self {
-            _standins: standins,
+            standins,
             envoy,
             base: format!("http://127.0.0.1:{listen}"),
             state,
@@ -347,10 +347,36 @@ fn traversal_and_encoded_separators_are_refused_with_400_before_reaching_any_tar
 }
 
 #[test]
-fn oauth2_target_without_a_token_gets_503_credentials_unavailable_and_ready_says_so() {
+fn crm_requests_carry_a_token_the_filter_fetched_and_ready_turns_200() {
     let p = Proxy::start().unwrap();
+    let e = echo(&p.send("POST", "/egress/crm/Contact"));
+    assert_eq!(e["service"], "salesforce");
+    assert_eq!(e["path"], "/services/data/v58.0/sobjects/Contact");
+    // The stand-in token endpoint issues `<name>-token-<n>`: one fetch for both requests.
+    assert_eq!(
+        e["headers"]["authorization"],
+        "Bearer salesforce-login-token-1"
+    );
+    let e = echo(&p.send("GET", "/egress/crm/Contact/003xx000004TmiQAAS"));
+    assert_eq!(
+        e["headers"]["authorization"],
+        "Bearer salesforce-login-token-1"
+    );
+    assert_eq!(p.send("GET", "/ready").status, 200);
+}
+
+#[test]
+fn oauth2_target_whose_token_endpoint_is_down_gets_503_credentials_unavailable() {
+    let mut p = Proxy::start().unwrap();
+    p.standins.remove(1).stop().unwrap(); // the token endpoint
+    let started = Instant::now();
     let r = p.send("POST", "/egress/crm/Contact");
     assert_eq!(r.status, 503);
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "waited {:?}",
+        started.elapsed()
+    );
     let body = r.json().unwrap();
     assert_eq!(body["error"], "credentials_unavailable");
     assert_eq!(body["target"], "salesforce");
@@ -360,6 +386,14 @@ fn oauth2_target_without_a_token_gets_503_credentials_unavailable_and_ready_says
     assert_eq!(
         ready.json().unwrap()["targets"],
         serde_json::json!(["salesforce"])
+    );
+    // While fetching keeps failing, the next request is refused at once.
+    let started = Instant::now();
+    assert_eq!(p.send("GET", "/egress/crm/Contact/1").status, 503);
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "fail-fast took {:?}",
+        started.elapsed()
     );
 }
 
