@@ -6,12 +6,16 @@
 //! - [`envoy`]: rendering the Envoy bootstrap (listener, clusters, TLS, access log) and finding
 //!   the Envoy binary.
 //! - [`source`]: reading a config file and printing its errors.
+//! - [`state`]: the state directory shared by compile, up and apply.
+//! - [`admin`]: Envoy's admin API (update counters, stats).
 
+pub mod admin;
 pub mod cli;
 pub mod commands;
 pub mod envoy;
 pub mod exit;
 pub mod source;
+pub mod state;
 
 use clap::Parser;
 

@@ -77,8 +77,20 @@ impl Ctl {
         args.extend_from_slice(extra);
         let out = self.run(&args);
         assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-        let yaml = std::fs::read_to_string(self.path("out/envoy.yaml")).unwrap();
-        (out, serde_yaml::from_str(&yaml).unwrap())
+        (out, self.rendered())
+    }
+
+    /// The bootstrap with the listeners and clusters of the xDS files folded in, as Envoy
+    /// sees it once it has loaded them.
+    fn rendered(&self) -> Value {
+        let read = |f: &str| -> Value {
+            serde_yaml::from_str(&std::fs::read_to_string(self.path(f)).unwrap()).unwrap()
+        };
+        let mut b = read("out/envoy.yaml");
+        let listeners = read("out/lds.yaml")["resources"].clone();
+        let clusters = read("out/cds.yaml")["resources"].clone();
+        b["static_resources"] = serde_json::json!({ "listeners": listeners, "clusters": clusters });
+        b
     }
 }
 
@@ -173,7 +185,13 @@ fn compile_writes_private_envoy_yaml_and_filter_json() {
     let ctl = Ctl::seed();
     let (out, _) = ctl.compile(&[]);
     assert_no_secret(&stdout(&out));
-    for f in ["out/envoy.yaml", "out/filter.json"] {
+    for f in [
+        "out/envoy.yaml",
+        "out/lds.yaml",
+        "out/cds.yaml",
+        "out/filter.json",
+        "out/state.json",
+    ] {
         let meta = std::fs::metadata(ctl.path(f)).unwrap();
         #[cfg(unix)]
         {
@@ -213,6 +231,37 @@ fn compile_renders_listener_admin_and_the_filter_config_inline() {
     let inline: egress_core::plan::FilterConfig =
         serde_json::from_str(wasm["configuration"]["value"].as_str().unwrap()).unwrap();
     assert_eq!(inline.routes[0].path_prefix, "/egress/crm");
+}
+
+#[test]
+fn the_bootstrap_loads_listeners_and_clusters_from_watched_files() {
+    let ctl = Ctl::seed();
+    ctl.compile(&[]);
+    let b: Value =
+        serde_yaml::from_str(&std::fs::read_to_string(ctl.path("out/envoy.yaml")).unwrap())
+            .unwrap();
+    assert!(b.get("static_resources").is_none());
+    let lds = b["dynamic_resources"]["lds_config"]["path_config_source"]["path"]
+        .as_str()
+        .unwrap();
+    let cds = b["dynamic_resources"]["cds_config"]["path_config_source"]["path"]
+        .as_str()
+        .unwrap();
+    assert!(
+        Path::new(lds).is_absolute() && lds.ends_with("out/lds.yaml"),
+        "{lds}"
+    );
+    assert!(cds.ends_with("out/cds.yaml"), "{cds}");
+    let l: Value =
+        serde_yaml::from_str(&std::fs::read_to_string(ctl.path("out/lds.yaml")).unwrap()).unwrap();
+    assert_eq!(
+        l["resources"][0]["@type"],
+        "type.googleapis.com/envoy.config.listener.v3.Listener"
+    );
+    let state: Value =
+        serde_json::from_slice(&std::fs::read(ctl.path("out/state.json")).unwrap()).unwrap();
+    assert_eq!(state["admin"], "127.0.0.1:9901");
+    assert!(state["config"].as_str().unwrap().ends_with("config.yaml"));
 }
 
 #[test]

@@ -26,7 +26,7 @@ pub fn run(args: &UpArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::Failure);
         }
     };
-    let compiled = compile(&source, &args.render, &args.out)?;
+    let dir = compile(&source, &args.render, &args.out)?;
     let level = match source.config.logger.level {
         LogLevel::Trace => "trace",
         LogLevel::Debug => "debug",
@@ -35,7 +35,7 @@ pub fn run(args: &UpArgs) -> anyhow::Result<ExitCode> {
     };
     let mut cmd = Command::new(&envoy);
     cmd.arg("-c")
-        .arg(&compiled.envoy_yaml)
+        .arg(dir.envoy_yaml())
         .arg("--concurrency")
         .arg(args.concurrency.to_string())
         .arg("--log-level")

@@ -40,9 +40,11 @@ pub enum RenderError {
     Json(#[from] serde_json::Error),
 }
 
-/// A rendered bootstrap and the filter config inside it.
+/// What `compile` writes: the listeners and clusters Envoy loads from watched files, and the
+/// filter config inside the listener.
 pub struct Rendered {
-    pub bootstrap: Value,
+    pub listeners: Vec<Value>,
+    pub clusters: Vec<Value>,
     pub filter_config: FilterConfig,
     /// Files the bootstrap references that do not exist (yet): printed as warnings.
     pub missing_files: Vec<PathBuf>,
@@ -63,18 +65,9 @@ pub fn render(source: &Source, opts: &RenderOptions) -> Result<Rendered, RenderE
         .into_iter()
         .filter(|f| !Path::new(f).exists())
         .collect();
-    let bootstrap = json!({
-        "node": { "id": "egress", "cluster": "egress" },
-        "admin": {
-            "address": socket_address(&opts.admin),
-        },
-        "static_resources": {
-            "listeners": [listener],
-            "clusters": clusters,
-        },
-    });
     Ok(Rendered {
-        bootstrap,
+        listeners: vec![listener],
+        clusters,
         filter_config,
         missing_files,
     })
@@ -107,6 +100,40 @@ fn attach_private_keys(source: &Source, fc: &mut FilterConfig) -> Result<(), Ren
     }
     Ok(())
 }
+
+/// The bootstrap: admin, and listeners and clusters from files Envoy watches (file-based xDS).
+/// Replacing a file by a rename makes Envoy load it again, without a restart.
+pub fn bootstrap(admin: &ListenAddr, lds: &Path, cds: &Path) -> Value {
+    let source = |p: &Path| {
+        json!({
+            "resource_api_version": "V3",
+            "path_config_source": { "path": p.display().to_string() },
+        })
+    };
+    json!({
+        "node": { "id": "egress", "cluster": "egress" },
+        "admin": { "address": socket_address(admin) },
+        "dynamic_resources": { "lds_config": source(lds), "cds_config": source(cds) },
+    })
+}
+
+/// A file-based xDS resource file.
+pub fn resource_file(type_url: &str, resources: &[Value]) -> Value {
+    let typed: Vec<Value> = resources
+        .iter()
+        .map(|r| {
+            let mut r = r.clone();
+            if let Some(obj) = r.as_object_mut() {
+                obj.insert("@type".into(), Value::String(type_url.to_string()));
+            }
+            r
+        })
+        .collect();
+    json!({ "resources": typed })
+}
+
+pub const LISTENER_TYPE: &str = "type.googleapis.com/envoy.config.listener.v3.Listener";
+pub const CLUSTER_TYPE: &str = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
 
 pub fn socket_address(a: &ListenAddr) -> Value {
     json!({ "socket_address": { "address": a.ip.to_string(), "port_value": a.port } })

@@ -555,22 +555,27 @@ fn a_self_signed_target_is_refused_without_insecure_skip_verify() {
 #[test]
 fn a_filter_config_the_filter_refuses_stops_the_plugin_with_a_clear_log_line() {
     let p = Proxy::start().unwrap();
-    let yaml_path = p.state.path().join("out/envoy.yaml");
-    let yaml = std::fs::read_to_string(&yaml_path).unwrap();
+    let out = p.state.path().join("out");
+    let lds = std::fs::read_to_string(out.join("lds.yaml")).unwrap();
     // A version the filter does not know: the filter must refuse it at load.
-    let broken = yaml.replace(r#"{"version":1,"#, r#"{"version":99,"#);
+    let broken = lds.replace(r#"{"version":1,"#, r#"{"version":99,"#);
     assert!(
-        broken != yaml,
-        "the inline filter config was not found in envoy.yaml"
+        broken != lds,
+        "the inline filter config was not found in lds.yaml"
     );
     let dir = scratch_dir().unwrap();
-    let broken_path = dir.path().join("broken.yaml");
     // The request log lived in the first proxy's state directory, which goes with it.
     let broken = broken.replace(
         p.state.path().to_str().unwrap(),
         dir.path().to_str().unwrap(),
     );
-    std::fs::write(&broken_path, broken).unwrap();
+    std::fs::write(dir.path().join("lds.yaml"), broken).unwrap();
+    std::fs::copy(out.join("cds.yaml"), dir.path().join("cds.yaml")).unwrap();
+    let bootstrap = std::fs::read_to_string(out.join("envoy.yaml"))
+        .unwrap()
+        .replace(out.to_str().unwrap(), dir.path().to_str().unwrap());
+    let broken_path = dir.path().join("envoy.yaml");
+    std::fs::write(&broken_path, bootstrap).unwrap();
     let base = p.base.clone();
     drop(p); // frees the listener and admin ports the broken config reuses
     let envoy = Envoy::start(&broken_path, &[]);
