@@ -475,10 +475,10 @@ fn crm_rows_route_to_salesforce_and_get_503_without_an_oauth2_token() {
         assert_eq!(stream.request_resumed(), 0, "{path}");
         assert_eq!(body["target"], "salesforce", "{path}");
         assert_eq!(
-            property(&stream, "egress_target").as_deref(),
+            property(stream, "egress_target").as_deref(),
             Some("salesforce")
         );
-        assert_eq!(property(&stream, "egress_target_url").as_deref(), Some(url));
+        assert_eq!(property(stream, "egress_target_url").as_deref(), Some(url));
         assert!(
             !body.to_string().contains("sf-client-id-C1d-2a9"),
             "the client id is not the caller's business: {body}"
