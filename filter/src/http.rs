@@ -177,11 +177,16 @@ impl HttpContext for EgressHttp {
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        if let Some((target, version)) = self.injected {
+        let Ok(mut tokens) = self.tokens.try_borrow_mut() else {
+            return Action::Continue;
+        };
+        // A request that waited for its token was resumed by the root: it knows the version.
+        if let Some((target, version)) = self
+            .injected
+            .or_else(|| tokens.resumed_with(self.context_id))
+        {
             if host::status_of(MapType::HttpResponseHeaders) == Some(401) {
-                if let Ok(mut t) = self.tokens.try_borrow_mut() {
-                    t.mark_stale(target, version);
-                }
+                tokens.mark_stale(target, version);
             }
         }
         Action::Continue

@@ -13,11 +13,22 @@ use proxy_wasm::types::ContextType;
 use std::cell::RefCell;
 use std::rc::Rc;
 
-#[derive(Default)]
 pub struct EgressRoot {
+    context_id: u32,
     engine: Option<Rc<Engine>>,
     tokens: Option<Rc<RefCell<TokenManager>>>,
     log_level: LogLevel,
+}
+
+impl EgressRoot {
+    pub fn new(context_id: u32) -> Self {
+        Self {
+            context_id,
+            engine: None,
+            tokens: None,
+            log_level: LogLevel::default(),
+        }
+    }
 }
 
 impl Context for EgressRoot {
@@ -39,7 +50,7 @@ impl Context for EgressRoot {
 impl RootContext for EgressRoot {
     fn on_configure(&mut self, _size: usize) -> bool {
         match load_engine().and_then(|(engine, level)| {
-            let tokens = TokenManager::new(&engine, level)?;
+            let tokens = TokenManager::new(self.context_id, &engine, level)?;
             Ok((engine, level, tokens))
         }) {
             Ok((engine, level, tokens)) => {

@@ -43,8 +43,9 @@ struct TargetTokens {
     cred: OAuth2Credential,
     local: Option<TokenRecord>,
     local_cas: Option<u32>,
-    /// Callout token of this worker's fetch in flight.
+    /// Callout token of this worker's fetch in flight, and when to give up on it.
     inflight: Option<u32>,
+    inflight_until_ms: u64,
     waiters: Vec<Waiter>,
 }
 
@@ -59,6 +60,11 @@ pub enum Lookup {
 }
 
 pub struct TokenManager {
+    /// The root context: made effective again after acting on paused requests, so callouts
+    /// always belong to it (a callout made while a request's context is effective dies with it).
+    root_id: u32,
+    /// Requests resumed with a token: (target, token version), for the 401 check.
+    resumed: HashMap<u32, (usize, u64)>,
     worker: u64,
     rng: u64,
     log_level: LogLevel,
@@ -68,7 +74,7 @@ pub struct TokenManager {
 
 impl TokenManager {
     /// Fails when a `private_key_jwt` key cannot be parsed (the plugin then refuses to start).
-    pub fn new(engine: &Engine, log_level: LogLevel) -> Result<Self, String> {
+    pub fn new(root_id: u32, engine: &Engine, log_level: LogLevel) -> Result<Self, String> {
         let seed = std::collections::hash_map::RandomState::new()
             .build_hasher()
             .finish()
@@ -103,10 +109,13 @@ impl TokenManager {
                 local: None,
                 local_cas: None,
                 inflight: None,
+                inflight_until_ms: 0,
                 waiters: Vec::new(),
             });
         }
         Ok(Self {
+            root_id,
+            resumed: HashMap::new(),
             worker: seed | 1,
             rng: seed.rotate_left(17) | 1,
             log_level,
@@ -154,11 +163,17 @@ impl TokenManager {
         }
     }
 
-    /// A paused request went away (client gone): forget it.
+    /// A request ended: forget it (it may have been waiting, or resumed).
     pub fn forget(&mut self, context_id: u32) {
         for t in &mut self.targets {
             t.waiters.retain(|w| w.context_id != context_id);
         }
+        self.resumed.remove(&context_id);
+    }
+
+    /// The (target, token version) a paused request was resumed with, if any.
+    pub fn resumed_with(&self, context_id: u32) -> Option<(usize, u64)> {
+        self.resumed.get(&context_id).copied()
     }
 
     /// The target answered 401 to the token of this version: mark it stale so one refresh
@@ -203,7 +218,11 @@ impl TokenManager {
         let now = host::now_ms();
         for i in 0..self.targets.len() {
             refresh_local(&mut self.targets[i]);
-            let t = &self.targets[i];
+            let t = &mut self.targets[i];
+            if t.inflight.is_some() && now > t.inflight_until_ms {
+                // The reply never came (the host dropped the callout): the lease has lapsed too.
+                t.inflight = None;
+            }
             let need = schedule::need(t.local.as_ref(), now, t.cred.refresh_before_expiry_ms);
             if need != Need::Nothing && t.inflight.is_none() {
                 self.try_fetch(i, ctx, now);
@@ -262,7 +281,14 @@ impl TokenManager {
             vec![],
             Duration::from_millis(cred.token_timeout_ms),
         ) {
-            Ok(token) => self.targets[i].inflight = Some(token),
+            Ok(token) => {
+                let t = &mut self.targets[i];
+                t.inflight = Some(token);
+                // Well past the lease: a late reply is still taken; only a host that never
+                // answers makes this worker start over.
+                t.inflight_until_ms =
+                    now + t.cred.token_timeout_ms + schedule::LEASE_MARGIN_MS + 5_000;
+            }
             Err(status) => {
                 let reason = format!("dispatch failed: {status:?}");
                 self.record_failure(i, &FetchError::Transport, now, &reason);
@@ -368,25 +394,32 @@ impl TokenManager {
     }
 
     /// Resumes waiters when a token is there; answers 503 to those past their deadline, or
-    /// to all when fetching is known to be failing.
+    /// to all when fetching is known to be failing. Makes the root context effective again
+    /// afterwards, so a callout made later in the same callback belongs to the root.
     fn serve_waiters(&mut self, i: usize, engine: &Engine, now: u64) {
         if self.targets[i].waiters.is_empty() {
             return;
         }
+        let root_id = self.root_id;
         let t = &mut self.targets[i];
         if let Some(r) = t.local.as_ref().filter(|r| r.is_valid(now)) {
             let value = egress_core::credentials::bearer(r.token.expose());
+            let (target, version) = (t.target, r.version);
             for w in t.waiters.drain(..) {
                 let resumed = host::set_effective_context(w.context_id)
                     .and_then(|()| host::add_request_header("authorization", &value))
                     .and_then(|()| host::resume_request());
-                if let Err(e) = resumed {
-                    host::log(
+                match resumed {
+                    Ok(()) => {
+                        self.resumed.insert(w.context_id, (target, version));
+                    }
+                    Err(e) => host::log(
                         LogLevel::Debug,
                         &format!("egress: resuming a waiting request: {e}"),
-                    );
+                    ),
                 }
             }
+            let _ = host::set_effective_context(root_id);
             return;
         }
         let failing = schedule::fail_fast(None, &read_state(&t.name).0, now);
@@ -406,6 +439,7 @@ impl TokenManager {
                 let _ = host::send_local_reply(&reply);
             }
         }
+        let _ = host::set_effective_context(root_id);
         for _ in &expired {
             self.count(&format!("egress.{name}.credentials_unavailable"));
         }

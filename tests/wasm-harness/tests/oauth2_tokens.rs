@@ -934,9 +934,6 @@ fn concurrent_401s_for_the_same_token_version_cause_one_refresh() {
 }
 
 #[test]
-#[ignore = "bug: a request resumed with a token (after waiting) does not remember the token \
-            version, so a 401 for it never marks the token stale (filter/src/http.rs \
-            sets `injected` only for Lookup::Token)"]
 fn a_401_for_a_request_that_waited_for_its_token_also_marks_it_stale() {
     let (host, worker) = seed_worker();
     let waited = crm(&worker);
@@ -1065,9 +1062,6 @@ fn push_salesforce_token(host: &Host, token: &str) {
 }
 
 #[test]
-#[ignore = "bug: on_tick serves one target's waiters (set_effective_context to their streams) \
-            and then dispatches the next target's token fetch without going back to the root \
-            context, so the callout belongs to a request stream (filter/src/tokens.rs on_tick)"]
 fn a_token_fetch_started_in_the_tick_that_resumed_other_requests_belongs_to_the_root_context() {
     let host = filter_host();
     let worker = start_worker(&host, &two_oauth2_targets());
