@@ -51,6 +51,13 @@ pub enum Command {
     #[command(after_help = "Example:\n  egressctl explain config.yaml GET /egress/crm/Contact/42")]
     Explain(ExplainArgs),
 
+    /// Change a running Envoy: validate, print what changes (secrets redacted), write the new
+    /// files and confirm through Envoy's admin that it accepted them.
+    #[command(
+        after_help = "Example:\n  egressctl apply config.yaml --dry-run\n  egressctl apply config.yaml --out .egressctl\n\nExit 0: applied (or nothing to do); 1: invalid config, nothing changed; 3: Envoy rejected the change or is unreachable (the previous config keeps serving)."
+    )]
+    Apply(ApplyArgs),
+
     /// Compile into a state directory and run Envoy in the foreground. Ctrl-C stops it.
     #[command(
         after_help = "Example:\n  egressctl up config.yaml --out .egressctl --admin 127.0.0.1:9901\n\nEnvoy is found by --envoy, $ENVOY_BIN, PATH, then this repo's .venv (bash envoy/install.sh)."
@@ -115,6 +122,21 @@ pub struct ExplainArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
+}
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// The config file (YAML).
+    pub config: PathBuf,
+    /// The state directory `compile` or `up` wrote (its state.json names the admin address).
+    #[arg(long, default_value = ".egressctl", value_name = "DIR")]
+    pub out: PathBuf,
+    /// Print what would change, write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// How long to wait for Envoy to confirm each step.
+    #[arg(long, default_value_t = 10, value_name = "SECONDS")]
+    pub timeout_secs: u64,
 }
 
 #[derive(Debug, Args)]

@@ -12,6 +12,7 @@
 pub mod admin;
 pub mod cli;
 pub mod commands;
+pub mod diff;
 pub mod envoy;
 pub mod exit;
 pub mod source;

@@ -463,7 +463,7 @@ fn explain_says_why_a_request_is_refused() {
 #[test]
 fn every_command_has_help_with_an_example() {
     let ctl = Ctl::seed();
-    for cmd in ["validate", "compile", "routes", "explain", "up"] {
+    for cmd in ["validate", "compile", "routes", "explain", "apply", "up"] {
         let out = ctl.run(&[cmd, "--help"]);
         assert_eq!(out.status.code(), Some(0), "{cmd}");
         assert!(

@@ -1,5 +1,6 @@
 //! One module per subcommand; each takes its typed options and returns an exit code.
 
+pub mod apply;
 pub mod compile;
 pub mod explain;
 pub mod routes;
@@ -17,6 +18,7 @@ pub fn execute(command: Command) -> anyhow::Result<ExitCode> {
         Command::Compile(a) => compile::run(&a),
         Command::Routes(a) => routes::run(&a),
         Command::Explain(a) => explain::run(&a),
+        Command::Apply(a) => apply::run(&a),
         Command::Up(a) => up::run(&a),
     }
 }

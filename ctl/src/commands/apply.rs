@@ -1,0 +1,178 @@
+//! `egressctl apply CONFIG [--out DIR] [--dry-run]`: change a running Envoy.
+//!
+//! Validates, prints what changes, then updates the watched xDS files make-before-break:
+//! clusters first as the union of old and new (so routes of the old listener keep their
+//! clusters while it drains), then listeners, then the final clusters. Each step is confirmed
+//! by Envoy's update counters on its admin (`cluster_manager.cds.update_*`,
+//! `listener_manager.lds.update_*`). If Envoy rejects a step, the previous files are put back
+//! and the previous config keeps serving.
+
+use super::compile::render;
+use super::load_or_report;
+use crate::admin;
+use crate::cli::ApplyArgs;
+use crate::diff::{changes, clusters_by_name};
+use crate::envoy::{RenderOptions, Rendered};
+use crate::exit::ExitCode;
+use crate::state::StateDir;
+use anyhow::Context;
+use egress_core::config::ListenAddr;
+use serde_json::Value;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+const STATS_FILTER: &str =
+    "^(cluster_manager\\.cds|listener_manager\\.lds)\\.update_(success|rejected)$";
+
+pub fn run(args: &ApplyArgs) -> anyhow::Result<ExitCode> {
+    let source = match load_or_report(&args.config) {
+        Ok(s) => s,
+        Err(code) => return Ok(code),
+    };
+    let dir = StateDir::new(&args.out);
+    let state = dir.read_state()?;
+    let opts = RenderOptions {
+        admin: ListenAddr::parse(&state.admin)
+            .map_err(|e| anyhow::anyhow!("{}: admin: {e}", dir.state_json().display()))?,
+        wasm: state.wasm.clone(),
+        system_ca: state.system_ca.clone(),
+    };
+    let rendered = render(&source, &opts)?;
+    let old_fc = dir.read_filter_config();
+    let old_clusters = read_resources(&dir.cds());
+    let new_clusters = clusters_by_name(&rendered.clusters);
+    let list = changes(
+        old_fc.as_ref(),
+        &rendered.filter_config,
+        &clusters_by_name(&old_clusters),
+        &new_clusters,
+    );
+    if list.is_empty() {
+        println!("no route or target changes");
+    }
+    for c in &list {
+        println!("{c}");
+    }
+    if args.dry_run {
+        println!("dry run: nothing written");
+        return Ok(ExitCode::Success);
+    }
+    let before = admin::stats(&state.admin, STATS_FILTER)?;
+    let old_cds = dir.snapshot(&dir.cds());
+    let old_lds = dir.snapshot(&dir.lds());
+    let timeout = Duration::from_secs(args.timeout_secs);
+
+    // 1. Clusters: union of old and new.
+    let mut union = Rendered {
+        listeners: rendered.listeners.clone(),
+        clusters: rendered.clusters.clone(),
+        filter_config: rendered.filter_config.clone(),
+        missing_files: Vec::new(),
+    };
+    let new_names: std::collections::BTreeSet<String> = new_clusters.keys().cloned().collect();
+    for c in &old_clusters {
+        if let Some(name) = c.get("name").and_then(Value::as_str) {
+            if !new_names.contains(name) {
+                let mut c = c.clone();
+                if let Some(o) = c.as_object_mut() {
+                    o.remove("@type");
+                }
+                union.clusters.push(c);
+            }
+        }
+    }
+    dir.write_clusters(&union)?;
+    let mut seen = before.clone();
+    if let Err(e) = confirm(&state.admin, "cluster_manager.cds", &mut seen, timeout) {
+        restore(&dir, &dir.cds(), old_cds.as_deref());
+        return rejected(&e);
+    }
+    // 2. Listeners.
+    dir.write_listeners(&rendered)?;
+    if let Err(e) = confirm(&state.admin, "listener_manager.lds", &mut seen, timeout) {
+        restore(&dir, &dir.lds(), old_lds.as_deref());
+        restore(&dir, &dir.cds(), old_cds.as_deref());
+        return rejected(&e);
+    }
+    // 3. Clusters no longer used go.
+    if union.clusters.len() != rendered.clusters.len() {
+        dir.write_clusters(&rendered)?;
+        confirm(&state.admin, "cluster_manager.cds", &mut seen, timeout)
+            .context("removing clusters no longer used")?;
+    }
+    dir.write_filter_config(&rendered.filter_config)?;
+    let mut state = state;
+    state.config = std::path::absolute(&source.path).unwrap_or_else(|_| source.path.clone());
+    dir.write_state(&state)?;
+    println!(
+        "applied: Envoy at {} accepted the new clusters and listeners",
+        state.admin
+    );
+    Ok(ExitCode::Success)
+}
+
+fn rejected(e: &anyhow::Error) -> anyhow::Result<ExitCode> {
+    eprintln!("egressctl: {e:#}");
+    eprintln!("egressctl: the previous config keeps serving; the state directory was restored");
+    Ok(ExitCode::Failure)
+}
+
+fn restore(dir: &StateDir, path: &Path, bytes: Option<&[u8]>) {
+    if let Some(b) = bytes {
+        if let Err(e) = dir.restore(path, b) {
+            eprintln!("egressctl: could not restore {}: {e:#}", path.display());
+        }
+    }
+}
+
+/// Waits until Envoy counts one more `<prefix>.update_success` (accepted) or
+/// `<prefix>.update_rejected` (an error) than in `seen`.
+fn confirm(
+    addr: &str,
+    prefix: &str,
+    seen: &mut std::collections::BTreeMap<String, u64>,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    let ok_key = format!("{prefix}.update_success");
+    let bad_key = format!("{prefix}.update_rejected");
+    let deadline = Instant::now() + timeout;
+    loop {
+        let now = admin::stats(addr, STATS_FILTER)?;
+        let get =
+            |m: &std::collections::BTreeMap<String, u64>, k: &str| m.get(k).copied().unwrap_or(0);
+        if get(&now, &bad_key) > get(seen, &bad_key) {
+            *seen = now;
+            anyhow::bail!(
+                "Envoy rejected the new {} (see its log for the reason)",
+                what(prefix)
+            );
+        }
+        if get(&now, &ok_key) > get(seen, &ok_key) {
+            *seen = now;
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            anyhow::bail!(
+                "Envoy did not confirm the new {} within {timeout:?}",
+                what(prefix)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn what(prefix: &str) -> &'static str {
+    if prefix.starts_with("cluster") {
+        "clusters"
+    } else {
+        "listeners"
+    }
+}
+
+fn read_resources(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|t| serde_yaml::from_str::<Value>(&t).ok())
+        .and_then(|v| v.get("resources").and_then(Value::as_array).cloned())
+        .unwrap_or_default()
+}
