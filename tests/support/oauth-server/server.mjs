@@ -38,10 +38,15 @@
 //                     token_requests counts every POST to the token endpoint (injected
 //                     failures included); token_successes counts 200 token responses.
 //   POST /__reset  -> zeroes the counters and cancels injected failures.
-//   POST /__fail?mode=500|garbage|hang&count=N
+//   GET  /__introspect?token=T
+//                  -> {"active": A, "client_id": ..., "scope": ..., "exp": <unix s>} when T is an
+//                     access token this server issued (opaque tokens; A false once expired),
+//                     else {"active": false}. Forgotten on restart (in-memory store).
+//   POST /__fail?mode=500|garbage|hang|delay&count=N[&ms=M]
 //                  -> the next N (default 1) token requests fail: `500` answers 500 with a JSON
 //                     OAuth error, `garbage` answers 200 with a body that is not JSON, `hang`
-//                     never answers (the connection stays open until the server stops).
+//                     never answers (the connection stays open until the server stops), `delay`
+//                     answers normally but only after M ms (default 1000).
 //
 // Prints `READY <port>` on stdout once listening; exits 0 on SIGTERM/SIGINT. Logs one line per
 // token request to stderr.
@@ -265,11 +270,26 @@ function control(req, res) {
   if (url.pathname === '/__fail' && req.method === 'POST') {
     const mode = url.searchParams.get('mode');
     const count = Number.parseInt(url.searchParams.get('count') ?? '1', 10);
-    if (!['500', 'garbage', 'hang'].includes(mode) || !Number.isInteger(count) || count < 0) {
-      return sendJson(res, 400, { error: 'want mode=500|garbage|hang and count=N (N >= 0)' });
+    const delayMs = Number.parseInt(url.searchParams.get('ms') ?? '1000', 10);
+    if (!['500', 'garbage', 'hang', 'delay'].includes(mode) || !Number.isInteger(count) || count < 0
+        || !Number.isInteger(delayMs) || delayMs < 0) {
+      return sendJson(res, 400, { error: 'want mode=500|garbage|hang|delay, count=N (N >= 0), ms=M' });
     }
-    fail = { mode: count > 0 ? mode : null, remaining: count };
+    fail = { mode: count > 0 ? mode : null, remaining: count, delayMs };
     return sendJson(res, 200, { ok: true, mode, count });
+  }
+  if (url.pathname === '/__introspect' && req.method === 'GET') {
+    // Whether the server issued this access token and it has not expired (the provider's own
+    // token store and validity check, as its introspection endpoint uses; no client auth here;
+    // `find` alone would still return a token within the 5s clock tolerance).
+    const value = url.searchParams.get('token') ?? '';
+    provider.ClientCredentials.find(value).then(
+      (t) => sendJson(res, 200, t
+        ? { active: t.isValid, client_id: t.clientId, scope: t.scope ?? null, exp: t.exp }
+        : { active: false }),
+      (e) => sendJson(res, 500, { error: String(e) }),
+    );
+    return undefined;
   }
   return false;
 }
@@ -280,10 +300,15 @@ function handle(req, res) {
   if (url.pathname === tokenPath && req.method === 'POST') {
     stats.token_requests += 1;
     if (fail.remaining > 0) {
-      const { mode } = fail;
+      const { mode, delayMs } = fail;
       fail.remaining -= 1;
       if (fail.remaining === 0) fail.mode = null;
       process.stderr.write(`token: injected failure ${mode}\n`);
+      if (mode === 'delay') {
+        // Answered normally, only late (the body waits, paused, in the request stream).
+        setTimeout(() => oidc(req, res), delayMs ?? 1000);
+        return undefined;
+      }
       req.resume();
       switch (mode) {
         case '500':
@@ -308,7 +333,7 @@ const server = tls
 const controlServer = controlPort === null
   ? null
   : http.createServer((req, res) => {
-    if (control(req, res) === false) sendJson(res, 404, { error: 'control port: /__stats, /__reset, /__fail only' });
+    if (control(req, res) === false) sendJson(res, 404, { error: 'control port: /__stats, /__reset, /__fail, /__introspect only' });
   });
 
 function listen(srv, p, what) {
