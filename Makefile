@@ -5,7 +5,7 @@ SHELL := bash
 WASM_RAW := target/wasm32-wasip1/release/egress_filter.wasm
 CARGO ?= cargo
 
-.PHONY: demo test deps wasm build lint unit e2e clean-state
+.PHONY: demo test deps wasm build lint unit e2e clean-state bench
 
 ## demo: the spec's example end to end against local stand-ins.
 demo: deps wasm build
@@ -34,3 +34,13 @@ lint:
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) clippy -p egress-core -p egress-filter --target wasm32-wasip1 --all-targets -- -D warnings
+
+## bench: Envoy + our filter vs Envoy alone, the native credential injector and a minimal
+## proxy-wasm module, under wrk on pinned cores; results go to bench/results/RESULTS.md.
+## Smoke test: make bench BENCH_ARGS=--quick (1 short round, results under target/bench/).
+bench: deps
+	@bash bench/install-deps.sh
+	$(CARGO) build -p egress-filter --target wasm32-wasip1 --release
+	$(CARGO) build --manifest-path bench/floor-module/Cargo.toml --target wasm32-wasip1 --release --target-dir target/floor-module
+	$(CARGO) build -p egressctl -p egress-bench --release
+	target/release/egress-bench $(BENCH_ARGS)

@@ -1,0 +1,414 @@
+//! The seven cases and their Envoy configs: cases 1–4 rendered here (JSON bootstraps),
+//! cases 5–7 by `egressctl compile` of egress configs written here.
+
+use crate::procs::output;
+use anyhow::{bail, Context, Result};
+use serde_json::{json, Value};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// The API key every API-key case injects (the upstream echoes it back for the sanity check).
+pub const API_KEY: &str = "bench-api-key";
+/// The OAuth2 client of cases 3 and 6 (the stand-in accepts any).
+const CLIENT_ID: &str = "bench-client";
+const CLIENT_SECRET: &str = "bench-client-secret";
+/// Routes of case 7, spread over this many targets.
+pub const MANY_ROUTES: usize = 10_000;
+pub const MANY_ROUTES_TARGETS: usize = 10;
+/// The path every case but 7 is measured with; the upstream gets `/v1/items/42`.
+const PATH: &str = "/egress/api/v1/items/42";
+const UPSTREAM_PATH: &str = "/v1/items/42";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Route with `prefix_rewrite`, no filter: the limit.
+    Limit,
+    /// `envoy.filters.http.credential_injector` with the generic credential (API key header).
+    NativeGeneric,
+    /// The native injector with its OAuth2 client-credentials extension.
+    NativeOauth2,
+    /// The minimal proxy-wasm module (`bench/floor-module`).
+    Floor,
+    /// Our filter, API key target.
+    OursApiKey,
+    /// Our filter, OAuth2 target (token cached).
+    OursOauth2,
+    /// Our filter, 10,000 routes.
+    OursManyRoutes,
+}
+
+#[derive(Debug, Clone)]
+pub struct Case {
+    /// 1-based, as in the issue.
+    pub id: usize,
+    pub kind: Kind,
+    /// A short label for the chart.
+    pub label: &'static str,
+    /// One line for the table.
+    pub what: &'static str,
+}
+
+impl Case {
+    pub fn all() -> Vec<Case> {
+        use Kind::*;
+        let c = |id, kind, label, what| Case {
+            id,
+            kind,
+            label,
+            what,
+        };
+        vec![
+            c(
+                1,
+                Limit,
+                "1 envoy",
+                "Envoy, route with `prefix_rewrite`, no credential (the limit)",
+            ),
+            c(
+                2,
+                NativeGeneric,
+                "2 native key",
+                "native `credential_injector`, generic (API key header, SDS secret)",
+            ),
+            c(
+                3,
+                NativeOauth2,
+                "3 native oauth",
+                "native `credential_injector`, OAuth2 client credentials (token cached)",
+            ),
+            c(
+                4,
+                Floor,
+                "4 wasm floor",
+                "minimal proxy-wasm module: reads `:path`, sets one header",
+            ),
+            c(5, OursApiKey, "5 ours key", "egress filter, API key target"),
+            c(
+                6,
+                OursOauth2,
+                "6 ours oauth",
+                "egress filter, OAuth2 target (token cached)",
+            ),
+            c(
+                7,
+                OursManyRoutes,
+                "7 ours 10k",
+                "egress filter, 10,000 routes (request hits the last one)",
+            ),
+        ]
+    }
+
+    /// The request path wrk sends.
+    pub fn path(&self) -> String {
+        match self.kind {
+            Kind::OursManyRoutes => format!(
+                "/egress/{}/v1/items/42",
+                many_route_segment(MANY_ROUTES - 1)
+            ),
+            _ => PATH.to_owned(),
+        }
+    }
+
+    /// Whether the upstream's echo (`<uri> key=<x-api-key> auth=<authorization>`) shows this
+    /// case's rewrite and credential.
+    pub fn upstream_saw_credential(&self, echo: &str) -> bool {
+        let Some(rest) = echo.trim().strip_prefix(UPSTREAM_PATH) else {
+            return false;
+        };
+        let key = format!(" key={API_KEY} auth=");
+        match self.kind {
+            Kind::Limit => rest == " key= auth=",
+            Kind::NativeGeneric | Kind::Floor | Kind::OursApiKey | Kind::OursManyRoutes => {
+                rest == key
+            }
+            Kind::NativeOauth2 | Kind::OursOauth2 => rest
+                .strip_prefix(" key= auth=Bearer ")
+                .is_some_and(|token| token.starts_with("tokens-token-")),
+        }
+    }
+
+    pub fn uses_token_server(&self) -> bool {
+        matches!(self.kind, Kind::NativeOauth2 | Kind::OursOauth2)
+    }
+}
+
+/// Route `i` of case 7: `svc00000` … `svc09999` (one segment, as `api` in the other cases).
+fn many_route_segment(i: usize) -> String {
+    format!("svc{i:05}")
+}
+
+/// Everything the configs point at.
+#[derive(Debug, Clone)]
+pub struct Setup {
+    pub egressctl: PathBuf,
+    pub filter_wasm: PathBuf,
+    pub floor_wasm: PathBuf,
+    pub upstream_port: u16,
+    pub token_port: u16,
+}
+
+/// A case's Envoy config, ready to run.
+#[derive(Debug, Clone)]
+pub struct Rendered {
+    pub envoy_config: PathBuf,
+    pub listen: u16,
+    pub admin: u16,
+}
+
+/// Writes the case's config under `dir` and returns the bootstrap to run.
+pub fn render(case: &Case, setup: &Setup, dir: &Path, listen: u16, admin: u16) -> Result<Rendered> {
+    fs::create_dir_all(dir)?;
+    let envoy_config = match case.kind {
+        Kind::Limit | Kind::NativeGeneric | Kind::NativeOauth2 | Kind::Floor => {
+            let path = dir.join("envoy.json");
+            let bootstrap = native_bootstrap(case.kind, setup, listen, admin);
+            fs::write(&path, serde_json::to_string_pretty(&bootstrap)?)?;
+            path
+        }
+        Kind::OursApiKey | Kind::OursOauth2 | Kind::OursManyRoutes => {
+            let config = dir.join("egress.yaml");
+            fs::write(&config, egress_config(case.kind, setup, listen))?;
+            compile(setup, &config, &dir.join("out"), admin)?;
+            dir.join("out/envoy.yaml")
+        }
+    };
+    Ok(Rendered {
+        envoy_config,
+        listen,
+        admin,
+    })
+}
+
+fn socket(port: u16) -> Value {
+    json!({ "socket_address": { "address": "127.0.0.1", "port_value": port } })
+}
+
+fn static_cluster(name: &str, port: u16) -> Value {
+    json!({
+        "name": name,
+        "type": "STATIC",
+        "connect_timeout": "5s",
+        "load_assignment": {
+            "cluster_name": name,
+            "endpoints": [{ "lb_endpoints": [{ "endpoint": { "address": socket(port) } }] }]
+        }
+    })
+}
+
+fn generic_secret(name: &str, value: &str) -> Value {
+    json!({ "name": name, "generic_secret": { "secret": { "inline_string": value } } })
+}
+
+fn credential_injector(credential: Value) -> Value {
+    json!({
+        "name": "envoy.filters.http.credential_injector",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.credential_injector.v3.CredentialInjector",
+            "overwrite": true,
+            "credential": credential
+        }
+    })
+}
+
+/// Cases 1–4: one listener, one route (`/egress/api/` rewritten to `/`) to the upstream, the
+/// case's filter before the router. Connection manager settings as `egressctl` renders them
+/// (codec AUTO, no path normalization or slash merging, router without `x-envoy-*` headers).
+pub fn native_bootstrap(kind: Kind, setup: &Setup, listen: u16, admin: u16) -> Value {
+    let mut filters = Vec::new();
+    let mut clusters = vec![static_cluster("upstream", setup.upstream_port)];
+    let mut secrets = Vec::new();
+    match kind {
+        Kind::NativeGeneric => {
+            secrets.push(generic_secret("bench-api-key", API_KEY));
+            filters.push(credential_injector(json!({
+                "name": "envoy.http.injected_credentials.generic",
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.http.injected_credentials.generic.v3.Generic",
+                    "credential": { "name": "bench-api-key" },
+                    "header": "x-api-key"
+                }
+            })));
+        }
+        Kind::NativeOauth2 => {
+            secrets.push(generic_secret("bench-client-secret", CLIENT_SECRET));
+            clusters.push(static_cluster("token", setup.token_port));
+            filters.push(credential_injector(json!({
+                "name": "envoy.http.injected_credentials.oauth2",
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.http.injected_credentials.oauth2.v3.OAuth2",
+                    "token_endpoint": {
+                        "cluster": "token",
+                        "timeout": "5s",
+                        "uri": format!("http://127.0.0.1:{}/token", setup.token_port)
+                    },
+                    "client_credentials": {
+                        "client_id": CLIENT_ID,
+                        "client_secret": { "name": "bench-client-secret" }
+                    }
+                }
+            })));
+        }
+        Kind::Floor => filters.push(json!({
+            "name": "envoy.filters.http.wasm",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+                "config": {
+                    "name": "floor",
+                    "root_id": "floor",
+                    "fail_open": false,
+                    "vm_config": {
+                        "vm_id": "floor",
+                        "runtime": "envoy.wasm.runtime.v8",
+                        "code": { "local": { "filename": setup.floor_wasm.display().to_string() } }
+                    }
+                }
+            }
+        })),
+        _ => {}
+    }
+    filters.push(json!({
+        "name": "envoy.filters.http.router",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router",
+            "suppress_envoy_headers": true
+        }
+    }));
+    json!({
+        "admin": { "address": socket(admin) },
+        "static_resources": {
+            "listeners": [{
+                "name": "bench",
+                "address": socket(listen),
+                "filter_chains": [{ "filters": [{
+                    "name": "envoy.filters.network.http_connection_manager",
+                    "typed_config": {
+                        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                        "stat_prefix": "bench",
+                        "codec_type": "AUTO",
+                        "merge_slashes": false,
+                        "normalize_path": false,
+                        "route_config": {
+                            "name": "bench",
+                            "virtual_hosts": [{
+                                "name": "bench",
+                                "domains": ["*"],
+                                "routes": [{
+                                    "match": { "prefix": "/egress/api/" },
+                                    "route": { "cluster": "upstream", "prefix_rewrite": "/", "timeout": "30s" }
+                                }]
+                            }]
+                        },
+                        "http_filters": filters
+                    }
+                }] }]
+            }],
+            "clusters": clusters,
+            "secrets": secrets
+        }
+    })
+}
+
+/// Cases 5–7: the egress config (`egressctl` YAML). Request lines go to /dev/null (they are
+/// still formatted and written: that is part of what the filter costs).
+pub fn egress_config(kind: Kind, setup: &Setup, listen: u16) -> String {
+    let upstream = format!("http://127.0.0.1:{}", setup.upstream_port);
+    let mut targets = String::new();
+    let mut routes = String::new();
+    match kind {
+        Kind::OursOauth2 => {
+            targets.push_str(&format!(
+                "    api:\n      url: \"{upstream}\"\n      auth:\n        type: oauth2_client_credentials\n        \
+                 token_url: \"http://127.0.0.1:{}/token\"\n        client_id: {CLIENT_ID}\n        \
+                 client_secret: {CLIENT_SECRET}\n",
+                setup.token_port
+            ));
+            routes.push_str(&route("/egress/api", "api"));
+        }
+        Kind::OursManyRoutes => {
+            for t in 0..MANY_ROUTES_TARGETS {
+                targets.push_str(&api_key_target(&format!("t{t}"), &upstream));
+            }
+            // Route i goes to target i / (routes per target): the last route to the last target.
+            let per_target = MANY_ROUTES.div_ceil(MANY_ROUTES_TARGETS);
+            for i in 0..MANY_ROUTES {
+                let prefix = format!("/egress/{}", many_route_segment(i));
+                routes.push_str(&route(&prefix, &format!("t{}", i / per_target)));
+            }
+        }
+        _ => {
+            targets.push_str(&api_key_target("api", &upstream));
+            routes.push_str(&route("/egress/api", "api"));
+        }
+    }
+    format!(
+        "# Written by egress-bench.\nhttp:\n  addr: \"127.0.0.1:{listen}\"\n\negress:\n  enabled: true\n  \
+         targets:\n{targets}  routes:\n{routes}\nlogger:\n  level: info\n  format: json\n  output: /dev/null\n"
+    )
+}
+
+fn api_key_target(name: &str, url: &str) -> String {
+    format!(
+        "    {name}:\n      url: \"{url}\"\n      auth:\n        type: api_key\n        \
+         header: X-API-Key\n        key: {API_KEY}\n"
+    )
+}
+
+fn route(prefix: &str, target: &str) -> String {
+    format!("    - path_prefix: \"{prefix}\"\n      target: {target}\n      strip_prefix: \"{prefix}\"\n")
+}
+
+/// `egressctl compile CONFIG --out DIR --admin 127.0.0.1:ADMIN --wasm WASM`; returns how long
+/// it took.
+pub fn compile(setup: &Setup, config: &Path, out: &Path, admin: u16) -> Result<Duration> {
+    let mut cmd = Command::new(&setup.egressctl);
+    cmd.arg("compile").arg(config).arg("--out").arg(out);
+    cmd.arg("--admin").arg(format!("127.0.0.1:{admin}"));
+    cmd.arg("--wasm").arg(&setup.filter_wasm);
+    let start = Instant::now();
+    output(cmd).with_context(|| format!("egressctl compile {}", config.display()))?;
+    let took = start.elapsed();
+    if !out.join("envoy.yaml").is_file() {
+        bail!(
+            "egressctl compile wrote no {}",
+            out.join("envoy.yaml").display()
+        );
+    }
+    Ok(took)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn echo_check_matches_each_case() {
+        let cases = Case::all();
+        let limit = &cases[0];
+        let key = &cases[1];
+        let oauth = &cases[5];
+        assert!(limit.upstream_saw_credential("/v1/items/42 key= auth=\n"));
+        assert!(!limit.upstream_saw_credential("/egress/api/v1/items/42 key= auth=\n"));
+        assert!(key.upstream_saw_credential("/v1/items/42 key=bench-api-key auth=\n"));
+        assert!(!key.upstream_saw_credential("/v1/items/42 key= auth=\n"));
+        assert!(oauth.upstream_saw_credential("/v1/items/42 key= auth=Bearer tokens-token-1\n"));
+        assert!(!oauth.upstream_saw_credential("/v1/items/42 key= auth=\n"));
+    }
+
+    #[test]
+    fn many_routes_config_has_every_route_and_the_measured_one_last() {
+        let setup = Setup {
+            egressctl: PathBuf::new(),
+            filter_wasm: PathBuf::new(),
+            floor_wasm: PathBuf::new(),
+            upstream_port: 1,
+            token_port: 2,
+        };
+        let yaml = egress_config(Kind::OursManyRoutes, &setup, 3);
+        assert_eq!(yaml.matches("- path_prefix:").count(), MANY_ROUTES);
+        assert!(yaml.contains("path_prefix: \"/egress/svc09999\"\n      target: t9\n"));
+        let case = &Case::all()[6];
+        assert_eq!(case.path(), "/egress/svc09999/v1/items/42");
+    }
+}

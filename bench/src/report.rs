@@ -1,0 +1,444 @@
+//! Medians, ratios within rounds, targets, the markdown section and the results file.
+
+use crate::cases::Case;
+use crate::load::WrkResult;
+use anyhow::{Context, Result};
+use std::fmt::Write as _;
+use std::fs;
+use std::path::Path;
+use std::time::Duration;
+
+/// One measured wrk run of one case in one round.
+#[derive(Debug, Clone)]
+pub struct Sample {
+    pub case: usize,
+    pub round: usize,
+    pub wrk: WrkResult,
+    /// Busy fraction of each core during the run.
+    pub busy: Vec<f64>,
+}
+
+/// A case over all rounds: medians, and medians of within-round ratios.
+#[derive(Debug, Clone)]
+pub struct Summary {
+    pub id: usize,
+    pub label: &'static str,
+    pub what: &'static str,
+    pub rps: f64,
+    pub p50_us: f64,
+    pub p99_us: f64,
+    pub rps_vs_1: Option<f64>,
+    pub rps_vs_2: Option<f64>,
+    pub rps_vs_4: Option<f64>,
+    pub p99_vs_4: Option<f64>,
+    /// Non-2xx responses plus socket errors, over all measured runs.
+    pub errors: u64,
+    /// Median busy fraction of each core.
+    pub busy: Vec<f64>,
+}
+
+pub fn median(values: &[f64]) -> Option<f64> {
+    let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let mid = v.len() / 2;
+    Some(if v.len() % 2 == 1 {
+        v[mid]
+    } else {
+        (v[mid - 1] + v[mid]) / 2.0
+    })
+}
+
+/// Median over rounds of `metric(case) / metric(base)`, each ratio taken within one round.
+pub fn ratio(
+    samples: &[Sample],
+    case: usize,
+    base: usize,
+    metric: fn(&WrkResult) -> f64,
+) -> Option<f64> {
+    let ratios: Vec<f64> = samples
+        .iter()
+        .filter(|s| s.case == case)
+        .filter_map(|s| {
+            let b = samples
+                .iter()
+                .find(|b| b.case == base && b.round == s.round)?;
+            Some(metric(&s.wrk) / metric(&b.wrk))
+        })
+        .collect();
+    median(&ratios)
+}
+
+pub fn rps(w: &WrkResult) -> f64 {
+    w.requests_per_sec
+}
+
+pub fn p99(w: &WrkResult) -> f64 {
+    w.p99_us
+}
+
+pub fn summarize(cases: &[Case], samples: &[Sample]) -> Vec<Summary> {
+    cases
+        .iter()
+        .filter(|c| samples.iter().any(|s| s.case == c.id))
+        .map(|c| {
+            let mine: Vec<&Sample> = samples.iter().filter(|s| s.case == c.id).collect();
+            let m = |f: fn(&WrkResult) -> f64| {
+                median(&mine.iter().map(|s| f(&s.wrk)).collect::<Vec<_>>()).unwrap_or(f64::NAN)
+            };
+            let cores = mine.iter().map(|s| s.busy.len()).max().unwrap_or(0);
+            Summary {
+                id: c.id,
+                label: c.label,
+                what: c.what,
+                rps: m(rps),
+                p50_us: m(|w| w.p50_us),
+                p99_us: m(p99),
+                rps_vs_1: ratio(samples, c.id, 1, rps),
+                rps_vs_2: ratio(samples, c.id, 2, rps),
+                rps_vs_4: ratio(samples, c.id, 4, rps),
+                p99_vs_4: ratio(samples, c.id, 4, p99),
+                errors: mine
+                    .iter()
+                    .map(|s| s.wrk.non_2xx + s.wrk.socket_errors)
+                    .sum(),
+                busy: (0..cores)
+                    .map(|i| {
+                        median(
+                            &mine
+                                .iter()
+                                .filter_map(|s| s.busy.get(i).copied())
+                                .collect::<Vec<_>>(),
+                        )
+                        .unwrap_or(0.0)
+                    })
+                    .collect(),
+            }
+        })
+        .collect()
+}
+
+/// Memory of one config at 1 and 2 workers (fresh Envoys, idle after one request).
+#[derive(Debug, Clone)]
+pub struct WorkerMemory {
+    pub case: usize,
+    pub one_worker_kib: u64,
+    pub two_workers_kib: u64,
+}
+
+/// Everything one run produced.
+#[derive(Debug, Clone)]
+pub struct RunReport {
+    pub started: String,
+    pub mode: String,
+    pub commit: String,
+    pub machine: Vec<(String, String)>,
+    pub settings: Vec<(String, String)>,
+    pub samples: Vec<Sample>,
+    pub summaries: Vec<Summary>,
+    pub rss_after_load_kib: Vec<(usize, u64)>,
+    pub worker_memory: Vec<WorkerMemory>,
+    pub compile_times: Vec<Duration>,
+    /// (module, bytes before wasm-opt, bytes after).
+    pub wasm_sizes: Vec<(String, u64, u64)>,
+    pub upstream_alone_rps: Option<f64>,
+    /// The chart's file name, next to the results file.
+    pub chart: String,
+}
+
+/// A target of the issue: what, the measured value, met or not (None: reported only).
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub what: String,
+    pub measured: String,
+    pub met: Option<bool>,
+}
+
+fn fmt_ratio(r: Option<f64>) -> String {
+    r.map_or_else(|| "–".into(), |r| format!("{r:.3}"))
+}
+
+fn fmt_us(us: f64) -> String {
+    if us >= 1000.0 {
+        format!("{:.2} ms", us / 1000.0)
+    } else {
+        format!("{us:.0} µs")
+    }
+}
+
+fn mib(kib: u64) -> String {
+    format!("{:.1} MiB", kib as f64 / 1024.0)
+}
+
+impl RunReport {
+    fn summary(&self, id: usize) -> Option<&Summary> {
+        self.summaries.iter().find(|s| s.id == id)
+    }
+
+    /// The issue's targets and reported numbers.
+    pub fn targets(&self) -> Vec<Target> {
+        let mut t = Vec::new();
+        let mut check = |what: &str, value: Option<f64>, ok: fn(f64) -> bool| {
+            t.push(Target {
+                what: what.to_owned(),
+                measured: fmt_ratio(value),
+                met: value.map(ok),
+            });
+        };
+        let s5 = self.summary(5);
+        check(
+            "case 5 req/s ≥ 0.97 × case 4",
+            s5.and_then(|s| s.rps_vs_4),
+            |r| r >= 0.97,
+        );
+        check(
+            "case 5 p99 ≤ 1.1 × case 4",
+            s5.and_then(|s| s.p99_vs_4),
+            |r| r <= 1.1,
+        );
+        check(
+            "case 6 req/s ≥ 0.97 × case 4",
+            self.summary(6).and_then(|s| s.rps_vs_4),
+            |r| r >= 0.97,
+        );
+        check(
+            "case 7 req/s ≥ 0.95 × case 5",
+            ratio(&self.samples, 7, 5, rps),
+            |r| r >= 0.95,
+        );
+        check(
+            "case 4 req/s ≈ 0.77–0.83 × case 2 (expected floor, not a target)",
+            self.summary(4).and_then(|s| s.rps_vs_2),
+            |r| (0.77..=0.83).contains(&r),
+        );
+        let mut report = |what: &str, measured: String| {
+            t.push(Target {
+                what: what.to_owned(),
+                measured,
+                met: None,
+            })
+        };
+        for w in &self.worker_memory {
+            report(
+                &format!(
+                    "Envoy RSS, case {} config, per worker (2 workers − 1 worker)",
+                    w.case
+                ),
+                format!(
+                    "{} ({} with 1 worker, {} with 2)",
+                    mib(w.two_workers_kib.saturating_sub(w.one_worker_kib)),
+                    mib(w.one_worker_kib),
+                    mib(w.two_workers_kib)
+                ),
+            );
+        }
+        let compile: Vec<f64> = self
+            .compile_times
+            .iter()
+            .map(Duration::as_secs_f64)
+            .collect();
+        if let (Some(med), Some(min)) = (median(&compile), compile.iter().copied().reduce(f64::min))
+        {
+            report(
+                "`egressctl compile` of the 10,000-route config",
+                format!(
+                    "{:.0} ms median, {:.0} ms best of {}",
+                    med * 1e3,
+                    min * 1e3,
+                    compile.len()
+                ),
+            );
+        }
+        for (name, before, after) in &self.wasm_sizes {
+            report(
+                &format!("{name} size before → after wasm-opt"),
+                format!(
+                    "{before} → {after} bytes ({:.0} KiB → {:.0} KiB)",
+                    *before as f64 / 1024.0,
+                    *after as f64 / 1024.0
+                ),
+            );
+        }
+        t
+    }
+
+    /// The results table (markdown).
+    pub fn table(&self) -> String {
+        let mut out = String::from(
+            "| case | what | req/s | p50 | p99 | × case 1 | × case 2 | × case 4 | p99 × case 4 | errors | busy core 0 / 1 |\n\
+             |---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+        );
+        for s in &self.summaries {
+            let busy: Vec<String> = s
+                .busy
+                .iter()
+                .map(|b| format!("{:.0}%", b * 100.0))
+                .collect();
+            let _ = writeln!(
+                out,
+                "| {} | {} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                s.id,
+                s.what,
+                s.rps,
+                fmt_us(s.p50_us),
+                fmt_us(s.p99_us),
+                fmt_ratio(s.rps_vs_1),
+                fmt_ratio(s.rps_vs_2),
+                fmt_ratio(s.rps_vs_4),
+                fmt_ratio(s.p99_vs_4),
+                s.errors,
+                busy.join(" / ")
+            );
+        }
+        out
+    }
+
+    pub fn targets_table(&self) -> String {
+        let mut out = String::from("| target | measured | |\n|---|---|---|\n");
+        for t in self.targets() {
+            let verdict = match t.met {
+                Some(true) => "met",
+                Some(false) => "**missed**",
+                None => "reported",
+            };
+            let _ = writeln!(out, "| {} | {} | {verdict} |", t.what, t.measured);
+        }
+        out
+    }
+
+    /// The run's section of the results file.
+    pub fn markdown(&self) -> String {
+        let mut md = String::new();
+        let _ = writeln!(
+            md,
+            "## {} — {} mode, {}\n",
+            self.started, self.mode, self.commit
+        );
+        let _ = writeln!(md, "![requests/s and p99 per case]({})\n", self.chart);
+        let _ = writeln!(
+            md,
+            "Medians over rounds; ratios are taken within a round, then the median over rounds.\n"
+        );
+        md.push_str(&self.table());
+        md.push_str("\n### Targets\n\n");
+        md.push_str(&self.targets_table());
+        md.push_str("\n### Resident memory after the load (each Envoy, 1 worker)\n\n| case | RSS |\n|---|---:|\n");
+        for (case, kib) in &self.rss_after_load_kib {
+            let _ = writeln!(md, "| {case} | {} |", mib(*kib));
+        }
+        md.push_str("\n### Setup\n\n| | |\n|---|---|\n");
+        for (k, v) in self.settings.iter().chain(&self.machine) {
+            let _ = writeln!(md, "| {k} | {v} |");
+        }
+        if let Some(r) = self.upstream_alone_rps {
+            let _ = writeln!(
+                md,
+                "| upstream alone (wrk → nginx, both on the load core) | {r:.0} req/s |"
+            );
+        }
+        md.push_str("\n<details><summary>Every measured run</summary>\n\n| round | case | req/s | p50 | p99 | errors |\n|---:|---:|---:|---:|---:|---:|\n");
+        for s in &self.samples {
+            let _ = writeln!(
+                md,
+                "| {} | {} | {:.0} | {} | {} | {} |",
+                s.round + 1,
+                s.case,
+                s.wrk.requests_per_sec,
+                fmt_us(s.wrk.p50_us),
+                fmt_us(s.wrk.p99_us),
+                s.wrk.non_2xx + s.wrk.socket_errors
+            );
+        }
+        md.push_str("\n</details>\n");
+        md
+    }
+}
+
+/// The marker after which each new run is inserted (newest first).
+pub const RUNS_MARKER: &str = "<!-- make bench inserts each run below this line, newest first -->";
+
+const RESULTS_HEADER: &str = "# Benchmark results\n\n\
+Written by `make bench` (harness: [`bench/`](../)). Cases, method and targets: see the\n\
+\"Benchmarks\" section of the [README](../../README.md). Every number is from one run on the\n\
+machine described in that run's Setup table; compare ratios, not absolute numbers, across\n\
+machines.\n\n";
+
+/// Inserts `section` at the top of the runs in `file` (created with a header when missing).
+pub fn insert_run(file: &Path, section: &str) -> Result<()> {
+    let existing = fs::read_to_string(file).unwrap_or_default();
+    let (head, runs) = match existing.split_once(RUNS_MARKER) {
+        Some((head, runs)) => (head.to_owned(), runs.trim_start().to_owned()),
+        None => (RESULTS_HEADER.to_owned(), String::new()),
+    };
+    let body = format!(
+        "{}{RUNS_MARKER}\n\n{}\n{}",
+        head,
+        section.trim_end(),
+        if runs.is_empty() {
+            String::new()
+        } else {
+            format!("\n{runs}")
+        }
+    );
+    if let Some(dir) = file.parent() {
+        fs::create_dir_all(dir)?;
+    }
+    fs::write(file, body).with_context(|| format!("writing {}", file.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(case: usize, round: usize, rps: f64, p99: f64) -> Sample {
+        Sample {
+            case,
+            round,
+            wrk: WrkResult {
+                requests_per_sec: rps,
+                p50_us: p99 / 2.0,
+                p99_us: p99,
+                requests: 1,
+                non_2xx: 0,
+                socket_errors: 0,
+            },
+            busy: vec![1.0, 0.5],
+        }
+    }
+
+    #[test]
+    fn ratios_are_taken_within_rounds_then_medianed() {
+        // Round 1 is slow for everyone; the ratio stays 0.5.
+        let s = vec![
+            sample(1, 0, 100.0, 10.0),
+            sample(2, 0, 50.0, 20.0),
+            sample(1, 1, 10.0, 10.0),
+            sample(2, 1, 5.0, 20.0),
+            sample(1, 2, 100.0, 10.0),
+            sample(2, 2, 60.0, 20.0),
+        ];
+        assert_eq!(ratio(&s, 2, 1, rps), Some(0.5));
+        assert_eq!(ratio(&s, 2, 1, p99), Some(2.0));
+        assert_eq!(ratio(&s, 3, 1, rps), None);
+        assert_eq!(median(&[3.0, 1.0, 2.0, 4.0]), Some(2.5));
+    }
+
+    #[test]
+    fn new_runs_go_on_top() {
+        let dir = std::env::temp_dir().join(format!("egress-bench-test-{}", std::process::id()));
+        let file = dir.join("RESULTS.md");
+        insert_run(&file, "## first\n").unwrap();
+        insert_run(&file, "## second\n").unwrap();
+        let text = fs::read_to_string(&file).unwrap();
+        let (first, second) = (
+            text.find("## first").unwrap(),
+            text.find("## second").unwrap(),
+        );
+        assert!(text.starts_with("# Benchmark results"));
+        assert!(second < first);
+        assert_eq!(text.matches(RUNS_MARKER).count(), 1);
+        let _ = fs::remove_dir_all(dir);
+    }
+}

@@ -1,0 +1,390 @@
+//! One benchmark run: build inputs, servers, one Envoy per case, interleaved rounds, report.
+
+use crate::cases::{self, Case, Kind, Setup};
+use crate::envoy::{self, Envoy, EnvoyRun};
+use crate::load::{busy_between, cpu_times, Wrk};
+use crate::options::Options;
+use crate::procs::{find_program, free_port};
+use crate::report::{self, RunReport, Sample, WorkerMemory};
+use crate::upstream::{Nginx, TokenServer};
+use crate::{chart, http, machine};
+use anyhow::{anyhow, bail, Context, Result};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::thread;
+use std::time::{Duration, Instant};
+
+fn repo_root() -> PathBuf {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().unwrap_or(manifest).to_path_buf()
+}
+
+fn target_dir(repo: &Path) -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| repo.join("target"), PathBuf::from)
+}
+
+fn need(path: PathBuf, how: &str) -> Result<PathBuf> {
+    if path.is_file() {
+        Ok(path)
+    } else {
+        bail!("{} is missing: {how}", path.display())
+    }
+}
+
+fn envoy_bin(repo: &Path) -> Result<PathBuf> {
+    if let Some(bin) = std::env::var_os("ENVOY_BIN") {
+        return need(PathBuf::from(bin), "ENVOY_BIN points at no file");
+    }
+    let venv = repo.join(".venv/bin/envoy");
+    if venv.is_file() {
+        return Ok(venv);
+    }
+    find_program("envoy", &[]).ok_or_else(|| anyhow!("no Envoy: run `bash envoy/install.sh`"))
+}
+
+/// Copies the raw module to `out` and runs `filter/optimize.sh` on the copy (the shipped
+/// pass); returns the sizes it printed (before, after).
+fn optimize(repo: &Path, raw: &Path, out: &Path) -> Result<(u64, u64)> {
+    fs::copy(raw, out).with_context(|| format!("copying {}", raw.display()))?;
+    let result = Command::new("bash")
+        .arg(repo.join("filter/optimize.sh"))
+        .arg(out)
+        .output()
+        .context("running filter/optimize.sh")?;
+    let said = String::from_utf8_lossy(&result.stderr);
+    if !result.status.success() {
+        bail!("filter/optimize.sh {} failed: {said}", out.display());
+    }
+    // "optimize.sh: PATH: BEFORE -> AFTER bytes"
+    let sizes = said
+        .lines()
+        .find_map(|l| {
+            let (_, tail) = l.rsplit_once(": ")?;
+            let (before, after) = tail.trim_end_matches(" bytes").split_once(" -> ")?;
+            Some((before.trim().parse().ok()?, after.trim().parse().ok()?))
+        })
+        .ok_or_else(|| {
+            anyhow!("filter/optimize.sh printed no sizes (is wasm-opt installed?): {said}")
+        })?;
+    Ok(sizes)
+}
+
+/// Sends the case's request until the upstream echoes the case's rewrite and credential.
+fn sanity(case: &Case, port: u16) -> Result<()> {
+    http::wait_for(port, &case.path(), Duration::from_secs(30), |r| {
+        r.status == 200 && case.upstream_saw_credential(&r.body)
+    })
+    .with_context(|| {
+        format!(
+            "case {}: the upstream did not get the expected request",
+            case.id
+        )
+    })?;
+    Ok(())
+}
+
+struct Running {
+    case: Case,
+    envoy: Envoy,
+}
+
+pub fn run(opts: &Options) -> Result<()> {
+    let started = Instant::now();
+    let repo = repo_root();
+    let target = target_dir(&repo);
+    let work = target.join("bench/work");
+    let _ = fs::remove_dir_all(&work);
+    fs::create_dir_all(&work)?;
+    let build_hint = "run `make bench` (it builds everything first)";
+    let envoy_bin = envoy_bin(&repo)?;
+    let wrk_bin = find_program("wrk", &[])
+        .ok_or_else(|| anyhow!("no wrk: apt-get install wrk ({build_hint})"))?;
+    let egressctl = need(target.join("release/egressctl"), build_hint)?;
+    let raw_filter = need(
+        target.join("wasm32-wasip1/release/deps/egress_filter.wasm"),
+        build_hint,
+    )?;
+    let raw_floor = need(
+        target.join("floor-module/wasm32-wasip1/release/floor_module.wasm"),
+        build_hint,
+    )?;
+    let mut machine = machine::describe(&wrk_bin);
+    machine.insert(0, ("Envoy".into(), envoy::version(&envoy_bin)));
+    let commit = machine::commit(&repo);
+    let stamp = machine::now_utc();
+
+    let filter_wasm = work.join("egress_filter.wasm");
+    let floor_wasm = work.join("floor_module.wasm");
+    let filter_sizes = optimize(&repo, &raw_filter, &filter_wasm)?;
+    let floor_sizes = optimize(&repo, &raw_floor, &floor_wasm)?;
+
+    let mut nginx = Nginx::start(&work.join("nginx"), &opts.load_cpus)?;
+    let tokens = TokenServer::start(&repo, &work, &opts.load_cpus)?;
+    let wrk = Wrk {
+        bin: &wrk_bin,
+        cpus: &opts.load_cpus,
+        threads: 1,
+        connections: opts.connections,
+    };
+    let upstream_url = format!("http://127.0.0.1:{}/v1/items/42", nginx.port);
+    let upstream_alone = wrk
+        .run(
+            &upstream_url,
+            if opts.quick {
+                Duration::from_secs(1)
+            } else {
+                Duration::from_secs(3)
+            },
+        )?
+        .requests_per_sec;
+    eprintln!("egress-bench: upstream alone: {upstream_alone:.0} req/s");
+
+    let setup = Setup {
+        egressctl,
+        filter_wasm,
+        floor_wasm,
+        upstream_port: nginx.port,
+        token_port: tokens.port,
+    };
+    let cases: Vec<Case> = Case::all()
+        .into_iter()
+        .filter(|c| opts.cases.as_ref().is_none_or(|ids| ids.contains(&c.id)))
+        .collect();
+    let run_cfg = EnvoyRun {
+        bin: &envoy_bin,
+        concurrency: opts.concurrency,
+        cpus: &opts.envoy_cpus,
+    };
+
+    // One Envoy per case, all up for the whole run (idle ones cost next to nothing).
+    let mut compile_times = Vec::new();
+    let mut running = Vec::new();
+    for case in &cases {
+        let dir = work.join(format!("case{}", case.id));
+        let t = Instant::now();
+        let rendered = cases::render(case, &setup, &dir, free_port()?, free_port()?)?;
+        if case.kind == Kind::OursManyRoutes {
+            compile_times.push(t.elapsed());
+        }
+        envoy::validate(&envoy_bin, &rendered.envoy_config)
+            .with_context(|| format!("case {}: envoy --mode validate", case.id))?;
+        let envoy = Envoy::start(
+            &run_cfg,
+            &format!("Envoy case {}", case.id),
+            &rendered.envoy_config,
+            rendered.listen,
+            rendered.admin,
+            &dir.join("envoy.log"),
+        )?;
+        sanity(case, envoy.listen)?;
+        eprintln!(
+            "egress-bench: case {} ready on port {} ({})",
+            case.id, envoy.listen, case.what
+        );
+        running.push(Running {
+            case: case.clone(),
+            envoy,
+        });
+    }
+    if let Some(case7) = cases.iter().find(|c| c.kind == Kind::OursManyRoutes) {
+        let config = work.join(format!("case{}/egress.yaml", case7.id));
+        for i in 1..opts.compile_repeats {
+            compile_times.push(cases::compile(
+                &setup,
+                &config,
+                &work.join(format!("compile{i}")),
+                free_port()?,
+            )?);
+        }
+    }
+
+    let url = |r: &Running| format!("http://127.0.0.1:{}{}", r.envoy.listen, r.case.path());
+    for r in &running {
+        wrk.run(&url(r), opts.first_warmup)?;
+    }
+    if let Some(r) = running.iter().find(|r| r.case.uses_token_server()) {
+        // The token stays cached for the run: nothing else may reach the token server.
+        eprintln!(
+            "egress-bench: tokens cached (case {} answered with one)",
+            r.case.id
+        );
+    }
+
+    let mut samples = Vec::new();
+    let n = running.len();
+    for round in 0..opts.rounds {
+        for k in 0..n {
+            let r = &mut running[(k + round) % n];
+            r.envoy.proc.check_alive()?;
+            nginx.proc.check_alive()?;
+            wrk.run(&url(r), opts.warmup)?;
+            let before = cpu_times();
+            let result = wrk.run(&url(r), opts.duration)?;
+            let busy = busy_between(&before, &cpu_times());
+            eprintln!(
+                "egress-bench: round {}/{} case {}: {:.0} req/s, p50 {:.0} µs, p99 {:.0} µs, errors {}",
+                round + 1,
+                opts.rounds,
+                r.case.id,
+                result.requests_per_sec,
+                result.p50_us,
+                result.p99_us,
+                result.non_2xx + result.socket_errors
+            );
+            samples.push(Sample {
+                case: r.case.id,
+                round,
+                wrk: result,
+                busy,
+            });
+        }
+    }
+    let mut rss_after_load = Vec::new();
+    for r in &running {
+        rss_after_load.push((r.case.id, r.envoy.proc.rss_kib()?));
+    }
+    let token_fetches = tokens_served(&tokens)?;
+    drop(running);
+
+    // Memory per worker: the same config at 1 and 2 workers, fresh and idle after one request.
+    let mut worker_memory = Vec::new();
+    for case in cases
+        .iter()
+        .filter(|c| matches!(c.kind, Kind::OursApiKey | Kind::OursManyRoutes))
+    {
+        let mut kib = [0u64; 2];
+        for (slot, workers) in [1u32, 2].into_iter().enumerate() {
+            let dir = work.join(format!("memory-case{}-{workers}", case.id));
+            let rendered = cases::render(case, &setup, &dir, free_port()?, free_port()?)?;
+            let mem_run = EnvoyRun {
+                concurrency: workers,
+                ..run_cfg.clone()
+            };
+            let envoy = Envoy::start(
+                &mem_run,
+                &format!("Envoy case {} ({workers} workers)", case.id),
+                &rendered.envoy_config,
+                rendered.listen,
+                rendered.admin,
+                &dir.join("envoy.log"),
+            )?;
+            sanity(case, envoy.listen)?;
+            thread::sleep(Duration::from_secs(1));
+            kib[slot] = envoy.proc.rss_kib()?;
+        }
+        worker_memory.push(WorkerMemory {
+            case: case.id,
+            one_worker_kib: kib[0],
+            two_workers_kib: kib[1],
+        });
+    }
+    drop(nginx);
+    drop(tokens);
+
+    let summaries = report::summarize(&cases, &samples);
+    let out = opts.out.clone().unwrap_or_else(|| {
+        if opts.quick {
+            target.join("bench/results/RESULTS.md")
+        } else {
+            repo.join("bench/results/RESULTS.md")
+        }
+    });
+    let out_dir = out
+        .parent()
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+    fs::create_dir_all(&out_dir)?;
+    let chart_name = format!(
+        "bench-{}.svg",
+        stamp
+            .replace([' ', ':'], "")
+            .replace("UTC", "")
+            .replace('-', "")
+    );
+    let settings = vec![
+        ("mode".into(), if opts.quick { "quick (smoke test)".into() } else { "normal".into() }),
+        (
+            "rounds".into(),
+            format!(
+                "{} × {} s measured per case (after {} s unmeasured), case order rotated each round",
+                opts.rounds,
+                opts.duration.as_secs(),
+                opts.warmup.as_secs()
+            ),
+        ),
+        (
+            "load".into(),
+            format!(
+                "wrk -t1 -c{} --latency, keep-alive, GET; pinned to core(s) {}",
+                opts.connections, opts.load_cpus
+            ),
+        ),
+        (
+            "Envoy".into(),
+            format!(
+                "--concurrency {} pinned to core(s) {} (taskset: every Envoy thread), one Envoy per case",
+                opts.concurrency, opts.envoy_cpus
+            ),
+        ),
+        (
+            "upstream".into(),
+            format!(
+                "nginx `return 200` (one process, keep-alive), pinned to core(s) {} with wrk",
+                opts.load_cpus
+            ),
+        ),
+        (
+            "token endpoint".into(),
+            format!(
+                "examples/standins/standin.py (TTL 3600 s); token requests served during the run: {token_fetches} (one per OAuth2 Envoy expected)"
+            ),
+        ),
+        (
+            "wasm".into(),
+            "both modules built opt-level \"s\" + LTO and passed through filter/optimize.sh (wasm-opt -Oz); V8 runtime".into(),
+        ),
+        ("load average after the run".into(), machine::load_average()),
+        ("run took".into(), format!("{:.0} s", started.elapsed().as_secs_f64())),
+    ];
+    let mut report = RunReport {
+        started: stamp.clone(),
+        mode: if opts.quick {
+            "quick".into()
+        } else {
+            "normal".into()
+        },
+        commit,
+        machine,
+        settings,
+        samples,
+        summaries,
+        rss_after_load_kib: rss_after_load,
+        worker_memory,
+        compile_times,
+        wasm_sizes: vec![
+            ("egress_filter.wasm".into(), filter_sizes.0, filter_sizes.1),
+            ("floor_module.wasm".into(), floor_sizes.0, floor_sizes.1),
+        ],
+        upstream_alone_rps: Some(upstream_alone),
+        chart: chart_name.clone(),
+    };
+    chart::draw(
+        &out_dir.join(&chart_name),
+        &format!(
+            "make bench, {stamp}: Envoy 1.40, {} worker(s)",
+            opts.concurrency
+        ),
+        &report.summaries,
+    )?;
+    report.chart = chart_name;
+    report::insert_run(&out, &report.markdown())?;
+    println!("\n{}\n{}", report.table(), report.targets_table());
+    println!("results: {}", out.display());
+    Ok(())
+}
+
+/// How many tokens the stand-in handed out (it logs one line per request).
+fn tokens_served(tokens: &TokenServer) -> Result<usize> {
+    let log = fs::read_to_string(&tokens.proc.log).unwrap_or_default();
+    Ok(log.lines().filter(|l| l.contains("POST /token")).count())
+}
