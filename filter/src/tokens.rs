@@ -144,6 +144,10 @@ impl TokenManager {
         if let Some(r) = t.local.as_ref().filter(|r| r.is_valid(now)) {
             return Lookup::Token(r.token.expose().to_string(), r.version);
         }
+        if !t.cred.fetch {
+            // Tokens come only from pushes (token_store: redis): nothing to wait for.
+            return Lookup::Unavailable;
+        }
         let state = read_state(&t.name).0;
         if schedule::fail_fast(None, &state, now) {
             Lookup::Unavailable
@@ -232,6 +236,9 @@ impl TokenManager {
     }
 
     fn try_fetch(&mut self, i: usize, ctx: &dyn Context, now: u64) {
+        if !self.targets[i].cred.fetch {
+            return;
+        }
         let name = self.targets[i].name.clone();
         let (state, cas) = read_state(&name);
         if !schedule::may_start_fetch(&state, now) {
@@ -318,10 +325,17 @@ impl TokenManager {
         } else {
             host::status_of(MapType::HttpCallResponseHeaders)
         };
-        let body = if status.is_some() {
+        let mut body = if status.is_some() {
             host::callout_body(body_size)
         } else {
             Vec::new()
+        };
+        // Envoy answers for an unreachable or silent endpoint itself: not the server's reply.
+        let status = if egress_core::tokens::reply::is_proxy_local_reply(status, &body) {
+            body.clear();
+            None
+        } else {
+            status
         };
         let t = &self.targets[i];
         match parse_reply(status, &body, now, t.cred.default_lifetime_ms) {

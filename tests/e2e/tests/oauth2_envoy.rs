@@ -909,9 +909,6 @@ fn logs_never_contain_the_client_secret_or_a_token() -> Result<()> {
 /// endpoint that could not be reached. Envoy turns a refused connection and a callout
 /// timeout into its own 503/504 reply, which the filter takes for the server's answer.
 #[test]
-#[ignore = "bug: connection refused / timeout counted as status_5xx (`answered HTTP 503/504`), \
-            not transport: filter/core/src/tokens/reply.rs parse_reply only maps a callout \
-            without headers to Transport, and Envoy answers a failed callout with a local reply"]
 fn unreachable_or_silent_token_endpoint_counts_as_transport_failure() -> Result<()> {
     if !oauth_server_or_skip("unreachable_or_silent_token_endpoint_counts_as_transport_failure")? {
         return Ok(());

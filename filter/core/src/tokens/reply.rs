@@ -140,8 +140,21 @@ pub fn parse_reply(
     })
 }
 
+/// Whether a callout reply was made by the proxy itself because the token endpoint could not
+/// be reached or did not answer (Envoy's 503 "upstream connect error ..." / "no healthy
+/// upstream", 504 "upstream request timeout"), rather than by the token endpoint.
+pub fn is_proxy_local_reply(status: Option<u16>, body: &[u8]) -> bool {
+    const TEXTS: [&[u8]; 4] = [
+        b"upstream connect error",
+        b"no healthy upstream",
+        b"upstream request timeout",
+        b"upstream reset",
+    ];
+    matches!(status, Some(503) | Some(504)) && TEXTS.iter().any(|t| body.starts_with(t))
+}
+
 /// RFC 6750 `b64token`: what may follow `Bearer ` in a header.
-fn is_b64token(t: &str) -> bool {
+pub fn is_b64token(t: &str) -> bool {
     let body = t.trim_end_matches('=');
     !body.is_empty()
         && body.bytes().all(|b| {
@@ -270,6 +283,19 @@ mod tests {
             parse_reply(Some(200), &huge, NOW, 1).unwrap_err(),
             FetchError::TooLarge
         );
+    }
+
+    #[test]
+    fn envoy_generated_503_and_504_count_as_transport_failures() {
+        assert!(is_proxy_local_reply(Some(503), b"upstream connect error or disconnect/reset before headers. reset reason: connection failure"));
+        assert!(is_proxy_local_reply(Some(504), b"upstream request timeout"));
+        assert!(is_proxy_local_reply(Some(503), b"no healthy upstream"));
+        assert!(!is_proxy_local_reply(
+            Some(503),
+            br#"{"error":"temporarily_unavailable"}"#
+        ));
+        assert!(!is_proxy_local_reply(Some(500), b"upstream connect error"));
+        assert!(!is_proxy_local_reply(None, b""));
     }
 
     #[test]
