@@ -80,6 +80,15 @@ pub struct RenderArgs {
     /// egressctl, then this tree's target/wasm32-wasip1/release/egress_filter.wasm.
     #[arg(long, value_name = "PATH")]
     pub wasm: Option<PathBuf>,
+    /// Address of the token push listener (`egressctl token refresh` pushes there); keep it
+    /// on loopback or a private interface: callers must not reach it.
+    #[arg(
+        long,
+        env = "EGRESS_PUSH_ADDR",
+        default_value = "127.0.0.1:9902",
+        value_name = "ADDR"
+    )]
+    pub push_addr: String,
     /// CA bundle for targets without `tls.ca_cert`. Default: the system bundle.
     #[arg(long, value_name = "PATH")]
     pub system_ca: Option<PathBuf>,

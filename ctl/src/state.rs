@@ -27,6 +27,9 @@ pub struct State {
     pub wasm: PathBuf,
     pub system_ca: Option<PathBuf>,
     pub config: PathBuf,
+    /// The token push listener (`egressctl token refresh` and `status` talk to it).
+    #[serde(default)]
+    pub push_addr: Option<String>,
 }
 
 pub struct StateDir {
@@ -53,6 +56,23 @@ impl StateDir {
     }
     pub fn state_json(&self) -> PathBuf {
         self.dir.join("state.json")
+    }
+    /// Ed25519 private key signing token pushes (mode 0600); the proxies know only the public key.
+    pub fn push_key(&self) -> PathBuf {
+        self.dir.join("push.key")
+    }
+
+    /// The push key pair, created on first use.
+    pub fn push_signer(&self) -> anyhow::Result<egress_core::push::PushSigner> {
+        let path = self.push_key();
+        if let Ok(pem) = std::fs::read_to_string(&path) {
+            return egress_core::push::PushSigner::from_pem(&pem)
+                .with_context(|| format!("{} is not a valid push key", path.display()));
+        }
+        std::fs::create_dir_all(&self.dir)?;
+        let signer = egress_core::push::PushSigner::generate();
+        write_private(&path, signer.to_pem().as_bytes())?;
+        Ok(signer)
     }
 
     pub fn read_state(&self) -> anyhow::Result<State> {

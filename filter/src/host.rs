@@ -92,6 +92,13 @@ pub fn status_of(map: MapType) -> Option<u16> {
         .and_then(|v| std::str::from_utf8(&v).ok().and_then(|s| s.parse().ok()))
 }
 
+pub fn request_body(size: usize) -> Vec<u8> {
+    hostcalls::get_buffer(proxy_wasm::types::BufferType::HttpRequestBody, 0, size)
+        .ok()
+        .flatten()
+        .unwrap_or_default()
+}
+
 pub fn callout_body(size: usize) -> Vec<u8> {
     hostcalls::get_buffer(proxy_wasm::types::BufferType::HttpCallResponseBody, 0, size)
         .ok()

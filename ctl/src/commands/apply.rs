@@ -31,7 +31,16 @@ pub fn run(args: &ApplyArgs) -> anyhow::Result<ExitCode> {
     };
     let dir = StateDir::new(&args.out);
     let state = dir.read_state()?;
+    let push = match &state.push_addr {
+        Some(a) => Some(crate::envoy::PushListener {
+            addr: ListenAddr::parse(a)
+                .map_err(|e| anyhow::anyhow!("{}: push_addr: {e}", dir.state_json().display()))?,
+            public_key_pem: dir.push_signer()?.public_pem(),
+        }),
+        None => None,
+    };
     let opts = RenderOptions {
+        push,
         admin: ListenAddr::parse(&state.admin)
             .map_err(|e| anyhow::anyhow!("{}: admin: {e}", dir.state_json().display()))?,
         wasm: state.wasm.clone(),

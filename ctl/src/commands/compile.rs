@@ -2,7 +2,7 @@
 
 use super::load_or_report;
 use crate::cli::{CompileArgs, RenderArgs};
-use crate::envoy::{self, locate, RenderOptions, Rendered};
+use crate::envoy::{self, locate, PushListener, RenderOptions, Rendered};
 use crate::exit::ExitCode;
 use crate::source::Source;
 use crate::state::{State, StateDir};
@@ -30,8 +30,13 @@ pub fn run(args: &CompileArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// The options rendering needs, from the command line (compile, up) or the state file (apply).
-pub fn render_options(render: &RenderArgs) -> anyhow::Result<RenderOptions> {
+pub fn render_options(render: &RenderArgs, dir: &StateDir) -> anyhow::Result<RenderOptions> {
     let admin = ListenAddr::parse(&render.admin).map_err(|e| anyhow::anyhow!("--admin: {e}"))?;
+    let push = PushListener {
+        addr: ListenAddr::parse(&render.push_addr)
+            .map_err(|e| anyhow::anyhow!("--push-addr: {e}"))?,
+        public_key_pem: dir.push_signer()?.public_pem(),
+    };
     let wasm = locate::wasm(render.wasm.as_deref())?;
     let wasm = std::path::absolute(&wasm).unwrap_or(wasm);
     let system_ca = match &render.system_ca {
@@ -40,6 +45,7 @@ pub fn render_options(render: &RenderArgs) -> anyhow::Result<RenderOptions> {
     };
     Ok(RenderOptions {
         admin,
+        push: Some(push),
         wasm,
         system_ca,
     })
@@ -59,10 +65,10 @@ pub fn render(source: &Source, opts: &RenderOptions) -> anyhow::Result<Rendered>
 
 /// Writes the whole state directory (see [`crate::state`]).
 pub fn compile(source: &Source, render_args: &RenderArgs, out: &Path) -> anyhow::Result<StateDir> {
-    let opts = render_options(render_args)?;
-    let rendered = render(source, &opts)?;
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     let dir = StateDir::new(out);
+    let opts = render_options(render_args, &dir)?;
+    let rendered = render(source, &opts)?;
     dir.write_clusters(&rendered)?;
     dir.write_listeners(&rendered)?;
     dir.write_bootstrap(&opts.admin)?;
@@ -72,6 +78,7 @@ pub fn compile(source: &Source, render_args: &RenderArgs, out: &Path) -> anyhow:
         wasm: opts.wasm,
         system_ca: opts.system_ca,
         config: std::path::absolute(&source.path).unwrap_or_else(|_| source.path.clone()),
+        push_addr: opts.push.as_ref().map(|p| p.addr.to_string()),
     })?;
     Ok(dir)
 }

@@ -2,7 +2,7 @@
 
 use super::access_log::access_logs;
 use super::socket_address;
-use egress_core::config::{Config, Target};
+use egress_core::config::{Config, ListenAddr, Target};
 use egress_core::duration::envoy_duration;
 use egress_core::plan::wire;
 use serde_json::{json, Value};
@@ -44,6 +44,29 @@ pub fn egress_listener(config: &Config, filter_json: &str, wasm: &Path) -> Value
                 "typed_config": hcm,
             }],
         }],
+    })
+}
+
+/// The token push listener: the same module and `vm_id` (so pushed tokens land in the shared
+/// data the egress listener reads), in the push role. No route: the filter answers everything.
+pub fn push_listener(addr: &ListenAddr, filter_json: &str, wasm: &Path) -> Value {
+    let hcm = json!({
+        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+        "stat_prefix": "egress_push",
+        "codec_type": "AUTO",
+        "route_config": {
+            "name": "egress_push",
+            "virtual_hosts": [{ "name": "push", "domains": ["*"], "routes": [{
+                "match": { "prefix": "/" },
+                "direct_response": { "status": 404 },
+            }] }],
+        },
+        "http_filters": [wasm_filter(filter_json, wasm), router_filter()],
+    });
+    json!({
+        "name": "egress_push",
+        "address": socket_address(addr),
+        "filter_chains": [{ "filters": [{ "name": "envoy.filters.network.http_connection_manager", "typed_config": hcm }] }],
     })
 }
 

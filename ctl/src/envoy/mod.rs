@@ -20,10 +20,18 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Clone)]
 pub struct RenderOptions {
     pub admin: ListenAddr,
+    /// The push listener and the public key it verifies pushes with.
+    pub push: Option<PushListener>,
     pub wasm: PathBuf,
     /// CA bundle for TLS targets without `ca_cert`; `None` when none was found (then such a
     /// target is an error).
     pub system_ca: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone)]
+pub struct PushListener {
+    pub addr: ListenAddr,
+    pub public_key_pem: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -59,14 +67,24 @@ pub fn render(source: &Source, opts: &RenderOptions) -> Result<Rendered, RenderE
     let mut clusters = clusters::target_clusters(source, opts, &mut files)?;
     clusters.extend(clusters::token_clusters(source, opts, &mut files)?);
     clusters.push(clusters::admin_cluster(&opts.admin));
-    let listener = listener::egress_listener(config, &filter_json, &opts.wasm);
+    let mut listeners = vec![listener::egress_listener(config, &filter_json, &opts.wasm)];
+    if let Some(push) = &opts.push {
+        let mut push_config = filter_config.clone();
+        push_config.role = egress_core::plan::Role::Push;
+        push_config.push_public_key = Some(push.public_key_pem.clone());
+        listeners.push(listener::push_listener(
+            &push.addr,
+            &serde_json::to_string(&push_config)?,
+            &opts.wasm,
+        ));
+    }
     files.push(opts.wasm.clone());
     let missing_files = files
         .into_iter()
         .filter(|f| !Path::new(f).exists())
         .collect();
     Ok(Rendered {
-        listeners: vec![listener],
+        listeners,
         clusters,
         filter_config,
         missing_files,

@@ -16,6 +16,8 @@ pub mod credentials;
 pub mod duration;
 pub mod engine;
 pub mod plan;
+#[cfg(feature = "jwt")]
+pub mod push;
 pub mod routing;
 pub mod secret;
 pub mod target_url;

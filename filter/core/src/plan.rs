@@ -4,7 +4,7 @@
 //! whatever reaches the filter was checked by `egressctl validate` first. The filter still parses
 //! it strictly (`deny_unknown_fields`) and refuses to start on anything off.
 
-use crate::config::{Auth, ClientAuth, Config, SigningAlg};
+use crate::config::{Auth, ClientAuth, Config, SigningAlg, TokenStore};
 use crate::secret::Secret;
 use crate::target_url::TargetUrl;
 use serde::{Deserialize, Serialize};
@@ -90,6 +90,17 @@ impl Method {
     }
 }
 
+/// The listener a filter instance serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Routes and credentials for callers.
+    #[default]
+    Egress,
+    /// Token pushes and status for `egressctl` (see `egress_core::push`).
+    Push,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum LogLevel {
@@ -133,6 +144,12 @@ pub struct FilterConfig {
     /// `egress.enabled`: when false every egress path gets 503 `egress_disabled`.
     pub enabled: bool,
     pub log_level: LogLevel,
+    /// Which listener this instance serves: the egress listener, or the token push listener.
+    #[serde(default)]
+    pub role: Role,
+    /// The push listener's public key (Ed25519, PEM); set on the push listener only.
+    #[serde(default)]
+    pub push_public_key: Option<String>,
     pub endpoints: FilterEndpoints,
     pub targets: Vec<FilterTarget>,
     pub routes: Vec<FilterRoute>,
@@ -198,6 +215,10 @@ impl Credential {
 pub struct OAuth2Credential {
     /// Envoy cluster the token callout goes through.
     pub token_cluster: String,
+    /// False with `token_store: redis`: tokens come only from pushes, and the config carries
+    /// no client secret.
+    #[serde(default = "yes")]
+    pub fetch: bool,
     pub token_url: TargetUrl,
     pub client_id: String,
     pub client_secret: Option<Secret>,
@@ -225,6 +246,10 @@ pub struct FilterRoute {
     pub methods: Option<Vec<Method>>,
 }
 
+fn yes() -> bool {
+    true
+}
+
 fn millis(d: std::time::Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
@@ -232,6 +257,7 @@ fn millis(d: std::time::Duration) -> u64 {
 impl FilterConfig {
     /// The filter's view of a validated config.
     pub fn from_config(config: &Config) -> Self {
+        let push_only = matches!(config.token_store, TokenStore::Redis(_));
         let targets = config
             .targets
             .iter()
@@ -254,9 +280,14 @@ impl FilterConfig {
                     Auth::Mtls => Credential::Mtls,
                     Auth::OAuth2(o) => Credential::Oauth2(OAuth2Credential {
                         token_cluster: wire::token_cluster(&t.name),
+                        fetch: !push_only,
                         token_url: o.token_url.clone(),
                         client_id: o.client_id.clone(),
-                        client_secret: o.client_secret.clone(),
+                        client_secret: if push_only {
+                            None
+                        } else {
+                            o.client_secret.clone()
+                        },
                         scopes: o.scopes.clone(),
                         params: o.params.clone(),
                         client_auth: o.client_auth,
@@ -285,6 +316,8 @@ impl FilterConfig {
             version: FILTER_CONFIG_VERSION,
             enabled: config.enabled,
             log_level: config.logger.level,
+            role: Role::Egress,
+            push_public_key: None,
             endpoints: FilterEndpoints {
                 health: config.endpoints.health.clone(),
                 ready: config.endpoints.ready.clone(),

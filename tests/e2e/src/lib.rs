@@ -126,7 +126,11 @@ pub fn egressctl() -> Result<Command> {
         .get_or_init(|| locate_egressctl().map_err(|e| format!("{e:#}")))
         .clone()
         .map_err(|e| anyhow!(e))?;
-    Ok(Command::new(bin))
+    let mut cmd = Command::new(bin);
+    // Every compile renders a token push listener; give each its own port so Envoys run side
+    // by side (a test that pushes passes --push-addr itself).
+    cmd.env("EGRESS_PUSH_ADDR", format!("127.0.0.1:{}", free_port()?));
+    Ok(cmd)
 }
 
 fn locate_egressctl() -> Result<PathBuf> {

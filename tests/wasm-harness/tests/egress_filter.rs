@@ -12,7 +12,18 @@ use egress_core::plan::FilterConfig;
 use proxy_wasm_harness::{Action, Host, LocalResponse, LogLevel, Status, Stream, Worker};
 use std::time::Duration;
 
-const SEED: &str = include_str!("../../../examples/config.yaml");
+const SEED_FILE: &str = include_str!("../../../examples/config.yaml");
+
+/// The seed with `token_store: memory`. With the seed's own redis store the filter takes
+/// tokens only from pushes (the control-plane mode); these tests drive its own fetching.
+fn seed() -> String {
+    let redis = "  token_store:\n    type: redis\n    redis:\n      address: \"redis:6379\"\n      password: \"${REDIS_PASSWORD}\"\n      db: 1\n      key_prefix: \"egress:tokens:\"\n";
+    assert!(
+        SEED_FILE.contains(redis),
+        "the seed's token_store block moved"
+    );
+    SEED_FILE.replace(redis, "  token_store:\n    type: memory\n")
+}
 
 /// A distinct fake value per variable, so any leak names its source.
 const ENV: [(&str, &str); 7] = [
@@ -47,7 +58,7 @@ fn env_lookup(name: &str) -> Option<String> {
 }
 
 fn seed_filter_config() -> FilterConfig {
-    let config = load_str(SEED, &env_lookup)
+    let config = load_str(&seed(), &env_lookup)
         .unwrap_or_else(|e| panic!("examples/config.yaml does not load: {e:?}"));
     FilterConfig::from_config(&config)
 }

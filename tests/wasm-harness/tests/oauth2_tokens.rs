@@ -16,7 +16,18 @@ use egress_core::plan::FilterConfig;
 use proxy_wasm_harness::{Action, Callout, Host, LocalResponse, LogLevel, Stream, Worker};
 use std::time::Duration;
 
-const SEED: &str = include_str!("../../../examples/config.yaml");
+const SEED_FILE: &str = include_str!("../../../examples/config.yaml");
+
+/// The seed with `token_store: memory`. With the seed's own redis store the filter takes
+/// tokens only from pushes (the control-plane mode); these tests drive its own fetching.
+fn seed() -> String {
+    let redis = "  token_store:\n    type: redis\n    redis:\n      address: \"redis:6379\"\n      password: \"${REDIS_PASSWORD}\"\n      db: 1\n      key_prefix: \"egress:tokens:\"\n";
+    assert!(
+        SEED_FILE.contains(redis),
+        "the seed's token_store block moved"
+    );
+    SEED_FILE.replace(redis, "  token_store:\n    type: memory\n")
+}
 
 const CLIENT_ID: &str = "sf-client-id-C1d-2a9";
 const CLIENT_SECRET: &str = "sf-client-secret-S3c-4b8";
@@ -58,8 +69,8 @@ fn config_json(yaml: &str) -> Vec<u8> {
 
 /// The seed with `logger.level: debug` (the "Credentials refreshed" line is a debug line).
 fn debug_seed() -> String {
-    let yaml = SEED.replace("\n  level: info\n", "\n  level: debug\n");
-    assert_ne!(yaml, SEED, "the seed's logger.level moved");
+    let yaml = seed().replace("\n  level: info\n", "\n  level: debug\n");
+    assert_ne!(yaml, seed(), "the seed's logger.level moved");
     yaml
 }
 
@@ -80,7 +91,7 @@ fn start_worker(host: &Host, yaml: &str) -> Worker {
 
 fn seed_worker() -> (Host, Worker) {
     let host = filter_host();
-    let worker = start_worker(&host, SEED);
+    let worker = start_worker(&host, &seed());
     (host, worker)
 }
 
@@ -479,7 +490,7 @@ fn without_debug_logging_the_refresh_line_is_not_written() {
 #[test]
 fn three_workers_share_one_fetch_and_all_their_waiting_requests_get_the_token() {
     let host = filter_host();
-    let workers: Vec<Worker> = (0..3).map(|_| start_worker(&host, SEED)).collect();
+    let workers: Vec<Worker> = (0..3).map(|_| start_worker(&host, &seed())).collect();
     let waiting: Vec<Vec<Stream>> = workers
         .iter()
         .map(|w| (0..4).map(|_| crm(w)).collect())
@@ -522,8 +533,8 @@ fn three_workers_share_one_fetch_and_all_their_waiting_requests_get_the_token() 
 #[test]
 fn refresh_starts_refresh_before_expiry_ahead_and_requests_keep_the_old_token_meanwhile() {
     let host = filter_host();
-    let a = start_worker(&host, SEED);
-    let b = start_worker(&host, SEED);
+    let a = start_worker(&host, &seed());
+    let b = start_worker(&host, &seed());
     with_token(&host, "tok-1", 3600);
     // Obtained at 100ms: expires at 3600.1s, refresh due 300s earlier, at 3300.1s.
     let refresh_at = TICK_MS + 3_300_000;
@@ -725,8 +736,8 @@ fn retries_back_off_exponentially_with_jitter_and_never_wait_more_than_30s() {
 #[test]
 fn the_last_good_token_is_used_until_it_expires_while_refreshes_fail_then_503_then_recovery() {
     let host = filter_host();
-    let worker = start_worker(&host, SEED);
-    let other = start_worker(&host, SEED);
+    let worker = start_worker(&host, &seed());
+    let other = start_worker(&host, &seed());
     with_token(&host, "tok-1", 3600);
     let expires = TICK_MS + 3_600_000;
     let refresh_at = expires - 300_000;
@@ -900,7 +911,7 @@ fn a_401_marks_the_token_stale_and_causes_exactly_one_refresh_without_replaying_
 #[test]
 fn concurrent_401s_for_the_same_token_version_cause_one_refresh() {
     let host = filter_host();
-    let workers: Vec<Worker> = (0..3).map(|_| start_worker(&host, SEED)).collect();
+    let workers: Vec<Worker> = (0..3).map(|_| start_worker(&host, &seed())).collect();
     with_token(&host, "tok-1", 3600);
     tick(&host);
     let sent: Vec<Stream> = workers.iter().flat_map(|w| [crm(w), crm(w)]).collect();
@@ -955,8 +966,8 @@ fn a_401_for_a_request_that_waited_for_its_token_also_marks_it_stale() {
 #[test]
 fn ready_is_503_naming_salesforce_until_the_first_token_then_200_on_every_worker() {
     let host = filter_host();
-    let a = start_worker(&host, SEED);
-    let b = start_worker(&host, SEED);
+    let a = start_worker(&host, &seed());
+    let b = start_worker(&host, &seed());
     for w in [&a, &b] {
         let (status, body) = ready(w);
         assert_eq!(status, 503);
@@ -1034,7 +1045,7 @@ fn two_oauth2_targets() -> String {
       target: zendesk
       strip_prefix: "/egress/zd"
 "#;
-    let yaml = SEED
+    let yaml = seed()
         .replacen(
             "\n  # Route mapping",
             &format!("{target}\n  # Route mapping"),

@@ -124,6 +124,7 @@ mod tests {
     fn cred(auth: ClientAuth) -> OAuth2Credential {
         OAuth2Credential {
             token_cluster: "egress_token_sf".into(),
+            fetch: true,
             token_url: TargetUrl::parse("https://login.example.com/services/oauth2/token").unwrap(),
             client_id: "my client".into(),
             client_secret: Some(Secret::new("s3cr:t&")),
