@@ -17,6 +17,8 @@ Typical use:
   egressctl explain config.yaml POST /egress/crm/Contact
   egressctl compile config.yaml --out .egressctl
   egressctl up config.yaml
+  egressctl token refresh config.yaml --watch
+  egressctl status
 
 `${VAR}` and `${VAR:-default}` in the config are read from the environment.";
 
@@ -63,6 +65,62 @@ pub enum Command {
         after_help = "Example:\n  egressctl up config.yaml --out .egressctl --admin 127.0.0.1:9901\n\nEnvoy is found by --envoy, $ENVOY_BIN, PATH, then this repo's .venv (bash envoy/install.sh)."
     )]
     Up(UpArgs),
+
+    /// OAuth2 tokens fetched by egressctl and pushed into running proxies.
+    #[command(subcommand)]
+    Token(TokenCommand),
+
+    /// Ask running proxies about their OAuth2 tokens: source (fetched or pushed), age, time
+    /// left, the last refresh result and requests served. Never shows a token.
+    #[command(
+        after_help = "Example:\n  egressctl status --out .egressctl\n  egressctl status --proxy http://10.0.0.5:9902 --proxy http://10.0.0.6:9902 --format json\n\nExit 0: every proxy answered and every OAuth2 target holds a valid token; 3 otherwise."
+    )]
+    Status(StatusArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Fetch each OAuth2 target's token (client credentials) and push it to every proxy.
+    /// With `token_store: redis`, refreshers share one token through redis.
+    #[command(
+        after_help = "Example:\n  egressctl token refresh config.yaml --out .egressctl\n  egressctl token refresh config.yaml --target salesforce --proxy http://10.0.0.5:9902 --proxy http://10.0.0.6:9902\n  egressctl token refresh config.yaml --watch\n\nExit 0: every target's token reached every proxy (with --watch: stopped by Ctrl-C or SIGTERM); 1: invalid config; 3: a fetch or push failed (each failure is named)."
+    )]
+    Refresh(TokenRefreshArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TokenRefreshArgs {
+    /// The config file (YAML).
+    pub config: PathBuf,
+    /// The state directory `compile` or `up` wrote: push.key signs the pushes, state.json
+    /// names the default proxy.
+    #[arg(long, default_value = ".egressctl", value_name = "DIR")]
+    pub out: PathBuf,
+    /// Only this OAuth2 target (default: every one).
+    #[arg(long, value_name = "NAME")]
+    pub target: Option<String>,
+    /// Keep running: refresh each token ahead of its expiry, retry failures with backoff,
+    /// re-push to proxies that restarted. Ctrl-C or SIGTERM stops it.
+    #[arg(long)]
+    pub watch: bool,
+    /// A proxy's push listener, e.g. http://127.0.0.1:9902 (repeatable). Default: the push
+    /// address in DIR/state.json.
+    #[arg(long = "proxy", value_name = "URL")]
+    pub proxies: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The state directory `compile` or `up` wrote (push.key authenticates the status call).
+    #[arg(long, default_value = ".egressctl", value_name = "DIR")]
+    pub out: PathBuf,
+    /// A proxy's push listener, e.g. http://127.0.0.1:9902 (repeatable). Default: the proxy
+    /// in DIR (request counts come from its Envoy admin).
+    #[arg(long = "proxy", value_name = "URL")]
+    pub proxies: Vec<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
 }
 
 #[derive(Debug, Args)]

@@ -463,8 +463,18 @@ fn explain_says_why_a_request_is_refused() {
 #[test]
 fn every_command_has_help_with_an_example() {
     let ctl = Ctl::seed();
-    for cmd in ["validate", "compile", "routes", "explain", "apply", "up"] {
-        let out = ctl.run(&[cmd, "--help"]);
+    for cmd in [
+        &["validate"][..],
+        &["compile"],
+        &["routes"],
+        &["explain"],
+        &["apply"],
+        &["up"],
+        &["token", "refresh"],
+        &["status"],
+    ] {
+        let out = ctl.run(&[cmd, &["--help"]].concat());
+        let cmd = cmd.join(" ");
         assert_eq!(out.status.code(), Some(0), "{cmd}");
         assert!(
             stdout(&out).contains("Example"),

@@ -4,6 +4,8 @@ pub mod apply;
 pub mod compile;
 pub mod explain;
 pub mod routes;
+pub mod status;
+pub mod token;
 pub mod up;
 pub mod validate;
 
@@ -20,6 +22,8 @@ pub fn execute(command: Command) -> anyhow::Result<ExitCode> {
         Command::Explain(a) => explain::run(&a),
         Command::Apply(a) => apply::run(&a),
         Command::Up(a) => up::run(&a),
+        Command::Token(crate::cli::TokenCommand::Refresh(a)) => token::run(&a),
+        Command::Status(a) => status::run(&a),
     }
 }
 

@@ -104,6 +104,10 @@ fn attach_private_keys(source: &Source, fc: &mut FilterConfig) -> Result<(), Ren
             continue;
         };
         let Auth::OAuth2(o) = &t.auth else { continue };
+        // Push-only (token_store: redis): the proxy never fetches, so it gets no key.
+        if !cred.fetch {
+            continue;
+        }
         let Some(path) = &o.private_key else { continue };
         let full = source.resolve(path);
         let err = |reason: String| RenderError::PrivateKey {
