@@ -3,6 +3,9 @@
 #  - nginx (Debian's `nginx-light`, else `nginx`). Does nothing when nginx is already there.
 #    The package's own service is kept from starting (policy-rc.d) and stopped if it started
 #    anyway, so no system nginx is left on port 80; the tests run their own nginx on free ports.
+#  - redis-server (Debian's `redis-server`) for the `token_store: redis` tests. Its packaged
+#    service is kept from starting the same way and stopped (and disabled) if it runs, so no
+#    system redis stays on port 6379; the tests start their own on free ports.
 #  - the OAuth2 authorization server `oidc-provider` (npm) for tests/support/oauth-server:
 #    `npm ci` there when its node_modules is missing or older than its package-lock.json.
 # Idempotent.
@@ -33,17 +36,31 @@ install_oauth_server() {
 install_oauth_server
 
 have_nginx() { command -v nginx >/dev/null 2>&1 || [[ -x /usr/sbin/nginx ]]; }
+have_redis() { command -v redis-server >/dev/null 2>&1 || [[ -x /usr/bin/redis-server ]]; }
 
-if have_nginx; then exit 0; fi
+# The packaged redis service must not keep 6379 busy (whoever installed it).
+stop_system_redis() {
+  if command -v systemctl >/dev/null 2>&1 && [[ -d /run/systemd/system ]]; then
+    systemctl disable --now redis-server >/dev/null 2>&1 || true
+  fi
+  if command -v service >/dev/null 2>&1; then
+    service redis-server stop >/dev/null 2>&1 || true
+  fi
+}
+
+if have_nginx && have_redis; then
+  stop_system_redis
+  exit 0
+fi
 
 if [[ $(id -u) -ne 0 ]] || ! command -v apt-get >/dev/null 2>&1; then
-  echo "install-test-deps.sh: nginx is not installed and this is not root with apt-get;" >&2
-  echo "  install it yourself (Debian/Ubuntu: apt-get install nginx-light) and re-run." >&2
+  echo "install-test-deps.sh: nginx or redis-server is not installed and this is not root with apt-get;" >&2
+  echo "  install them yourself (Debian/Ubuntu: apt-get install nginx-light redis-server) and re-run." >&2
   exit 1
 fi
 
-# Keep the package's postinst from starting a system nginx on port 80 (invoke-rc.d honours
-# policy-rc.d exit 101 = "action forbidden"). Only when no policy is in place already.
+# Keep the packages' postinst from starting system services on ports 80 and 6379 (invoke-rc.d
+# honours policy-rc.d exit 101 = "action forbidden"). Only when no policy is in place already.
 policy=/usr/sbin/policy-rc.d
 if [[ ! -e ${policy} ]]; then
   printf '#!/bin/sh\nexit 101\n' > "${policy}"
@@ -55,18 +72,32 @@ install() {
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null 2>&1
 }
 
-echo "install-test-deps.sh: installing nginx with apt-get" >&2
-if ! { install nginx-light || install nginx; }; then
-  apt-get update -qq >/dev/null 2>&1 || true
-  install nginx-light || install nginx || {
-    echo "install-test-deps.sh: apt-get install nginx-light / nginx failed" >&2
-    exit 1
-  }
+if ! have_nginx; then
+  echo "install-test-deps.sh: installing nginx with apt-get" >&2
+  if ! { install nginx-light || install nginx; }; then
+    apt-get update -qq >/dev/null 2>&1 || true
+    install nginx-light || install nginx || {
+      echo "install-test-deps.sh: apt-get install nginx-light / nginx failed" >&2
+      exit 1
+    }
+  fi
+  # Belt and braces: if something started the packaged service anyway, stop it.
+  if command -v service >/dev/null 2>&1; then
+    service nginx stop >/dev/null 2>&1 || true
+  fi
 fi
 
-# Belt and braces: if something started the packaged service anyway, stop it.
-if command -v service >/dev/null 2>&1; then
-  service nginx stop >/dev/null 2>&1 || true
+if ! have_redis; then
+  echo "install-test-deps.sh: installing redis-server with apt-get" >&2
+  if ! install redis-server; then
+    apt-get update -qq >/dev/null 2>&1 || true
+    install redis-server || {
+      echo "install-test-deps.sh: apt-get install redis-server failed" >&2
+      exit 1
+    }
+  fi
 fi
+stop_system_redis
 
 have_nginx || { echo "install-test-deps.sh: nginx still not found after installing it" >&2; exit 1; }
+have_redis || { echo "install-test-deps.sh: redis-server still not found after installing it" >&2; exit 1; }
