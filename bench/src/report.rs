@@ -14,8 +14,11 @@ pub struct Sample {
     pub case: usize,
     pub round: usize,
     pub wrk: WrkResult,
-    /// Busy fraction of each core during the run.
+    /// Busy fraction of each core during the run (any process).
     pub busy: Vec<f64>,
+    /// CPU used by the case's Envoy during the run, in cores (1.0 = one core all the time):
+    /// well under 1 with its core busy means something else ran on Envoy's core.
+    pub envoy_cpu: f64,
 }
 
 /// A case over all rounds: medians, and medians of within-round ratios.
@@ -35,6 +38,8 @@ pub struct Summary {
     pub errors: u64,
     /// Median busy fraction of each core.
     pub busy: Vec<f64>,
+    /// Median CPU of the case's Envoy, in cores.
+    pub envoy_cpu: f64,
 }
 
 pub fn median(values: &[f64]) -> Option<f64> {
@@ -79,6 +84,10 @@ pub fn p99(w: &WrkResult) -> f64 {
     w.p99_us
 }
 
+fn m2(v: &[f64]) -> f64 {
+    median(v).unwrap_or(f64::NAN)
+}
+
 pub fn summarize(cases: &[Case], samples: &[Sample]) -> Vec<Summary> {
     cases
         .iter()
@@ -104,6 +113,7 @@ pub fn summarize(cases: &[Case], samples: &[Sample]) -> Vec<Summary> {
                     .iter()
                     .map(|s| s.wrk.non_2xx + s.wrk.socket_errors)
                     .sum(),
+                envoy_cpu: m2(&mine.iter().map(|s| s.envoy_cpu).collect::<Vec<_>>()),
                 busy: (0..cores)
                     .map(|i| {
                         median(
@@ -267,8 +277,8 @@ impl RunReport {
     /// The results table (markdown).
     pub fn table(&self) -> String {
         let mut out = String::from(
-            "| case | what | req/s | p50 | p99 | × case 1 | × case 2 | × case 4 | p99 × case 4 | errors | busy core 0 / 1 |\n\
-             |---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+            "| case | what | req/s | p50 | p99 | × case 1 | × case 2 | × case 4 | p99 × case 4 | errors | Envoy CPU | busy core 0 / 1 |\n\
+             |---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
         );
         for s in &self.summaries {
             let busy: Vec<String> = s
@@ -278,7 +288,7 @@ impl RunReport {
                 .collect();
             let _ = writeln!(
                 out,
-                "| {} | {} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {:.0}% | {} |",
                 s.id,
                 s.what,
                 s.rps,
@@ -289,6 +299,7 @@ impl RunReport {
                 fmt_ratio(s.rps_vs_4),
                 fmt_ratio(s.p99_vs_4),
                 s.errors,
+                s.envoy_cpu * 100.0,
                 busy.join(" / ")
             );
         }
@@ -405,6 +416,7 @@ mod tests {
                 socket_errors: 0,
             },
             busy: vec![1.0, 0.5],
+            envoy_cpu: 1.0,
         }
     }
 

@@ -220,23 +220,31 @@ pub fn run(opts: &Options) -> Result<()> {
             nginx.proc.check_alive()?;
             wrk.run(&url(r), opts.warmup)?;
             let before = cpu_times();
+            let envoy_before = r.envoy.proc.cpu_ticks();
+            let wall = Instant::now();
             let result = wrk.run(&url(r), opts.duration)?;
             let busy = busy_between(&before, &cpu_times());
+            let envoy_cpu = (r.envoy.proc.cpu_ticks() - envoy_before.min(r.envoy.proc.cpu_ticks()))
+                as f64
+                / clock_ticks_per_sec()
+                / wall.elapsed().as_secs_f64();
             eprintln!(
-                "egress-bench: round {}/{} case {}: {:.0} req/s, p50 {:.0} µs, p99 {:.0} µs, errors {}",
+                "egress-bench: round {}/{} case {}: {:.0} req/s, p50 {:.0} µs, p99 {:.0} µs, errors {}, Envoy CPU {:.0}%",
                 round + 1,
                 opts.rounds,
                 r.case.id,
                 result.requests_per_sec,
                 result.p50_us,
                 result.p99_us,
-                result.non_2xx + result.socket_errors
+                result.non_2xx + result.socket_errors,
+                envoy_cpu * 100.0
             );
             samples.push(Sample {
                 case: r.case.id,
                 round,
                 wrk: result,
                 busy,
+                envoy_cpu,
             });
         }
     }
@@ -387,4 +395,14 @@ pub fn run(opts: &Options) -> Result<()> {
 fn tokens_served(tokens: &TokenServer) -> Result<usize> {
     let log = fs::read_to_string(&tokens.proc.log).unwrap_or_default();
     Ok(log.lines().filter(|l| l.contains("POST /token")).count())
+}
+
+fn clock_ticks_per_sec() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if hz > 0 {
+        hz as f64
+    } else {
+        100.0
+    }
 }
