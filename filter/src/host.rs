@@ -121,12 +121,6 @@ pub fn set_property(name: &str, value: &str) -> Result<(), HostError> {
         .map_err(|s| HostError::Status("set_property", s))
 }
 
-/// Asks Envoy to re-pick the route after the headers changed. Hosts without the function
-/// (or that re-pick on their own) answer NotFound, which is fine.
-pub fn clear_route_cache() {
-    let _ = hostcalls::call_foreign_function("clear_route_cache", None);
-}
-
 pub fn send_local_reply(reply: &LocalReply) -> Result<(), HostError> {
     let headers: Vec<(&str, &str)> = reply
         .headers

@@ -104,8 +104,9 @@ impl EgressHttp {
                         return Ok(self.reply(&self.engine.credentials_unavailable(fwd.target)));
                     }
                 }
+                // Envoy picks the route again after a request-header change by a wasm filter, so
+                // the new `x-egress-target` selects the target's cluster (proven end to end).
                 host::set_request_headers(&headers)?;
-                host::clear_route_cache();
                 if edited == Edited::NeedsToken {
                     // Wait for the fetch in flight; the tick or the callout reply resumes us.
                     if let Ok(mut t) = self.tokens.try_borrow_mut() {

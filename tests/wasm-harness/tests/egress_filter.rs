@@ -9,7 +9,7 @@
 
 use egress_core::config::load::load_str;
 use egress_core::plan::FilterConfig;
-use proxy_wasm_harness::{Action, Host, LocalResponse, LogLevel, Status, Stream, Worker};
+use proxy_wasm_harness::{Action, Host, LocalResponse, LogLevel, Stream, Worker};
 use std::time::Duration;
 
 const SEED_FILE: &str = include_str!("../../../examples/config.yaml");
@@ -814,21 +814,10 @@ fn refused_request_logs_its_path_without_query() {
 
 // ---- route cache ------------------------------------------------------------------------------
 
+/// Envoy picks the route again by itself after a wasm filter changes request headers (proven
+/// end to end in tests/e2e), so forwarding costs no foreign call.
 #[test]
-fn forward_calls_clear_route_cache_and_works_when_host_lacks_it() {
-    let (_host, worker) = seed_worker();
-    let stream = request(&worker, "POST", "/egress/notify/email", &[]);
-    expect_forward(&stream);
-    assert_eq!(header(&stream, "x-api-key").as_deref(), Some(NOTIFY_KEY));
-    let calls = worker.foreign_calls();
-    assert_eq!(calls.len(), 1, "{calls:?}");
-    assert_eq!(calls[0].name, "clear_route_cache");
-    assert_eq!(calls[0].status, Status::NotFound);
-    assert_logs_clean(&worker);
-}
-
-#[test]
-fn forward_calls_clear_route_cache_when_host_implements_it() {
+fn forwarding_makes_no_foreign_calls() {
     let host = filter_host();
     host.register_foreign_function("clear_route_cache", |_| Ok(Vec::new()));
     let worker = started_worker(&host);
@@ -836,15 +825,14 @@ fn forward_calls_clear_route_cache_when_host_implements_it() {
         let stream = request(&worker, "POST", path, &[]);
         expect_forward(&stream);
     }
-    let calls = worker.foreign_calls();
-    assert_eq!(calls.len(), 2, "one call per forwarded request: {calls:?}");
-    assert!(calls
-        .iter()
-        .all(|c| c.name == "clear_route_cache" && c.status == Status::Ok));
-    // Local replies and pass-through do not touch the route.
     request(&worker, "GET", "/nope", &[]);
     request(&worker, "GET", "/metrics", &[]);
-    assert_eq!(worker.foreign_calls().len(), 2);
+    assert!(
+        worker.foreign_calls().is_empty(),
+        "{:?}",
+        worker.foreign_calls()
+    );
+    assert_logs_clean(&worker);
 }
 
 // ---- hostile input ----------------------------------------------------------------------------
@@ -1069,9 +1057,6 @@ fn two_workers_on_one_host_serve_independently() {
         header(&again_a, "authorization"),
         Some(format!("Basic {ERP_BASIC}"))
     );
-    // Each worker records only its own calls.
-    assert_eq!(a.foreign_calls().len(), 2);
-    assert_eq!(b.foreign_calls().len(), 1);
     // A refusal on one does not affect the other.
     expect_error(&request(&b, "GET", "/nope", &[]), 404, "route_not_found");
     expect_forward(&request(&a, "POST", "/egress/audit/events", &[]));

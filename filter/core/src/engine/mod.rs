@@ -303,14 +303,19 @@ impl Engine {
         let Some(target) = self.targets.get(fwd.target) else {
             return Edited::NeedsToken;
         };
+        // Case-insensitive without allocating: this runs for every header of every request.
         headers.retain(|(name, _)| {
-            let lower = name.to_ascii_lowercase();
-            !(CALLER_CREDENTIAL_HEADERS.contains(&lower.as_str())
-                || lower.starts_with(wire::INTERNAL_HEADER_PREFIX)
-                || target.strip.contains(&lower)
-                || lower == ":path"
-                || lower == ":authority"
-                || lower == "host")
+            let is = |other: &str| name.eq_ignore_ascii_case(other);
+            let internal = name
+                .as_bytes()
+                .get(..wire::INTERNAL_HEADER_PREFIX.len())
+                .is_some_and(|p| p.eq_ignore_ascii_case(wire::INTERNAL_HEADER_PREFIX.as_bytes()));
+            !(internal
+                || CALLER_CREDENTIAL_HEADERS.iter().any(|h| is(h))
+                || target.strip.iter().any(|h| is(h))
+                || is(":path")
+                || is(":authority")
+                || is("host"))
         });
         headers.push((":path".into(), V::from(fwd.path.clone())));
         headers.push((":authority".into(), V::from(target.authority.clone())));
