@@ -186,7 +186,11 @@ impl HttpContext for PushHttp {
         if end_of_stream {
             return self.handle(&[]);
         }
-        Action::Pause
+        // Continue, not Pause: the host turns a paused header callback into "stop everything"
+        // (proxy-wasm-cpp-host converts StopIteration to StopAllIterationAndWatermark), so the
+        // body would never reach us. The listener's buffer filter, after this one, keeps the
+        // router from acting on the headers; the body callback below pauses until the end.
+        Action::Continue
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {

@@ -61,12 +61,24 @@ pub fn push_listener(addr: &ListenAddr, filter_json: &str, wasm: &Path) -> Value
                 "direct_response": { "status": 404 },
             }] }],
         },
-        "http_filters": [wasm_filter(filter_json, wasm), router_filter()],
+        // The filter lets the headers through so it gets the body (see filter/src/push.rs);
+        // the buffer filter holds them back from the router until the filter has answered.
+        "http_filters": [wasm_filter(filter_json, wasm), push_buffer_filter(), router_filter()],
     });
     json!({
         "name": "egress_push",
         "address": socket_address(addr),
         "filter_chains": [{ "filters": [{ "name": "envoy.filters.network.http_connection_manager", "typed_config": hcm }] }],
+    })
+}
+
+fn push_buffer_filter() -> Value {
+    json!({
+        "name": "envoy.filters.http.buffer",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.buffer.v3.Buffer",
+            "max_request_bytes": egress_core::push::MAX_PUSH_BODY,
+        },
     })
 }
 
