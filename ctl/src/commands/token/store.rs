@@ -35,7 +35,7 @@ impl Redis {
     pub async fn connect(cfg: &RedisStore) -> anyhow::Result<Self> {
         let (host, port) = split_addr(&cfg.address)?;
         let mut settings = RedisConnectionInfo::default().set_db(i64::from(cfg.db));
-        if let Some(p) = &cfg.password {
+        if let Some(p) = cfg.password.as_ref().filter(|p| !p.is_empty()) {
             settings = settings.set_password(p.expose());
         }
         let info = ConnectionAddr::Tcp(host, port)
