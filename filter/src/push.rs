@@ -7,7 +7,8 @@ use crate::host;
 use egress_core::engine::{Engine, LocalReply};
 use egress_core::plan::LogLevel;
 use egress_core::push::{
-    jti_key, record_from_body, PushError, PushVerifier, MAX_PUSH_BODY, PUSH_PATH, STATUS_PATH,
+    record_from_body, remember_jti, PushError, PushVerifier, JTI_CACHE_KEY, MAX_PUSH_BODY,
+    PUSH_PATH, STATUS_PATH,
 };
 use egress_core::tokens::record::{fetch_key, token_key};
 use egress_core::tokens::time::rfc3339;
@@ -77,12 +78,27 @@ impl PushHttp {
             Ok(v) => v,
             Err(e) => return self.refuse(&e),
         };
-        // One use per JWT: remember its id until it expires.
-        let key = jti_key(&verified.jti);
-        if host::shared_get(&key).0.is_some_and(|v| !v.is_empty()) {
-            return self.refuse(&PushError::Replayed);
+        // One use per JWT: remember its id until it expires (compare-and-swap on one entry).
+        let mut remembered = false;
+        for _ in 0..8 {
+            let (bytes, cas) = host::shared_get(JTI_CACHE_KEY);
+            let updated = match remember_jti(
+                bytes.as_deref(),
+                &verified.jti,
+                verified.expires_at_secs,
+                now / 1000,
+            ) {
+                Ok(u) => u,
+                Err(e) => return self.refuse(&e),
+            };
+            if host::shared_set(JTI_CACHE_KEY, &updated, cas).is_ok() {
+                remembered = true;
+                break;
+            }
         }
-        let _ = host::shared_set(&key, verified.expires_at_secs.to_string().as_bytes(), None);
+        if !remembered {
+            return self.reply(503, serde_json::json!({ "error": "busy", "message": "too many concurrent pushes; retry" }));
+        }
         if route == STATUS_PATH {
             return self.status(now);
         }

@@ -242,9 +242,34 @@ pub fn record_from_body(body: &[u8], now_ms: u64) -> Result<(String, TokenRecord
     ))
 }
 
-/// Shared-data key remembering a used `jti` until it expires.
-pub fn jti_key(jti: &str) -> String {
-    format!("egress/push/jti/{jti}")
+/// Shared-data key of the replay cache: the `jti`s used and not yet expired.
+pub const JTI_CACHE_KEY: &str = "egress/push/jtis";
+/// Most `jti`s remembered at once (each lives at most [`MAX_PUSH_LIFETIME_SECS`] plus the
+/// clock tolerance, so this bounds pushes to about 30 per second, far above any refresher).
+pub const MAX_REMEMBERED_JTIS: usize = 4096;
+
+/// Records `jti` (valid until `expires_at_secs`) in the replay cache `cache` (its stored bytes,
+/// if any), dropping the entries that have expired. Returns the bytes to store, or
+/// [`PushError::Replayed`] if the `jti` was used already. The cache stays bounded: expired
+/// entries go, and a full cache refuses new pushes until some expire.
+pub fn remember_jti(
+    cache: Option<&[u8]>,
+    jti: &str,
+    expires_at_secs: u64,
+    now_secs: u64,
+) -> Result<Vec<u8>, PushError> {
+    let mut map: std::collections::BTreeMap<String, u64> = cache
+        .and_then(|b| serde_json::from_slice(b).ok())
+        .unwrap_or_default();
+    map.retain(|_, exp| *exp >= now_secs);
+    if map.contains_key(jti) {
+        return Err(PushError::Replayed);
+    }
+    if map.len() >= MAX_REMEMBERED_JTIS {
+        return Err(PushError::Claims);
+    }
+    map.insert(jti.to_string(), expires_at_secs);
+    Ok(serde_json::to_vec(&map).unwrap_or_default())
 }
 
 #[cfg(test)]
@@ -355,6 +380,36 @@ mod tests {
         assert_eq!(
             v.verify(Some(&bearer(&jwt)), &b, NOW),
             Err(PushError::Invalid)
+        );
+    }
+
+    #[test]
+    fn the_replay_cache_refuses_a_used_jti_forgets_expired_ones_and_stays_bounded() {
+        let c = remember_jti(None, "a", NOW + 60, NOW).unwrap();
+        assert_eq!(
+            remember_jti(Some(&c), "a", NOW + 60, NOW),
+            Err(PushError::Replayed)
+        );
+        let c = remember_jti(Some(&c), "b", NOW + 10, NOW).unwrap();
+        // Later, both expired: the cache is empty again but for the new one.
+        let c = remember_jti(Some(&c), "c", NOW + 200, NOW + 100).unwrap();
+        let map: std::collections::BTreeMap<String, u64> = serde_json::from_slice(&c).unwrap();
+        assert_eq!(map.keys().collect::<Vec<_>>(), ["c"]);
+        let mut full = None;
+        for i in 0..MAX_REMEMBERED_JTIS {
+            full = Some(remember_jti(full.as_deref(), &format!("j{i}"), NOW + 60, NOW).unwrap());
+        }
+        assert_eq!(
+            remember_jti(full.as_deref(), "one-more", NOW + 60, NOW),
+            Err(PushError::Claims)
+        );
+        assert!(
+            remember_jti(full.as_deref(), "one-more", NOW + 200, NOW + 61).is_ok(),
+            "expired entries free the cache"
+        );
+        assert_eq!(
+            remember_jti(Some(b"garbage"), "x", NOW + 1, NOW).map(|_| ()),
+            Ok(())
         );
     }
 
