@@ -42,13 +42,16 @@ pub fn request_headers() -> Result<Headers, HostError> {
         .map_err(|s| HostError::Status("get_map(request headers)", s))
 }
 
-pub fn set_request_headers(headers: &Headers) -> Result<(), HostError> {
-    let pairs: Vec<(&str, &[u8])> = headers
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_slice()))
-        .collect();
-    hostcalls::set_map_bytes(MapType::HttpRequestHeaders, pairs)
-        .map_err(|s| HostError::Status("set_map(request headers)", s))
+/// Removes every value of a request header.
+pub fn remove_request_header(name: &str) -> Result<(), HostError> {
+    hostcalls::set_map_value(MapType::HttpRequestHeaders, name, None)
+        .map_err(|s| HostError::Status("remove request header", s))
+}
+
+/// Sets a request header, replacing any value.
+pub fn set_request_header(name: &str, value: &str) -> Result<(), HostError> {
+    hostcalls::set_map_value(MapType::HttpRequestHeaders, name, Some(value))
+        .map_err(|s| HostError::Status("set request header", s))
 }
 
 /// Unix milliseconds by the host's clock (0 if the host cannot tell).

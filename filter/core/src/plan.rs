@@ -20,12 +20,24 @@ pub mod wire {
     pub const TARGET_HEADER: &str = "x-egress-target";
     /// Every header starting with this prefix is internal: callers' copies are removed.
     pub const INTERNAL_HEADER_PREFIX: &str = "x-egress-";
-    /// Filter-state properties the access log reads as `%FILTER_STATE(wasm.<name>:PLAIN)%`.
-    /// Their values are JSON-escaped (see [`json_escape`]) because the access log template
-    /// puts them between quotes.
-    pub const PROP_TARGET: &str = "egress_target";
-    pub const PROP_TARGET_URL: &str = "egress_target_url";
-    pub const PROP_PATH: &str = "egress_path";
+    /// The one filter-state property the access log reads, as
+    /// `"target":"%FILTER_STATE(wasm.egress_log:PLAIN)%"`: its value ([`log_fragment`])
+    /// continues the JSON line with the method, path and target URL. One property, because
+    /// each `set_property` is a costly host call; if the filter did not set it, Envoy prints
+    /// `-` and the line is still valid JSON (`"target":"-"`).
+    pub const PROP_LOG: &str = "egress_log";
+
+    /// The value of [`PROP_LOG`]: `<target>","method":"<m>","path":"<p>","target_url":"<u>`,
+    /// every part JSON-escaped, so it cannot break out of the line.
+    pub fn log_fragment(target: &str, method: &str, path: &str, target_url: &str) -> String {
+        format!(
+            r#"{}","method":"{}","path":"{}","target_url":"{}"#,
+            json_escape(target),
+            json_escape(method),
+            json_escape(path),
+            json_escape(target_url)
+        )
+    }
 
     /// Escapes a string for use inside a JSON string literal (no surrounding quotes).
     pub fn json_escape(s: &str) -> String {

@@ -86,6 +86,23 @@ pub struct Forward {
     pub target_url: String,
 }
 
+/// Header changes for a forward (see [`Engine::header_edits`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HeaderEdits {
+    /// Names to remove (every value), as they arrived.
+    pub remove: Vec<String>,
+    /// Headers to set, replacing any value.
+    pub set: Vec<(String, String)>,
+}
+
+impl std::fmt::Display for HeaderEdits {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Values are not shown: one of them is a credential.
+        let set: Vec<&str> = self.set.iter().map(|(k, _)| k.as_str()).collect();
+        write!(f, "remove {:?}, set {:?}", self.remove, set)
+    }
+}
+
 /// Whether [`Engine::edit_headers`] could attach the credential.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Edited {
@@ -287,53 +304,82 @@ impl Engine {
         })
     }
 
-    /// Rewrites the request headers for a forward: removes the caller's credentials, internal
-    /// headers and the target's own credential header, then sets `:path`, `:authority`, the
-    /// routing header and the credential. `oauth2_token` is the token for OAuth2 targets.
+    /// What a forward changes in the request headers, given the names it arrived with: the
+    /// headers to remove (the caller's credentials, internal `x-egress-*` headers, the target's
+    /// own credential header) and the headers to set, replacing any value (`:path`,
+    /// `:authority`, the routing header, the credential). `oauth2_token` is the token of an
+    /// OAuth2 target; without one, everything but the credential is there and
+    /// [`Edited::NeedsToken`] says so.
     ///
-    /// Header values are generic so the glue can keep them as raw bytes (a header value may
-    /// be any octet sequence, not only UTF-8). For an OAuth2 target without a token every
-    /// edit is made except the credential, and [`Edited::NeedsToken`] says so.
+    /// The filter applies these with one host call each: far cheaper in Envoy than replacing
+    /// the whole header map.
+    pub fn header_edits<'h>(
+        &self,
+        fwd: &Forward,
+        names: impl IntoIterator<Item = &'h str>,
+        oauth2_token: Option<&str>,
+    ) -> (HeaderEdits, Edited) {
+        let mut edits = HeaderEdits::default();
+        let Some(target) = self.targets.get(fwd.target) else {
+            return (edits, Edited::NeedsToken);
+        };
+        for name in names {
+            // Case-insensitive without allocating: this runs for every header of every request.
+            let is = |other: &str| name.eq_ignore_ascii_case(other);
+            let internal = name
+                .as_bytes()
+                .get(..wire::INTERNAL_HEADER_PREFIX.len())
+                .is_some_and(|p| p.eq_ignore_ascii_case(wire::INTERNAL_HEADER_PREFIX.as_bytes()));
+            let strip = internal
+                || CALLER_CREDENTIAL_HEADERS.iter().any(|h| is(h))
+                || target.strip.iter().any(|h| is(h))
+                || is("host");
+            if strip && !edits.remove.iter().any(|r| r.eq_ignore_ascii_case(name)) {
+                edits.remove.push(name.to_string());
+            }
+        }
+        edits.set.push((":path".into(), fwd.path.clone()));
+        edits
+            .set
+            .push((":authority".into(), target.authority.clone()));
+        edits
+            .set
+            .push((wire::TARGET_HEADER.into(), target.name.clone()));
+        let edited = match &target.injection {
+            Injection::None => Edited::Complete,
+            Injection::Header { name, value } => {
+                edits.set.push((name.clone(), value.clone()));
+                Edited::Complete
+            }
+            Injection::OAuth2Bearer => match oauth2_token {
+                Some(token) => {
+                    edits.set.push(("authorization".into(), bearer(token)));
+                    Edited::Complete
+                }
+                None => Edited::NeedsToken,
+            },
+        };
+        (edits, edited)
+    }
+
+    /// [`Engine::header_edits`] applied to a header list (tests, `egressctl explain`).
+    /// Header values are generic so they can stay raw bytes.
     pub fn edit_headers<V: From<String>>(
         &self,
         fwd: &Forward,
         headers: &mut Vec<(String, V)>,
         oauth2_token: Option<&str>,
     ) -> Edited {
-        let Some(target) = self.targets.get(fwd.target) else {
-            return Edited::NeedsToken;
-        };
-        // Case-insensitive without allocating: this runs for every header of every request.
-        headers.retain(|(name, _)| {
-            let is = |other: &str| name.eq_ignore_ascii_case(other);
-            let internal = name
-                .as_bytes()
-                .get(..wire::INTERNAL_HEADER_PREFIX.len())
-                .is_some_and(|p| p.eq_ignore_ascii_case(wire::INTERNAL_HEADER_PREFIX.as_bytes()));
-            !(internal
-                || CALLER_CREDENTIAL_HEADERS.iter().any(|h| is(h))
-                || target.strip.iter().any(|h| is(h))
-                || is(":path")
-                || is(":authority")
-                || is("host"))
+        let (edits, edited) =
+            self.header_edits(fwd, headers.iter().map(|(k, _)| k.as_str()), oauth2_token);
+        headers.retain(|(k, _)| {
+            !edits.remove.iter().any(|r| r.eq_ignore_ascii_case(k))
+                && !edits.set.iter().any(|(s, _)| s.eq_ignore_ascii_case(k))
         });
-        headers.push((":path".into(), V::from(fwd.path.clone())));
-        headers.push((":authority".into(), V::from(target.authority.clone())));
-        headers.push((wire::TARGET_HEADER.into(), V::from(target.name.clone())));
-        match &target.injection {
-            Injection::None => Edited::Complete,
-            Injection::Header { name, value } => {
-                headers.push((name.clone(), V::from(value.clone())));
-                Edited::Complete
-            }
-            Injection::OAuth2Bearer => match oauth2_token {
-                Some(token) => {
-                    headers.push(("authorization".into(), V::from(bearer(token))));
-                    Edited::Complete
-                }
-                None => Edited::NeedsToken,
-            },
+        for (k, v) in edits.set {
+            headers.push((k, V::from(v)));
         }
+        edited
     }
 
     /// 503 for an OAuth2 target that has no usable token.
