@@ -816,3 +816,83 @@ fn redis_mode_compiles_no_secret_waits_for_a_push_and_status_reports_it() -> Res
     assert_eq!(v["proxies"][0]["reachable"], true, "{v}");
     Ok(())
 }
+
+#[test]
+fn watch_repushes_the_current_token_to_a_proxy_that_restarted() -> Result<()> {
+    if !deps_or_skip(
+        "watch_repushes_the_current_token_to_a_proxy_that_restarted",
+        true,
+    )? {
+        return Ok(());
+    }
+    let redis = Redis::start()?;
+    let up = Upstreams::start(60)?;
+    // Push-only proxy: after a restart its token store is empty until the watcher notices.
+    let proxy = Proxy::start(&up, Store::Redis(redis.port), None)?;
+    let mut watcher = Watcher::start(
+        &proxy.config,
+        &proxy.out,
+        &[&proxy.push_url],
+        proxy.dir.path().join("watch.log"),
+    )?;
+    proxy
+        .wait_token(Duration::from_secs(15))
+        .with_context(|| watcher.output())?;
+    let first = bearer(&proxy.get("/egress/crm/x")?)?;
+    let (fetched_before, _) = up.server.stats()?;
+
+    // Restart Envoy from the same state directory (same ports, empty shared data).
+    let Proxy {
+        envoy,
+        base,
+        config,
+        out,
+        push_url,
+        dir,
+    } = proxy;
+    let state: Value = serde_json::from_slice(&std::fs::read(out.join("state.json"))?)?;
+    let admin = state["admin"]
+        .as_str()
+        .context("admin in state.json")?
+        .to_string();
+    envoy.stop()?;
+    let envoy = Envoy::start(
+        &out.join("envoy.yaml"),
+        &["--file-flush-interval-msec", "100"],
+    )?;
+    envoy.wait_ready(&admin)?;
+    let proxy = Proxy {
+        envoy,
+        base,
+        config,
+        out,
+        push_url,
+        dir,
+    };
+    let restarted = Instant::now();
+    assert_eq!(
+        proxy.get("/ready")?.status,
+        503,
+        "a restarted push-only proxy starts without a token"
+    );
+    proxy
+        .wait_token(Duration::from_secs(15))
+        .with_context(|| watcher.output())?;
+    assert!(
+        restarted.elapsed() < Duration::from_secs(10),
+        "re-push took {:?}",
+        restarted.elapsed()
+    );
+    assert_eq!(
+        bearer(&proxy.get("/egress/crm/x")?)?,
+        first,
+        "the current token was pushed again"
+    );
+    assert_eq!(
+        up.server.stats()?.0,
+        fetched_before,
+        "a re-push needs no new fetch"
+    );
+    assert_eq!(watcher.stop()?, Some(0), "{}", watcher.output());
+    Ok(())
+}
