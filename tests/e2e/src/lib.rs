@@ -120,6 +120,14 @@ fn find_on_path(name: &str) -> Option<PathBuf> {
 /// once per test process (a no-op when up to date; cargo does not hold its
 /// build lock while tests run) and uses `<target>/debug/egressctl`, so the
 /// binary is never stale.
+/// The built filter module: `$EGRESS_FILTER_WASM`, else this tree's release build
+/// (`make wasm` builds it before the tests run).
+pub fn filter_wasm() -> PathBuf {
+    std::env::var_os("EGRESS_FILTER_WASM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| target_dir().join("wasm32-wasip1/release/egress_filter.wasm"))
+}
+
 pub fn egressctl() -> Result<Command> {
     static BIN: OnceLock<std::result::Result<PathBuf, String>> = OnceLock::new();
     let bin = BIN

@@ -25,12 +25,6 @@ fn demo_config() -> PathBuf {
     repo_root().join("examples/demo/config.yaml")
 }
 
-fn filter_wasm() -> PathBuf {
-    std::env::var_os("EGRESS_FILTER_WASM")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| target_dir().join("wasm32-wasip1/release/egress_filter.wasm"))
-}
-
 /// Stand-ins for the spec's services, Envoy with the compiled demo config, and where to reach them.
 struct Proxy {
     standins: Vec<Standin>,

@@ -11,7 +11,6 @@
 use anyhow::{bail, Context, Result};
 use egress_e2e::*;
 use serde_json::Value;
-use std::path::PathBuf;
 use std::process::Command;
 
 const NOTIFICATION_API_KEY: &str = "SECRET-nginx-notify-key";
@@ -26,12 +25,6 @@ const SECRETS: [(&str, &str); 7] = [
     ("ERP_PASSWORD", "SECRET-erp-password"),
     ("REDIS_PASSWORD", "SECRET-redis"),
 ];
-
-fn filter_wasm() -> PathBuf {
-    std::env::var_os("EGRESS_FILTER_WASM")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| target_dir().join("wasm32-wasip1/release/egress_filter.wasm"))
-}
 
 /// nginx as notification (TLS) and audit (mTLS) upstreams, Envoy with the compiled demo config.
 struct Proxy {

@@ -35,12 +35,6 @@ const CLIENT_SECRET: &str = "SECRET-crm-oauth-client-secret-5d1c";
 /// The route to the target `crm`.
 const CRM: &str = "/egress/crm";
 
-fn filter_wasm() -> PathBuf {
-    std::env::var_os("EGRESS_FILTER_WASM")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| target_dir().join("wasm32-wasip1/release/egress_filter.wasm"))
-}
-
 /// Milliseconds since the Unix epoch (to compare with the server's `exp`).
 fn now_unix_ms() -> u64 {
     SystemTime::now()

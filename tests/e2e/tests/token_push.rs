@@ -38,12 +38,6 @@ const CLIENT_ID: &str = "crm-push-client";
 const CLIENT_SECRET: &str = "SECRET-push-oauth-client-secret-83b2";
 const CRM: &str = "/egress/crm";
 
-fn filter_wasm() -> PathBuf {
-    std::env::var_os("EGRESS_FILTER_WASM")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| target_dir().join("wasm32-wasip1/release/egress_filter.wasm"))
-}
-
 fn now_unix_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
