@@ -467,7 +467,7 @@ proptest! {
         let target = e.target(f.target).unwrap();
         let own = target.injection.header_name().unwrap();
         for (name, value) in &headers {
-            let set_by_us = [":path", ":authority", "x-egress-target", own]
+            let set_by_us = [":path", ":authority", "x-egress-target", "x-forwarded-proto", own]
                 .iter()
                 .any(|s| s.eq_ignore_ascii_case(name));
             if set_by_us {
@@ -485,6 +485,12 @@ proptest! {
             .collect();
         prop_assert_eq!(credentials.len(), 1);
         prop_assert!(SECRETS.iter().any(|s| credentials[0].contains(s)));
+        let proto: Vec<&String> = headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case("x-forwarded-proto"))
+            .map(|(_, v)| v)
+            .collect();
+        prop_assert_eq!(proto, vec!["https"]);
     }
 }
 

@@ -172,6 +172,7 @@ fn caller_headers_that_change_what_the_target_does_are_removed() {
                 ":method",
                 ":scheme",
                 "x-egress-target",
+                "x-forwarded-proto",
                 credential,
             ];
             assert!(
@@ -185,6 +186,12 @@ fn caller_headers_that_change_what_the_target_does_are_removed() {
             );
         }
         assert_eq!(headers_named(&stream, ":method"), vec![method], "{path}");
+        // Envoy needs x-forwarded-proto to find a route: the target's scheme, not the caller's.
+        assert_eq!(
+            headers_named(&stream, "x-forwarded-proto"),
+            vec!["https"],
+            "{path}"
+        );
         assert_eq!(
             headers_named(&stream, "user-agent"),
             vec!["egress-test"],

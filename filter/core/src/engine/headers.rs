@@ -38,6 +38,10 @@ impl std::fmt::Display for RemoveRule<'_> {
     }
 }
 
+/// Set on every forwarded request to the target's scheme (the caller's value is removed with
+/// the other `x-forwarded-*` headers).
+pub const FORWARDED_PROTO: &str = "x-forwarded-proto";
+
 /// Removed from every forwarded request, whatever the target:
 /// - the caller's credentials (a caller can neither override nor leak one);
 /// - `host` (`:authority` is set to the target's; a second name could disagree);
@@ -46,7 +50,8 @@ impl std::fmt::Display for RemoveRule<'_> {
 ///   method list) and URL overrides;
 /// - `x-envoy-*` (Envoy's router obeys some, e.g. retries and timeouts, and they describe our
 ///   internals);
-/// - the caller's forwarding headers: internal addresses do not reach external services;
+/// - the caller's forwarding headers: internal addresses do not reach external services
+///   (`x-forwarded-proto` is then set to the target's scheme, see [`FORWARDED_PROTO`]);
 /// - names with an underscore.
 pub const ALWAYS_REMOVED: &[RemoveRule<'static>] = &[
     RemoveRule::Name(CALLER_CREDENTIAL_HEADERS[0]),

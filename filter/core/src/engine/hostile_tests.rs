@@ -291,6 +291,17 @@ fn caller_headers_that_change_what_the_target_does_never_leave() {
             .collect();
         h.push(("x-forwarded-for".into(), "10.0.0.7".into()));
         e.edit_headers(&f, &mut h, None);
+        let proto: Vec<&str> = h
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case("x-forwarded-proto"))
+            .map(|(_, v)| v.as_str())
+            .collect();
+        let scheme = if path.starts_with("/egress/open") {
+            "http"
+        } else {
+            "https"
+        };
+        assert_eq!(proto, [scheme], "{path}: the target's scheme, once");
         for (name, value) in &h {
             if value == "caller" || value == "10.0.0.7" {
                 assert!(
@@ -352,8 +363,15 @@ fn describe_set_shows_every_set_header_with_the_credential_redacted() {
     let names: Vec<&str> = set.iter().map(|(k, _)| k.as_str()).collect();
     assert_eq!(
         names,
-        [":path", ":authority", "x-egress-target", "x-api-key"]
+        [
+            ":path",
+            ":authority",
+            "x-egress-target",
+            "x-forwarded-proto",
+            "x-api-key"
+        ]
     );
+    assert!(set.contains(&("x-forwarded-proto".into(), "https".into())));
     assert!(set.contains(&("x-api-key".into(), "<redacted>".into())));
     assert!(set.contains(&(
         ":path".into(),

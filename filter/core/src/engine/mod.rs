@@ -6,7 +6,7 @@
 
 mod headers;
 
-pub use headers::{RemoveRule, ALWAYS_REMOVED};
+pub use headers::{RemoveRule, ALWAYS_REMOVED, FORWARDED_PROTO};
 
 use crate::credentials::{bearer, Injection, CALLER_CREDENTIAL_HEADERS};
 use crate::plan::{
@@ -36,6 +36,8 @@ pub struct CompiledTarget {
     pub base_path: String,
     /// `scheme://authority` (logs only).
     pub origin: String,
+    /// The target's scheme, sent as `x-forwarded-proto` in place of the caller's.
+    scheme: &'static str,
     /// The credential kind (`api_key`, `bearer`, ...), for logs and `egressctl explain`.
     pub kind: &'static str,
     pub injection: Injection,
@@ -173,6 +175,7 @@ impl Engine {
                 authority: t.url.authority(),
                 base_path: t.url.base_path.clone(),
                 origin: format!("{}://{}", t.url.scheme.as_str(), t.url.authority()),
+                scheme: t.url.scheme.as_str(),
                 kind: t.credential.kind(),
                 injection,
                 strip,
@@ -346,6 +349,11 @@ impl Engine {
         edits
             .set
             .push((wire::TARGET_HEADER.into(), target.name.clone()));
+        // Replaces the caller's value. Envoy needs the header: its route lookup finds no route
+        // without one (and the filter's header changes make Envoy look the route up again).
+        edits
+            .set
+            .push((FORWARDED_PROTO.into(), target.scheme.to_string()));
         let edited = match &target.injection {
             Injection::None => Edited::Complete,
             Injection::Header { name, value } => {
