@@ -6,7 +6,12 @@
 //! Bounded for `cargo test -p egress-core` (a few seconds); run longer on demand with
 //! `PROPTEST_CASES=100000 cargo test -p egress-core --test hostile_requests`.
 
-#![allow(clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use egress_core::engine::{Decision, Engine, Forward, LocalReply, ALWAYS_REMOVED};
 use egress_core::plan::{FilterConfig, Method, FILTER_CONFIG_VERSION};

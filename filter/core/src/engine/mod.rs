@@ -459,6 +459,8 @@ impl Engine {
     }
 }
 
+// `cfg(test)` alone first: clippy's allow-unwrap-in-tests recognizes only that form.
+#[cfg(test)]
 #[cfg(all(test, feature = "yaml"))]
 mod tests;
 
