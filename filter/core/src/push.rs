@@ -238,6 +238,7 @@ pub fn record_from_body(body: &[u8], now_ms: u64) -> Result<(String, TokenRecord
             source: TokenSource::Pushed,
             version: 0,
             stale: false,
+            last_stale_mark_ms: 0,
         },
     ))
 }

@@ -1067,6 +1067,7 @@ fn push_salesforce_token(host: &Host, token: &str) {
         source: egress_core::tokens::TokenSource::Pushed,
         version: 1,
         stale: false,
+        last_stale_mark_ms: 0,
     };
     host.set_shared_data("egress/token/salesforce", record.to_bytes(), 0)
         .unwrap();
