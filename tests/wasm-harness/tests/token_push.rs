@@ -135,7 +135,9 @@ fn crm(worker: &Worker) -> Stream {
 fn token_record(host: &Host) -> Option<serde_json::Value> {
     host.shared_data("egress/token/salesforce")
         .and_then(|(v, _)| egress_core::tokens::TokenRecord::from_bytes(&v))
-        .map(|_| serde_json::from_slice(&host.shared_data("egress/token/salesforce").unwrap().0).unwrap())
+        .map(|_| {
+            serde_json::from_slice(&host.shared_data("egress/token/salesforce").unwrap().0).unwrap()
+        })
 }
 
 #[test]
