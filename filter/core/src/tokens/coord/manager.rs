@@ -691,8 +691,8 @@ impl TokenManager {
             "target": target,
             "type": "oauth2",
         });
-        if let Some(exp) = expires_at_ms {
-            line["expires_at"] = serde_json::Value::String(rfc3339(exp));
+        if let (Some(exp), Some(fields)) = (expires_at_ms, line.as_object_mut()) {
+            fields.insert("expires_at".into(), serde_json::Value::String(rfc3339(exp)));
         }
         host.log(level, &line.to_string());
     }

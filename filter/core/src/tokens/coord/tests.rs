@@ -1,6 +1,8 @@
 //! Races between workers, played out on the mock host: each test names the interleaving it
 //! guards.
 
+#![allow(clippy::indexing_slicing)]
+
 use super::mock::{MockHost, World};
 use super::push_store;
 use super::shared::{self, StaleMark, UpdateError, CAS_ATTEMPTS};
