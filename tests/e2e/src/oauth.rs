@@ -477,6 +477,42 @@ impl OAuthServer {
         self.control(Request::post(&url), "fail_next").map(drop)
     }
 
+    /// Answers the next token request normally, after `ms` milliseconds.
+    pub fn delay_next(&self, ms: u64) -> Result<()> {
+        let url = self.control_url(&format!("/__fail?mode=delay&count=1&ms={ms}"));
+        self.control(Request::post(&url), "delay_next").map(drop)
+    }
+
+    /// What the server says about a token it may have issued (`/__introspect` on the
+    /// control port: the provider's own token store): `active`, `client_id`, `exp`.
+    pub fn introspect(&self, token: &str) -> Result<Value> {
+        let encoded: String = token
+            .bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                    char::from(b).to_string()
+                }
+                _ => format!("%{b:02X}"),
+            })
+            .collect();
+        let url = self.control_url(&format!("/__introspect?token={encoded}"));
+        self.control(Request::get(&url), "introspect")
+    }
+
+    /// Checks that the server issued `token` to `client_id` and that it is valid now;
+    /// returns its `exp` (Unix seconds).
+    pub fn check_issued(&self, token: &str, client_id: &str) -> Result<u64> {
+        let info = self.introspect(token)?;
+        if info["active"] != true || info["client_id"] != client_id {
+            bail!(
+                "the server does not know this token as valid for {client_id}: {info}"
+            );
+        }
+        info["exp"]
+            .as_u64()
+            .ok_or_else(|| anyhow!("introspection without exp: {info}"))
+    }
+
     /// Whether the server process is running.
     pub fn is_running(&self) -> bool {
         self.proc.as_ref().is_some_and(|p| p.exited().is_none())
