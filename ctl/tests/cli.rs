@@ -336,7 +336,7 @@ fn route_for<'a>(routes: &'a [Value], path: &str, headers: &[(&str, &str)]) -> O
             (None, Some(exact)) => path == exact,
             (None, None) => false,
         };
-        let headers_ok = m["headers"].as_array().map_or(true, |hs| {
+        let headers_ok = m["headers"].as_array().is_none_or(|hs| {
             hs.iter().all(|h| {
                 let value = headers
                     .iter()
@@ -378,7 +378,7 @@ fn replays_after_reset(routes: &[Value], target: &str, method: &str) -> u64 {
         .any(|c| !c.is_empty() && !SAFE_RETRY_ON.contains(&c.trim()));
     let method_allowed = policy["retriable_request_headers"]
         .as_array()
-        .map_or(true, |hs| {
+        .is_none_or(|hs| {
             hs.iter().any(|h| {
                 h["name"] == ":method" && h["string_match"]["exact"].as_str() == Some(method)
             })
@@ -443,7 +443,10 @@ fn retries_never_replay_post_or_patch_after_the_request_may_have_been_sent() {
         &[("x-egress-target", "salesforce"), (":method", "GET")],
     )
     .unwrap();
-    assert_eq!(get["route"]["retry_policy"]["retry_back_off"]["base_interval"], "1s");
+    assert_eq!(
+        get["route"]["retry_policy"]["retry_back_off"]["base_interval"],
+        "1s"
+    );
     assert_eq!(get["route"]["timeout"], "15s");
     assert!(
         !rs.iter().any(|r| r.to_string().contains("safe_regex")),

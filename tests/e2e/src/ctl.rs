@@ -8,9 +8,9 @@ use std::process::{Output, Stdio};
 use anyhow::{Context, Result};
 use serde_json::Value;
 
+use crate::egressctl;
 use crate::oauth2_proxy::output_text;
 use crate::process::Proc;
-use crate::egressctl;
 
 /// `egressctl token refresh CONFIG --out OUT [--proxy URL]...`
 pub fn token_refresh(config: &Path, out: &Path, proxies: &[&str]) -> Result<Output> {

@@ -202,4 +202,3 @@ fn exact_stat_filter(name: &str) -> String {
     out.push_str("%24");
     out
 }
-

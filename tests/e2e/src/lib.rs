@@ -55,9 +55,8 @@ pub mod nginx;
 pub use nginx::{nginx_bin, nginx_or_skip, require_nginx, Nginx, NginxOpts};
 pub mod oauth;
 pub use oauth::{
-    node_bin, oauth_server_available, oauth_server_dir, oauth_server_or_skip,
-    require_oauth_server, FailMode, OAuthClient, OAuthClientAuth, OAuthOpts, OAuthServer,
-    OAUTH_TOKEN_PATH,
+    node_bin, oauth_server_available, oauth_server_dir, oauth_server_or_skip, require_oauth_server,
+    FailMode, OAuthClient, OAuthClientAuth, OAuthOpts, OAuthServer, OAUTH_TOKEN_PATH,
 };
 pub mod redis;
 pub use redis::{redis_bin, require_redis, Redis};

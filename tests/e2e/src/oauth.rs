@@ -101,7 +101,10 @@ pub fn oauth_server_available() -> Result<()> {
 /// Node and the installed `oidc-provider`, or an error naming the install step: a test that
 /// needs the OAuth2 server fails without it (never skips).
 pub fn require_oauth_server() -> Result<()> {
-    require("the OAuth2 server (node + oidc-provider)", oauth_server_available())
+    require(
+        "the OAuth2 server (node + oidc-provider)",
+        oauth_server_available(),
+    )
 }
 
 /// Kept for tests written before nothing was skipped: `Ok(true)` when the OAuth2 server can
@@ -504,9 +507,7 @@ impl OAuthServer {
     pub fn check_issued(&self, token: &str, client_id: &str) -> Result<u64> {
         let info = self.introspect(token)?;
         if info["active"] != true || info["client_id"] != client_id {
-            bail!(
-                "the server does not know this token as valid for {client_id}: {info}"
-            );
+            bail!("the server does not know this token as valid for {client_id}: {info}");
         }
         info["exp"]
             .as_u64()

@@ -39,9 +39,17 @@ pub fn output_text(out: &Output) -> String {
 /// How the filter authenticates at the token endpoint.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TargetAuth {
-    Basic { secret: String },
-    Post { secret: String },
-    PrivateKeyJwt { key: PathBuf, alg: String, kid: String },
+    Basic {
+        secret: String,
+    },
+    Post {
+        secret: String,
+    },
+    PrivateKeyJwt {
+        key: PathBuf,
+        alg: String,
+        kid: String,
+    },
 }
 
 /// Where the proxy keeps tokens (`egress.token_store`).

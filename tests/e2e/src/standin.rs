@@ -174,4 +174,3 @@ impl Standin {
         self.proc.stop()
     }
 }
-

@@ -312,4 +312,3 @@ fn request_log_lines_follow_the_spec_format_and_hold_no_secret_or_query() {
     assert_no_secret(&all);
     assert!(!all.contains("q-secret"), "query strings are not logged");
 }
-

@@ -133,7 +133,10 @@ fn cold_start_is_not_ready_and_concurrent_requests_share_one_fetch() -> Result<(
         &opts(&server).token_timeout("15s").workers(4),
     )?);
     // The fetch has reached the server: from now on, DELAY_MS without a token.
-    wait_for("the filter to ask for a token", || Ok(server.stats()?.0 > 0))?;
+    wait_for(
+        "the filter to ask for a token",
+        || Ok(server.stats()?.0 > 0),
+    )?;
     let fetch_seen = Instant::now();
     let ready = proxy.get("/ready")?;
     assert_eq!(ready.status, 503, "{}", ready.body);

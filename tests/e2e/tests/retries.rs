@@ -214,8 +214,8 @@ fn a_post_is_not_replayed_after_the_upstream_reset_the_connection_while_a_get_is
 }
 
 #[test]
-fn non_idempotent_methods_are_never_replayed_after_a_reset_or_a_503_idempotent_ones_are() -> Result<()>
-{
+fn non_idempotent_methods_are_never_replayed_after_a_reset_or_a_503_idempotent_ones_are(
+) -> Result<()> {
     let upstream = FlakyUpstream::start()?;
     let proxy = Proxy::start(upstream.port)?;
     for (method, replayed) in [

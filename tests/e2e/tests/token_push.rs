@@ -83,8 +83,7 @@ fn one_fetch_reaches_two_proxies_and_both_inject_it() -> Result<()> {
 fn post_push(proxy: &OAuth2Proxy, auth: Option<&str>, body: &[u8]) -> Result<Response> {
     let mut r = Request::post(&format!("{}{PUSH_PATH}", proxy.push_url))
         .header("content-type", "application/json")
-        .body(body.to_vec())
-;
+        .body(body.to_vec());
     if let Some(a) = auth {
         r = r.header("authorization", a);
     }
@@ -105,7 +104,10 @@ fn push_body(token: &str) -> Vec<u8> {
 fn the_push_listener_refuses_every_forged_push() -> Result<()> {
     let up = Upstreams::start(600)?;
     // Push-only (redis store, no refresher): the proxy holds only what is pushed.
-    let p = up.proxy_with_store(TokenStore::Redis(format!("127.0.0.1:{}", free_port()?)), None)?;
+    let p = up.proxy_with_store(
+        TokenStore::Redis(format!("127.0.0.1:{}", free_port()?)),
+        None,
+    )?;
     let key = std::fs::read_to_string(p.key())?;
     let signer = PushSigner::from_pem(&key).unwrap();
     let now = now_unix_ms() / 1000;
@@ -287,4 +289,3 @@ fn redis_mode_compiles_no_secret_waits_for_a_push_and_status_reports_it() -> Res
     assert_eq!(v["proxies"][0]["reachable"], true, "{v}");
     Ok(())
 }
-

@@ -32,10 +32,8 @@ fn watch_keeps_every_request_supplied_across_lifetimes_under_load() -> Result<()
         &[&a.push_url, &b.push_url],
         a.dir.path().join("watch.log"),
     )?;
-    a.wait_token()
-        .with_context(|| watcher.output())?;
-    b.wait_token()
-        .with_context(|| watcher.output())?;
+    a.wait_token().with_context(|| watcher.output())?;
+    b.wait_token().with_context(|| watcher.output())?;
     let (t0, _) = up.server.stats()?;
 
     // Three lifetimes (a refresh every 3s) under load on both proxies.
@@ -77,10 +75,8 @@ fn two_refreshers_sharing_redis_make_one_fetch_per_lifetime() -> Result<()> {
     let mut w1 = Watcher::start(&a.config, &a.out, &proxies, a.dir.path().join("w1.log"))?;
     let mut w2 = Watcher::start(&b.config, &b.out, &proxies, b.dir.path().join("w2.log"))?;
     let started = Instant::now();
-    a.wait_token()
-        .with_context(|| w1.output())?;
-    b.wait_token()
-        .with_context(|| w2.output())?;
+    a.wait_token().with_context(|| w1.output())?;
+    b.wait_token().with_context(|| w2.output())?;
     let (ok, bad, _) = load(&[a.clone(), b.clone()], 2, 3 * TTL);
     let elapsed = started.elapsed().as_millis() as u64;
     let (requests, issued) = up.server.stats()?;
@@ -126,9 +122,7 @@ fn watch_repushes_the_current_token_to_a_proxy_that_restarted() -> Result<()> {
         &[&proxy.push_url],
         proxy.dir.path().join("watch.log"),
     )?;
-    proxy
-        .wait_token()
-        .with_context(|| watcher.output())?;
+    proxy.wait_token().with_context(|| watcher.output())?;
     let first = bearer(&proxy.get("/egress/crm/x")?)?;
     let (fetched_before, _) = up.server.stats()?;
 

@@ -175,4 +175,3 @@ pub fn echo(r: &Response) -> Value {
 pub fn assert_no_secret(text: &str) {
     assert!(!text.contains("SECRET-"), "a secret leaked: {text}");
 }
-
