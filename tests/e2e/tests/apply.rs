@@ -79,7 +79,17 @@ impl Running {
     }
 
     fn apply(&self, extra: &[&str]) -> std::process::Output {
-        let mut args = vec!["apply", "config.yaml", "--out", "state"];
+        // Envoy confirms a change in well under a second; the shared deadline leaves room
+        // for a loaded machine (a rejection is reported as soon as Envoy counts it).
+        let timeout = patience().as_secs().to_string();
+        let mut args = vec![
+            "apply",
+            "config.yaml",
+            "--out",
+            "state",
+            "--timeout-secs",
+            &timeout,
+        ];
         args.extend_from_slice(extra);
         ctl(&self.dir, &args)
     }
