@@ -351,3 +351,61 @@ fn package_is_reproducible_and_refuses_what_is_not_wasm() {
     let bad = ctl(d.path(), &["package", "--wasm", "x.wasm", "--out", "c"]);
     assert_eq!(bad.status.code(), Some(1));
 }
+
+#[test]
+fn render_k8s_redis_store_runs_the_refresher_beside_envoy_with_its_secrets_only_in_secrets() {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(d.path().join("m.wasm"), MODULE).unwrap();
+    std::fs::write(
+        d.path().join("config.yaml"),
+        "http:\n  addr: \"0.0.0.0:8080\"\negress:\n  token_store:\n    type: redis\n    redis:\n      address: \"redis.egress:6379\"\n      password: \"${FLEET_REDIS_PASSWORD}\"\n  targets:\n    crm:\n      url: \"https://crm.example.com\"\n      auth:\n        type: oauth2_client_credentials\n        token_url: \"https://login.example.com/token\"\n        client_id: \"id-1\"\n        client_secret: \"${FLEET_API_KEY}\"\nendpoints:\n  health: /healthz\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_egressctl"))
+        .current_dir(d.path())
+        .args([
+            "render",
+            "k8s",
+            "config.yaml",
+            "--out",
+            "out",
+            "--module-image",
+            "registry.example.com/egress/filter",
+            "--wasm",
+            "m.wasm",
+        ])
+        .env("FLEET_API_KEY", "fleet-secret-value-1234")
+        .env("FLEET_REDIS_PASSWORD", "fleet-redis-password-5678")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let files = yaml_files(&d.path().join("out"));
+    let v = kubernetes_validate(&files);
+    assert!(v.status.success(), "{}", text(&v));
+    for f in &files {
+        let body = std::fs::read_to_string(f).unwrap();
+        let o = load(f);
+        let holds =
+            body.contains("fleet-secret-value-1234") || body.contains("fleet-redis-password-5678");
+        assert_eq!(
+            holds,
+            o["metadata"]["name"] == "egress-refresher-env",
+            "{}",
+            f.display()
+        );
+        if o["kind"] == "Deployment" {
+            let c = &o["spec"]["template"]["spec"]["containers"][1];
+            assert_eq!(c["name"], "token-refresher");
+            let args: Vec<&str> = c["args"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|a| a.as_str().unwrap())
+                .collect();
+            assert!(
+                args.contains(&"--watch") && args.contains(&"http://127.0.0.1:9902"),
+                "{args:?}"
+            );
+        }
+    }
+}
