@@ -409,3 +409,89 @@ fn render_k8s_redis_store_runs_the_refresher_beside_envoy_with_its_secrets_only_
         }
     }
 }
+
+fn configmap_name(dir: &Path) -> String {
+    let dep = yaml_files(dir)
+        .into_iter()
+        .map(|f| load(&f))
+        .find(|o| o["kind"] == "Deployment")
+        .unwrap();
+    dep["spec"]["template"]["spec"]["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "config")
+        .unwrap()["configMap"]["name"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn render_k8s_a_changed_config_is_a_new_configmap_the_deployment_rolls_to() {
+    let d = setup("");
+    assert!(render(d.path(), "k8s", &[]).status.success());
+    let before = configmap_name(&d.path().join("out"));
+    let cfg = d.path().join("config.yaml");
+    std::fs::write(
+        &cfg,
+        std::fs::read_to_string(&cfg)
+            .unwrap()
+            .replace("inventory.internal:9000", "inventory.internal:9001"),
+    )
+    .unwrap();
+    assert!(render(d.path(), "k8s", &[]).status.success());
+    let after = configmap_name(&d.path().join("out"));
+    assert_ne!(before, after);
+    assert!(d
+        .path()
+        .join("out")
+        .join(format!("configmap-{after}.yaml"))
+        .exists());
+    // The old one stays for pods still running it and for a rollback.
+    assert!(d
+        .path()
+        .join("out")
+        .join(format!("configmap-{before}.yaml"))
+        .exists());
+}
+
+#[test]
+fn render_refuses_names_kubernetes_would_reject_and_writes_nothing() {
+    let d = setup("");
+    let out = render(d.path(), "k8s", &["--name", "Egress_Proxy"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("metadata.name"), "{}", text(&out));
+    assert!(!d.path().join("out").exists() || yaml_files(&d.path().join("out")).is_empty());
+    let out = render(d.path(), "k8s", &["--caller-label", "no label"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let out = render(d.path(), "istio", &["--module-digest", "sha256:1234"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+}
+
+#[test]
+fn render_istio_plugin_config_is_the_filter_config_compile_writes() {
+    let d = setup("");
+    assert!(render(d.path(), "istio", &[]).status.success());
+    let wp = yaml_files(&d.path().join("out"))
+        .into_iter()
+        .map(|f| load(&f))
+        .find(|o| o["kind"] == "WasmPlugin")
+        .unwrap();
+    let out = ctl(
+        d.path(),
+        &[
+            "compile",
+            "config.yaml",
+            "--out",
+            "state",
+            "--wasm",
+            "m.wasm",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let compiled: Value =
+        serde_json::from_slice(&std::fs::read(d.path().join("state/filter.json")).unwrap())
+            .unwrap();
+    assert_eq!(wp["spec"]["pluginConfig"], compiled);
+}

@@ -142,7 +142,7 @@ pub fn run(a: &IstioArgs) -> anyhow::Result<ExitCode> {
             "name": dns_part(&t.name),
             "match": [{ "headers": { wire::TARGET_HEADER: { "exact": t.name } } }],
             "route": [{ "destination": { "host": t.url.host, "port": { "number": t.url.port } } }],
-            "timeout": format!("{}ms", t.timeout.as_millis()),
+            "timeout": duration(t.timeout),
             "headers": { "request": { "remove": [wire::TARGET_HEADER] } },
         }));
         objs.extend(target_objects(t, src, &ns, name)?);
@@ -212,6 +212,14 @@ fn target_objects(
         "spec": { "host": t.url.host, "trafficPolicy": { "tls": tls_policy } },
     })));
     Ok(out)
+}
+
+/// A protobuf JSON duration (`15s`, `0.250s`), the form Istio's fields take.
+fn duration(d: std::time::Duration) -> String {
+    match d.subsec_millis() {
+        0 => format!("{}s", d.as_secs()),
+        ms => format!("{}.{ms:03}s", d.as_secs()),
+    }
 }
 
 fn read(src: &crate::source::Source, p: &str) -> anyhow::Result<String> {

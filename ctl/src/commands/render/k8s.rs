@@ -49,7 +49,7 @@ pub fn run(a: &K8sArgs) -> anyhow::Result<ExitCode> {
     let listen = src.config.http.listen.clone();
     if listen.ip.is_loopback() {
         return Ok(objects::refuse(&[format!(
-            "http.listen {listen} is loopback: pods are reached through a Service; listen on 0.0.0.0 (e.g. listen: ${{EGRESS_LISTEN:-0.0.0.0:{}}})",
+            "http.addr {listen} is loopback: pods are reached through a Service; listen on 0.0.0.0 (e.g. addr: \"${{EGRESS_LISTEN:-0.0.0.0:{}}}\")",
             listen.port
         )]));
     }
@@ -373,7 +373,7 @@ fn refresher(
         ],
     });
     let vols = vec![
-        json!({ "name": "push-key", "secret": { "secretName": key_secret, "defaultMode": 0o400 } }),
+        json!({ "name": "push-key", "secret": { "secretName": key_secret, "defaultMode": 0o440 } }),
     ];
     Ok((c, vols, objs))
 }

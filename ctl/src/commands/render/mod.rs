@@ -40,8 +40,8 @@ Example:
   egressctl render k8s config.yaml --out k8s/ --module-image registry.example.com/egress/filter --module-digest \"$DIGEST\"
   kubectl apply -f k8s/
 
-The config's http.listen must not be loopback (pods are reached through a Service), e.g.
-  listen: ${EGRESS_LISTEN:-0.0.0.0:8080}
+The config's http.addr must not be loopback (pods are reached through a Service), e.g.
+  addr: \"${EGRESS_LISTEN:-0.0.0.0:8080}\"
 Every object is checked before anything is written; Secrets are written readable by the owner
 only. A changed config gets a new ConfigMap name (content hash), so the Deployment rolls pods
 one by one (maxUnavailable 0, readiness on the ready endpoint, PodDisruptionBudget).
