@@ -495,3 +495,43 @@ fn render_istio_plugin_config_is_the_filter_config_compile_writes() {
             .unwrap();
     assert_eq!(wp["spec"]["pluginConfig"], compiled);
 }
+
+#[test]
+fn render_k8s_a_rotated_client_certificate_rolls_the_pods() {
+    let d = setup("");
+    assert!(render(d.path(), "k8s", &[]).status.success());
+    let hash = |d: &Path| {
+        let dep = yaml_files(&d.join("out"))
+            .into_iter()
+            .map(|f| load(&f))
+            .find(|o| o["kind"] == "Deployment")
+            .unwrap();
+        dep["spec"]["template"]["metadata"]["annotations"]["egress.io/secrets-hash"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let before = hash(d.path());
+    let gen = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "c.key",
+            "-out",
+            "c.crt",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=audit.example.com",
+        ])
+        .current_dir(d.path())
+        .output()
+        .unwrap();
+    assert!(gen.status.success());
+    assert!(render(d.path(), "k8s", &[]).status.success());
+    assert_ne!(before, hash(d.path()));
+}

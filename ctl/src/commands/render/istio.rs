@@ -12,10 +12,13 @@
 //! Istio's default applies (every workload the mesh lets reach the gateway may call).
 
 use super::objects::{self, dns_part, label_pair, meta, Object};
-use super::{credential_env_pairs, input, refuse_inlined_credentials, IstioArgs, PluginKind};
+use super::{
+    credential_env_pairs, input, plugin_filter_config, refuse_inlined_credentials, IstioArgs,
+    PluginKind,
+};
 use crate::exit::ExitCode;
 use egress_core::config::{Auth, Target};
-use egress_core::plan::{wire, FilterConfig};
+use egress_core::plan::wire;
 use egress_core::target_url::Scheme;
 use serde_json::{json, Value};
 
@@ -44,7 +47,7 @@ pub fn run(a: &IstioArgs) -> anyhow::Result<ExitCode> {
     if !reasons.is_empty() {
         return Ok(objects::refuse(&reasons));
     }
-    let filter_config = FilterConfig::from_config(&src.config);
+    let filter_config = plugin_filter_config(src);
     let plugin_config = serde_json::to_value(&filter_config)?;
     if let Err(r) = refuse_inlined_credentials(src, &plugin_config.to_string()) {
         return Ok(objects::refuse(&r));

@@ -139,6 +139,14 @@ pub fn run(a: &K8sArgs) -> anyhow::Result<ExitCode> {
         volumes.extend(vols);
         objs.extend(secrets);
     }
+    // Envoy and the refresher read certificate files and environment variables once, at
+    // start: a changed credential changes this hash, so applying the new render rolls the pods.
+    let secret_data: BTreeMap<String, String> = objs
+        .iter()
+        .filter(|o| o.value["kind"] == "Secret")
+        .map(|o| (o.file.clone(), o.value["stringData"].to_string()))
+        .collect();
+    let secrets_hash = content_hash(&secret_data);
     let selector =
         json!({ "app.kubernetes.io/name": "egress", "app.kubernetes.io/instance": name });
     objs.push(Object::new(json!({
@@ -153,7 +161,7 @@ pub fn run(a: &K8sArgs) -> anyhow::Result<ExitCode> {
             "template": {
                 "metadata": {
                     "labels": labels(name),
-                    "annotations": { "egress.io/config-hash": hash },
+                    "annotations": { "egress.io/config-hash": hash, "egress.io/secrets-hash": secrets_hash },
                 },
                 "spec": {
                     "automountServiceAccountToken": false,
@@ -316,7 +324,9 @@ fn envoy_container(
         "name": "envoy",
         "image": a.envoy_image,
         "command": ["envoy"],
-        "args": ["-c", format!("{CONFIG_DIR}/envoy.yaml"), "--log-level", "info", "--drain-time-s", "20"],
+        // No hot restart in a pod: a new config is a new pod. Workers match the CPU request.
+        "args": ["-c", format!("{CONFIG_DIR}/envoy.yaml"), "--log-level", "info", "--drain-time-s", "20",
+                 "--disable-hot-restart", "--concurrency", "2"],
         "ports": [{ "name": "http", "containerPort": files.listen.port, "protocol": "TCP" }],
         "readinessProbe": ready,
         "livenessProbe": live,
@@ -324,7 +334,7 @@ fn envoy_container(
         // Give endpoints time to drop this pod before Envoy stops accepting.
         "lifecycle": { "preStop": { "sleep": { "seconds": 5 } } },
         "resources": {
-            "requests": { "cpu": "250m", "memory": "128Mi" },
+            "requests": { "cpu": "500m", "memory": "128Mi" },
             "limits": { "memory": "512Mi" },
         },
         "securityContext": { "allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true, "capabilities": { "drop": ["ALL"] } },

@@ -236,6 +236,12 @@ pub fn credential_env_pairs(_source: &Source) -> Vec<(String, Secret)> {
     Vec::new()
 }
 
+/// The filter config a gateway plugin carries (Istio's `pluginConfig`): the one `compile`
+/// puts in the egress listener.
+pub fn plugin_filter_config(source: &Source) -> egress_core::plan::FilterConfig {
+    egress_core::plan::FilterConfig::from_config(&source.config)
+}
+
 /// Fails (naming the targets, never the values) when a credential of the config appears in
 /// text that is not going into a Secret.
 pub fn refuse_inlined_credentials(source: &Source, public_text: &str) -> Result<(), Vec<String>> {
