@@ -12,8 +12,9 @@ use super::{credential_env_pairs, input, refuse_inlined_credentials, K8sArgs};
 use crate::envoy::{self, PushListener, RenderOptions, CLUSTER_TYPE, LISTENER_TYPE};
 use crate::exit::ExitCode;
 use crate::oci::sha256_digest;
-use crate::state::StateDir;
+use crate::state::{write_private, StateDir};
 use egress_core::config::{ListenAddr, TokenStore};
+use egress_core::push::PushSigner;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -57,8 +58,15 @@ pub fn run(a: &K8sArgs) -> anyhow::Result<ExitCode> {
         Ok(v) => v,
         Err(e) => return Ok(objects::refuse(&[e])),
     };
-    let state = StateDir::new(&a.fleet.out);
-    let files = match envoy_files(src, &state) {
+    // The push key pair: kept in DIR/push.key across renders (written only with the rest), so
+    // the same config renders the same ConfigMap.
+    let key_path = StateDir::new(&a.fleet.out).push_key();
+    let signer = match std::fs::read_to_string(&key_path) {
+        Ok(pem) => PushSigner::from_pem(&pem)
+            .map_err(|e| anyhow::anyhow!("{} is not a valid push key: {e}", key_path.display()))?,
+        Err(_) => PushSigner::generate(),
+    };
+    let files = match envoy_files(src, &signer) {
         Ok(f) => f,
         Err(e) => return Ok(objects::refuse(&[format!("{e:#}")])),
     };
@@ -134,7 +142,7 @@ pub fn run(a: &K8sArgs) -> anyhow::Result<ExitCode> {
     }
     let mut containers = vec![envoy_c];
     if redis {
-        let (c, vols, secrets) = refresher(a, &ns, &raw_config, &state)?;
+        let (c, vols, secrets) = refresher(a, &ns, &raw_config, &signer);
         containers.push(c);
         volumes.extend(vols);
         objs.extend(secrets);
@@ -198,17 +206,25 @@ pub fn run(a: &K8sArgs) -> anyhow::Result<ExitCode> {
             }],
         },
     })));
-    objects::check_and_write(&objs, &a.fleet.out)
+    let code = objects::check_and_write(&objs, &a.fleet.out)?;
+    if code == ExitCode::Success && !key_path.exists() {
+        write_private(&key_path, signer.to_pem().as_bytes())?;
+        println!(
+            "wrote {} (the token push key; keep it with the manifests)",
+            key_path.display()
+        );
+    }
+    Ok(code)
 }
 
 /// The Envoy config `compile` renders, with the files it names mapped to the pod's mounts.
-pub fn envoy_files(src: &crate::source::Source, state: &StateDir) -> anyhow::Result<EnvoyFiles> {
+pub fn envoy_files(src: &crate::source::Source, signer: &PushSigner) -> anyhow::Result<EnvoyFiles> {
     let admin = ListenAddr::parse(ADMIN).map_err(|e| anyhow::anyhow!("{e}"))?;
     let opts = RenderOptions {
         admin: admin.clone(),
         push: Some(PushListener {
             addr: ListenAddr::parse(PUSH).map_err(|e| anyhow::anyhow!("{e}"))?,
-            public_key_pem: state.push_signer()?.public_pem(),
+            public_key_pem: signer.public_pem(),
         }),
         wasm: PathBuf::from(MODULE_DIR).join(crate::oci::MODULE_FILE),
         system_ca: Some(PathBuf::from(SYSTEM_CA)),
@@ -348,12 +364,12 @@ fn refresher(
     a: &K8sArgs,
     ns: &str,
     raw_config: &str,
-    state: &StateDir,
-) -> anyhow::Result<(Value, Vec<Value>, Vec<Object>)> {
+    signer: &PushSigner,
+) -> (Value, Vec<Value>, Vec<Object>) {
     let name = a.fleet.name.as_str();
     let key_secret = format!("{name}-push-key");
     let env_secret = format!("{name}-refresher-env");
-    let pem = state.push_signer()?.to_pem();
+    let pem = signer.to_pem();
     let mut objs = vec![Object::new(json!({
         "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
         "metadata": meta(&key_secret, ns, name),
@@ -385,7 +401,7 @@ fn refresher(
     let vols = vec![
         json!({ "name": "push-key", "secret": { "secretName": key_secret, "defaultMode": 0o440 } }),
     ];
-    Ok((c, vols, objs))
+    (c, vols, objs)
 }
 
 /// The `${NAME}` and `${NAME:-default}` variables a config text refers to.
