@@ -233,3 +233,41 @@ pub fn refuse(reasons: &[String]) -> ExitCode {
     }
     ExitCode::InvalidConfig
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dns_part_maps_target_names_to_valid_name_parts() {
+        assert_eq!(dns_part("legacy_ERP"), "legacy-erp");
+        assert_eq!(dns_part("_x_"), "x");
+        assert!(is_dns_label(&dns_part("Audit.Svc_1")));
+    }
+
+    #[test]
+    fn check_reports_bad_names_ports_and_keys() {
+        let objs = [
+            Object::new(
+                json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "a.b"},
+                               "spec": {"ports": [{"port": 70000}]}}),
+            ),
+            Object::new(
+                json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "ok", "labels": {"x": "-bad"}},
+                               "data": {"bad/key": ""}}),
+            ),
+        ];
+        let p = check(&objs).join("\n");
+        assert!(p.contains("Service a.b: metadata.name"), "{p}");
+        assert!(p.contains("port 70000"), "{p}");
+        assert!(p.contains("label x"), "{p}");
+        assert!(p.contains("key bad/key"), "{p}");
+    }
+
+    #[test]
+    fn label_pairs_are_checked() {
+        assert!(label_pair("--l", "egress.io/caller=true").is_ok());
+        assert!(label_pair("--l", "no-equals").is_err());
+        assert!(label_pair("--l", "a=b c").is_err());
+    }
+}
