@@ -305,7 +305,7 @@ fn start_registry() -> Registry {
         port,
         _dir: dir,
     };
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + patience();
     loop {
         if get(&format!("http://127.0.0.1:{port}/v2/")).is_ok_and(|r| r.status == 200) {
             return reg;
