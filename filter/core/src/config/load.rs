@@ -3,24 +3,75 @@
 
 use super::env::{expand, ExpandError};
 use super::error::{ConfigError, ConfigErrors, FieldPath};
+use super::files::check_files;
 use super::raw::RawConfig;
+use super::text::control_char_problem;
 use super::validate::validate;
 use super::Config;
 use serde_yaml::Value;
 use std::collections::HashMap;
+use std::path::Path;
 use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
 use yaml_rust2::scanner::Marker;
 
-/// Loads a config from YAML text, looking `${VAR}` up with `lookup`.
+/// Loads a config from YAML text, looking `${VAR}` up with `lookup`. File paths are not
+/// checked against the file system (see [`load_bytes`]).
 pub fn load_str(
     text: &str,
     lookup: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Config, ConfigErrors> {
+    load_text(text, None, lookup)
+}
+
+/// Loads a config file's bytes: they must be UTF-8 (a leading byte order mark is skipped).
+/// With `base_dir` (the config file's folder, against which relative paths resolve), file
+/// fields that name a folder are errors too.
+pub fn load_bytes(
+    bytes: &[u8],
+    base_dir: Option<&Path>,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigErrors> {
+    let text = decode(bytes)?;
+    load_text(text, base_dir, lookup)
+}
+
+/// [`load_bytes`] with the process environment.
+pub fn load_bytes_from_env(bytes: &[u8], base_dir: Option<&Path>) -> Result<Config, ConfigErrors> {
+    load_bytes(bytes, base_dir, &|name| std::env::var(name).ok())
+}
+
+/// The text of a config file, or an error at the first byte that is not UTF-8.
+fn decode(bytes: &[u8]) -> Result<&str, ConfigErrors> {
+    std::str::from_utf8(bytes).map_err(|e| {
+        let good = bytes.get(..e.valid_up_to()).unwrap_or_default();
+        let good = std::str::from_utf8(good).unwrap_or_default();
+        let line = good.matches('\n').count() + 1;
+        let col = good.rsplit('\n').next().unwrap_or_default().chars().count() + 1;
+        ConfigErrors(vec![ConfigError {
+            path: String::new(),
+            location: Some((line, col)),
+            message: "the file is not valid UTF-8 (save it as UTF-8)".into(),
+        }])
+    })
+}
+
+fn load_text(
+    text: &str,
+    base_dir: Option<&Path>,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigErrors> {
     let (raw, mut errs, positions) = parse_raw(text, lookup)?;
     // Unknown keys and missing variables do not stop validation: report everything at once.
-    match validate(&raw) {
+    let result = validate(&raw);
+    if let Some(base) = base_dir {
+        check_files(&raw, base, &mut errs);
+    }
+    match result {
         Ok(config) if errs.is_empty() => Ok(config),
-        Ok(_) => Err(errs),
+        Ok(_) => {
+            positions.locate(&mut errs);
+            Err(errs)
+        }
         Err(more) => {
             errs.0.extend(more.0);
             positions.locate(&mut errs);
@@ -54,6 +105,8 @@ fn parse_raw(
     text: &str,
     lookup: &dyn Fn(&str) -> Option<String>,
 ) -> Result<(RawConfig, ConfigErrors, Positions), ConfigErrors> {
+    // A byte order mark (editors on Windows write one) is not part of the document.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let positions = Positions::index(text).map_err(|e| ConfigErrors(vec![e]))?;
     let mut value: Value = serde_yaml::from_str(text).map_err(|e| {
         let location = e.location().map(|l| (l.line(), l.column()));
@@ -135,6 +188,12 @@ fn expand_tree(
     match v {
         Value::String(s) => match expand(s, lookup) {
             Ok(new) => {
+                // Every string may end up in a header, a form or Envoy's config, where a control
+                // character breaks every request (a newline read with `${VAR}` is the usual case).
+                let from_variable = !s.contains(char::is_control);
+                if let Some(msg) = control_char_problem(&new, from_variable) {
+                    errs.push(path.as_str(), msg);
+                }
                 // A value that was only a variable reference keeps string type, so `key: ${X}`
                 // with X=123 stays the string "123" the schema expects.
                 *s = new;
@@ -159,6 +218,13 @@ fn expand_tree(
         Value::Mapping(map) => {
             for (k, item) in map.iter_mut() {
                 let key = match k {
+                    Value::String(s) if s.contains(char::is_control) => {
+                        errs.push(
+                            path.as_str(),
+                            "a key contains a control character; keys must be plain text",
+                        );
+                        s.clone()
+                    }
                     Value::String(s) => s.clone(),
                     other => serde_yaml::to_string(other)
                         .unwrap_or_default()

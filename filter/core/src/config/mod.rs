@@ -7,9 +7,12 @@
 pub mod env;
 pub mod error;
 #[cfg(feature = "yaml")]
+pub mod files;
+#[cfg(feature = "yaml")]
 pub mod load;
 mod model;
 pub mod raw;
+pub mod text;
 pub mod validate;
 
 pub use error::{ConfigError, ConfigErrors, FieldPath};

@@ -8,6 +8,13 @@ use crate::plan::LogLevel;
 
 pub(super) fn http(raw: &RawHttp, http_path: &FieldPath, errs: &mut ConfigErrors) -> HttpSettings {
     let listen = match ListenAddr::parse(&raw.addr) {
+        Ok(a) if a.port == 0 => {
+            errs.push(
+                http_path.key("addr").as_str(),
+                "port 0 would bind a random port callers cannot know; give a port from 1 to 65535",
+            );
+            a
+        }
         Ok(a) => a,
         Err(e) => {
             errs.push(http_path.key("addr").as_str(), e);

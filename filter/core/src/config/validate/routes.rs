@@ -18,27 +18,26 @@ pub(super) fn routes(
     let mut out = Vec::with_capacity(raw.len());
     for (i, r) in raw.iter().enumerate() {
         let rp = path.index(i);
-        let prefix = match validate_prefix(&r.path_prefix) {
-            Ok(p) => p,
-            Err(e) => {
-                errs.push(rp.key("path_prefix").as_str(), e);
-                continue;
+        // A bad prefix is reported with the route's other problems, not instead of them.
+        let prefix = validate_prefix(&r.path_prefix)
+            .map_err(|e| errs.push(rp.key("path_prefix").as_str(), e))
+            .ok();
+        if let Some(prefix) = &prefix {
+            if !is_boundary_prefix(&endpoints.egress, prefix) {
+                errs.push(
+                    rp.key("path_prefix").as_str(),
+                    format!(
+                        "{prefix:?} is not under endpoints.egress {:?}",
+                        endpoints.egress
+                    ),
+                );
             }
-        };
-        if !is_boundary_prefix(&endpoints.egress, &prefix) {
-            errs.push(
-                rp.key("path_prefix").as_str(),
-                format!(
-                    "{prefix:?} is not under endpoints.egress {:?}",
-                    endpoints.egress
-                ),
-            );
-        }
-        if let Some(first) = seen.insert(prefix.clone(), i) {
-            errs.push(
-                rp.key("path_prefix").as_str(),
-                format!("duplicate prefix {prefix:?}: egress.routes[{first}] has it already"),
-            );
+            if let Some(first) = seen.insert(prefix.clone(), i) {
+                errs.push(
+                    rp.key("path_prefix").as_str(),
+                    format!("duplicate prefix {prefix:?}: egress.routes[{first}] has it already"),
+                );
+            }
         }
         if !targets.iter().any(|t| t.name == r.target) {
             let known: Vec<&str> = targets.iter().map(|t| t.name.as_str()).collect();
@@ -55,12 +54,16 @@ pub(super) fn routes(
             None => None,
             Some(s) => {
                 match validate_prefix(s) {
-                    Ok(s) if is_boundary_prefix(&s, &prefix) => Some(s),
+                    // Without a valid path_prefix there is nothing to compare with.
+                    Ok(s) if prefix.as_ref().is_none_or(|p| is_boundary_prefix(&s, p)) => Some(s),
                     Ok(s) => {
                         errs.push(
-                        rp.key("strip_prefix").as_str(),
-                        format!("{s:?} is not a prefix of path_prefix {prefix:?} at a segment boundary"),
-                    );
+                            rp.key("strip_prefix").as_str(),
+                            format!(
+                                "{s:?} is not a prefix of path_prefix {:?} at a segment boundary",
+                                prefix.as_deref().unwrap_or_default()
+                            ),
+                        );
                         None
                     }
                     Err(e) => {
@@ -108,8 +111,9 @@ pub(super) fn routes(
             }
             parsed
         });
+        let Some(path_prefix) = prefix else { continue };
         out.push(Route {
-            path_prefix: prefix,
+            path_prefix,
             target: r.target.clone(),
             strip_prefix,
             rewrite_prefix,

@@ -3,6 +3,7 @@
 use super::super::error::{ConfigErrors, FieldPath};
 use super::super::model::*;
 use super::super::raw::*;
+use super::super::text::is_dns_name;
 use crate::target_url::{Scheme, TargetUrl};
 
 pub(super) fn tls(
@@ -12,6 +13,8 @@ pub(super) fn tls(
     errs: &mut ConfigErrors,
 ) -> Option<TlsSettings> {
     let https = url.is_some_and(|u| u.scheme == Scheme::Https);
+    let http = url.is_some_and(|u| u.scheme == Scheme::Http);
+    // The URL's scheme decides: https is verified TLS, http is plain HTTP.
     let enabled = match raw.and_then(|t| t.enabled) {
         Some(false) if https => {
             errs.push(
@@ -20,7 +23,17 @@ pub(super) fn tls(
             );
             true
         }
+        Some(true) if http => {
+            errs.push(
+                path.key("enabled").as_str(),
+                "the URL is http://, which is plain HTTP; write the URL with https:// to use TLS",
+            );
+            // Go on checking the TLS fields as if the URL said https.
+            true
+        }
         Some(e) => e,
+        None if http => false,
+        // URL invalid (already reported): judge by the fields, to avoid a second error.
         None => https || raw.is_some_and(|t| t.client_cert.is_some() || t.ca_cert.is_some()),
     };
     if !enabled {
@@ -30,12 +43,15 @@ pub(super) fn tls(
                 ("client_key", t.client_key.is_some()),
                 ("ca_cert", t.ca_cert.is_some()),
                 ("insecure_skip_verify", t.insecure_skip_verify == Some(true)),
+                ("server_name", t.server_name.is_some()),
             ] {
                 if set {
-                    errs.push(
-                        path.key(field).as_str(),
-                        "has no effect while TLS is disabled",
-                    );
+                    let msg = if http {
+                        "has no effect: the URL is http://, which is plain HTTP (use https:// for TLS)"
+                    } else {
+                        "has no effect while TLS is disabled"
+                    };
+                    errs.push(path.key(field).as_str(), msg);
                 }
             }
         }
@@ -77,6 +93,16 @@ pub(super) fn tls(
     ] {
         if v.as_ref().is_some_and(|p| p.trim().is_empty()) {
             errs.push(path.key(field).as_str(), "must be a file path");
+        }
+    }
+    if let Some(name) = &t.server_name {
+        // Control characters are reported by the loader, for every field.
+        let is_ip = name.parse::<std::net::IpAddr>().is_ok();
+        if !name.contains(char::is_control) && !is_ip && !is_dns_name(name) {
+            errs.push(
+                path.key("server_name").as_str(),
+                format!("{name:?} is not a valid DNS name or IP address"),
+            );
         }
     }
     Some(TlsSettings {

@@ -15,6 +15,9 @@ pub(super) fn api_key(a: &RawAuth, path: &FieldPath, errs: &mut ConfigErrors) ->
         }
     }
     let key = required(&a.key, "key", kind, path, errs);
+    if let Some(k) = key {
+        check_header_value(k, "key", path, errs);
+    }
     match (header, key) {
         (Some(h), Some(k)) => Auth::ApiKey {
             header: h.to_ascii_lowercase(),
@@ -26,9 +29,12 @@ pub(super) fn api_key(a: &RawAuth, path: &FieldPath, errs: &mut ConfigErrors) ->
 
 pub(super) fn bearer(a: &RawAuth, path: &FieldPath, errs: &mut ConfigErrors) -> Auth {
     match required(&a.token, "token", "bearer", path, errs) {
-        Some(t) => Auth::Bearer {
-            token: Secret::new(t),
-        },
+        Some(t) => {
+            check_header_value(t, "token", path, errs);
+            Auth::Bearer {
+                token: Secret::new(t),
+            }
+        }
         None => Auth::None,
     }
 }
@@ -49,7 +55,23 @@ pub(super) fn basic(a: &RawAuth, path: &FieldPath, errs: &mut ConfigErrors) -> A
     }
 }
 
+/// A value sent verbatim as a header value: HTTP drops surrounding spaces, so the target would
+/// see another credential than the one configured.
+fn check_header_value(v: &str, field: &str, path: &FieldPath, errs: &mut ConfigErrors) {
+    if v.starts_with(' ') || v.ends_with(' ') {
+        errs.push(
+            path.key(field).as_str(),
+            "begins or ends with a space, which HTTP drops from a header value; remove it",
+        );
+    }
+}
+
 fn check_credential_header(h: &str) -> Result<(), String> {
+    if h.starts_with(':') {
+        return Err(format!(
+            "{h:?} is an HTTP/2 pseudo-header (the proxy sets :authority and :path itself); name a regular header"
+        ));
+    }
     let token = !h.is_empty()
         && h.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
@@ -71,6 +93,11 @@ fn check_credential_header(h: &str) -> Result<(), String> {
         || lower.starts_with(crate::plan::wire::INTERNAL_HEADER_PREFIX)
     {
         return Err(format!("{h:?} cannot carry a credential"));
+    }
+    if lower.starts_with("x-envoy-") {
+        return Err(format!(
+            "{h:?} cannot carry a credential: Envoy reads x-envoy-* headers as instructions"
+        ));
     }
     Ok(())
 }

@@ -7,7 +7,7 @@ pub(super) fn mtls(tls: Option<&TlsSettings>, path: &FieldPath, errs: &mut Confi
     if tls.and_then(|t| t.client_cert.as_ref()).is_none() {
         errs.push(
             path.key("type").as_str(),
-            "mtls needs tls.client_cert and tls.client_key on the target (and an https URL or tls.enabled)",
+            "mtls needs tls.client_cert and tls.client_key on the target (and an https URL)",
         );
     }
     Auth::Mtls
