@@ -148,7 +148,8 @@ fn parse_raw(
         Err(e) => {
             let path = track.path().to_string();
             let path = if path == "." { String::new() } else { path };
-            errs.push(path, e.to_string());
+            let (path, message) = schema_error(path, e.to_string());
+            errs.push(path, message);
             None
         }
     };
@@ -157,6 +158,28 @@ fn parse_raw(
         Some(raw) => Ok((raw, errs, positions)),
         None => Err(errs),
     }
+}
+
+/// A serde error in our terms: a missing field is named by its own path, and the schema's
+/// type names (`struct RawTarget`) read as what the file should hold.
+fn schema_error(path: String, message: String) -> (String, String) {
+    if let Some(field) = message
+        .strip_prefix("missing field `")
+        .and_then(|m| m.strip_suffix('`'))
+    {
+        let full = FieldPath::root();
+        let full = if path.is_empty() {
+            full.key(field)
+        } else {
+            FieldPath::root().key(&path).key(field)
+        };
+        return (full.as_str().to_string(), "is required".to_string());
+    }
+    let message = match message.find("expected struct Raw") {
+        Some(i) => format!("{}expected a mapping", message.get(..i).unwrap_or_default()),
+        None => message,
+    };
+    (path, message)
 }
 
 /// `serde_ignored` paths rendered like ours: `egress.routes[2].foo`.
@@ -239,6 +262,9 @@ fn expand_tree(
     }
 }
 
+/// Deepest nesting of mappings and sequences accepted (the schema needs 6).
+pub const MAX_DEPTH: usize = 64;
+
 /// Field path to the 1-based line and column where it is written.
 #[derive(Debug, Default)]
 pub struct Positions {
@@ -246,15 +272,43 @@ pub struct Positions {
 }
 
 impl Positions {
-    /// Indexes a YAML document. A syntax error comes back as a located error.
+    /// Indexes a YAML document. A syntax error comes back as a located error, and so do a
+    /// second document and nesting deeper than [`MAX_DEPTH`] (checked here, event by event,
+    /// before any recursive parser sees the text).
     pub fn index(text: &str) -> Result<Self, ConfigError> {
+        let located = |mark: Marker, message: String| ConfigError {
+            path: String::new(),
+            location: Some((mark.line(), mark.col() + 1)),
+            message,
+        };
         let mut recv = Indexer::default();
         let mut parser = Parser::new_from_str(text);
-        parser.load(&mut recv, false).map_err(|e| ConfigError {
-            path: String::new(),
-            location: Some((e.marker().line(), e.marker().col() + 1)),
-            message: format!("invalid YAML: {}", e.info()),
-        })?;
+        let mut documents = 0;
+        loop {
+            let (ev, mark) = parser
+                .next_token()
+                .map_err(|e| located(*e.marker(), format!("invalid YAML: {}", e.info())))?;
+            match ev {
+                Event::StreamEnd => break,
+                Event::DocumentStart => {
+                    documents += 1;
+                    if documents > 1 {
+                        return Err(located(
+                            mark,
+                            "a second YAML document starts here; the config file holds one".into(),
+                        ));
+                    }
+                }
+                _ => {}
+            }
+            recv.on_event(ev, mark);
+            if recv.stack.len() > MAX_DEPTH {
+                return Err(located(
+                    mark,
+                    format!("invalid YAML: nested more than {MAX_DEPTH} levels deep"),
+                ));
+            }
+        }
         Ok(Self { map: recv.map })
     }
 
@@ -303,7 +357,11 @@ impl Indexer {
     fn value_path(&mut self, scalar: Option<&str>, mark: Marker) -> Option<FieldPath> {
         let pos = (mark.line(), mark.col() + 1);
         match self.stack.last_mut() {
-            None => Some(FieldPath::root()),
+            None => {
+                // The document's root: where errors about the whole file point.
+                self.map.entry(String::new()).or_insert(pos);
+                Some(FieldPath::root())
+            }
             Some(Frame::Map { path, key }) => match key.take() {
                 Some(k) => Some(path.key(&k)),
                 None => {
