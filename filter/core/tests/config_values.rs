@@ -358,6 +358,39 @@ fn a_byte_order_mark_is_skipped() {
         find(&errs, "egress.defaults.retry_count").unwrap().location,
         Some((27, 5))
     );
+    // One anywhere else (two files pasted together) is located, not "more than one document".
+    let inside = SEED.replace("  defaults:\n", "  defaults:\n\u{feff}");
+    let errs = errors(&inside);
+    assert_eq!(errs.len(), 1, "{errs}");
+    assert!(errs.0[0].message.contains("byte order mark"), "{errs}");
+    assert_eq!(errs.0[0].location, Some((26, 1)), "{errs}");
+    let errs = errors(&format!("\u{feff}\u{feff}{SEED}"));
+    assert_eq!(errs.0[0].location, Some((1, 1)), "{errs}");
+}
+
+#[test]
+fn a_second_document_is_located() {
+    let errs = errors(&format!("{SEED}\n---\nhttp: {{addr: \":1\"}}\n"));
+    assert_eq!(errs.len(), 1, "{errs}");
+    assert!(errs.0[0].message.contains("second YAML document"), "{errs}");
+    assert_eq!(
+        errs.0[0].location.map(|l| l.0),
+        Some(SEED.lines().count() + 2),
+        "{errs}"
+    );
+}
+
+#[test]
+fn a_missing_required_field_is_named_by_its_own_path() {
+    let errs = errors(&SEED.replace("      target: salesforce\n", ""));
+    let e = find(&errs, "egress.routes[0].target").unwrap_or_else(|| panic!("{errs}"));
+    assert_eq!(e.message, "is required");
+    assert!(e.location.is_some());
+    let errs = errors("http:\n  addr: \":8080\"\n");
+    assert!(has(&errs, "egress", "is required"), "{errs}");
+    let errs = errors("- a\n- b\n");
+    assert!(errs.0[0].message.contains("expected a mapping"), "{errs}");
+    assert_eq!(errs.0[0].location, Some((1, 1)), "{errs}");
 }
 
 #[test]

@@ -40,16 +40,28 @@ pub fn load_bytes_from_env(bytes: &[u8], base_dir: Option<&Path>) -> Result<Conf
     load_bytes(bytes, base_dir, &|name| std::env::var(name).ok())
 }
 
+/// The 1-based line and column (in characters) of byte offset `at` of `text`.
+fn line_col(text: &str, at: usize) -> (usize, usize) {
+    let before = text.get(..at).unwrap_or_default();
+    let line = before.matches('\n').count() + 1;
+    let col = before
+        .rsplit('\n')
+        .next()
+        .unwrap_or_default()
+        .chars()
+        .count()
+        + 1;
+    (line, col)
+}
+
 /// The text of a config file, or an error at the first byte that is not UTF-8.
 fn decode(bytes: &[u8]) -> Result<&str, ConfigErrors> {
     std::str::from_utf8(bytes).map_err(|e| {
         let good = bytes.get(..e.valid_up_to()).unwrap_or_default();
         let good = std::str::from_utf8(good).unwrap_or_default();
-        let line = good.matches('\n').count() + 1;
-        let col = good.rsplit('\n').next().unwrap_or_default().chars().count() + 1;
         ConfigErrors(vec![ConfigError {
             path: String::new(),
-            location: Some((line, col)),
+            location: Some(line_col(good, good.len())),
             message: "the file is not valid UTF-8 (save it as UTF-8)".into(),
         }])
     })
@@ -107,9 +119,23 @@ fn parse_raw(
 ) -> Result<(RawConfig, ConfigErrors, Positions), ConfigErrors> {
     // A byte order mark (editors on Windows write one) is not part of the document.
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    if let Some(at) = text.find('\u{feff}') {
+        // libyaml reads one as the start of another stream: say what it is and where.
+        return Err(ConfigErrors(vec![ConfigError {
+            path: String::new(),
+            location: Some(line_col(text, at)),
+            message:
+                "a byte order mark (U+FEFF) inside the file; only the first character may be one"
+                    .into(),
+        }]));
+    }
     let positions = Positions::index(text).map_err(|e| ConfigErrors(vec![e]))?;
     let mut value: Value = serde_yaml::from_str(text).map_err(|e| {
-        let location = e.location().map(|l| (l.line(), l.column()));
+        let location = e
+            .location()
+            .map(|l| (l.line(), l.column()))
+            .or_else(|| positions.find(""))
+            .or(Some((1, 1)));
         ConfigErrors(vec![ConfigError {
             path: String::new(),
             location,
