@@ -375,3 +375,68 @@ fn urls_with_user_info_query_fragment_or_port_zero_are_refused() {
         assert!(!errs.to_string().contains("secret"), "{errs}");
     }
 }
+
+#[test]
+fn every_value_of_the_wrong_type_is_reported_with_the_other_errors() {
+    let yaml = SEED
+        .replace("retry_count: 3", "retry_count: many")
+        .replace("timeout: 15s", "timeout: 15")
+        .replacen("methods: [\"POST\"]", "methods: [\"POST\", {a: 1}]", 1)
+        .replace("target: analytics", "target: analytic");
+    let errs = errors(&yaml);
+    let text = errs.to_string();
+    assert!(
+        find(&errs, "egress.defaults.retry_count").is_some(),
+        "{text}"
+    );
+    assert!(
+        has(
+            &errs,
+            "egress.targets.salesforce.timeout",
+            "expected a string"
+        ),
+        "{text}"
+    );
+    let m = find(&errs, "egress.routes[1].methods[1]").unwrap_or_else(|| panic!("{text}"));
+    assert_eq!(m.location.map(|l| l.0), Some(103), "{text}");
+    assert!(
+        has(&errs, "egress.routes[3].target", "unknown target"),
+        "{text}"
+    );
+    assert_eq!(errs.len(), 4, "{text}");
+}
+
+#[test]
+fn a_required_value_of_the_wrong_type_is_reported_once() {
+    let yaml = SEED.replace(
+        "url: \"https://notify.internal.svc\"",
+        "url: [\"https://notify.internal.svc\"]",
+    );
+    let errs = errors(&yaml);
+    assert!(
+        has(&errs, "egress.targets.notification.url", "invalid type"),
+        "{errs}"
+    );
+    assert_eq!(errs.len(), 1, "{errs}");
+}
+
+#[test]
+fn a_target_of_the_wrong_type_does_not_make_its_routes_unknown() {
+    let yaml = SEED
+        .replace(
+            "    # Notification Service - API Key\n    notification:\n",
+            "    notification: oops\n    old_notification:\n",
+        )
+        .replace("retry_count: 3", "retry_count: []");
+    let errs = errors(&yaml);
+    let text = errs.to_string();
+    assert!(
+        has(&errs, "egress.targets.notification", "expected a mapping"),
+        "{text}"
+    );
+    assert!(
+        find(&errs, "egress.defaults.retry_count").is_some(),
+        "{text}"
+    );
+    assert!(!text.contains("unknown target"), "{text}");
+}

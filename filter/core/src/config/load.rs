@@ -8,6 +8,7 @@ use super::raw::RawConfig;
 use super::text::control_char_problem;
 use super::validate::validate;
 use super::Config;
+use serde_path_to_error::Segment;
 use serde_yaml::Value;
 use std::collections::HashMap;
 use std::path::Path;
@@ -151,12 +152,44 @@ fn parse_raw(
     let mut errs = ConfigErrors::default();
     expand_tree(&mut value, &FieldPath::root(), lookup, &mut errs);
 
-    let mut unknown = Vec::new();
-    let mut track = serde_path_to_error::Track::new();
-    let de = serde_path_to_error::Deserializer::new(value, &mut track);
-    let result: Result<RawConfig, _> = serde_ignored::deserialize(de, |path| {
-        unknown.push(ignored_path(&path));
-    });
+    // A value of the wrong type stops serde at the first one: record it, cut that value out
+    // and try again, so one run reports every independent mistake.
+    let mut unknown: Vec<String> = Vec::new();
+    let mut cut: Vec<Vec<Segment>> = Vec::new();
+    let mut raw = None;
+    for _ in 0..MAX_SCHEMA_ERRORS {
+        let mut track = serde_path_to_error::Track::new();
+        let de = serde_path_to_error::Deserializer::new(value.clone(), &mut track);
+        let result: Result<RawConfig, _> = serde_ignored::deserialize(de, |path| {
+            let p = ignored_path(&path);
+            if !unknown.contains(&p) {
+                unknown.push(p);
+            }
+        });
+        match result {
+            Ok(r) => {
+                raw = Some(r);
+                break;
+            }
+            Err(e) => {
+                let at = track.path();
+                let segments: Vec<Segment> = at.iter().cloned().collect();
+                let path = at.to_string();
+                let path = if path == "." { String::new() } else { path };
+                let missing = e.to_string().starts_with("missing field");
+                let (path, message) = schema_error(path, e.to_string());
+                // A required field that was cut out comes back as missing: not a new mistake.
+                let after_cut = missing && errs.iter().any(|e| e.path == path);
+                if !after_cut {
+                    errs.push(path, message);
+                }
+                if missing || !cut_out(&mut value, &segments) {
+                    break;
+                }
+                cut.push(segments);
+            }
+        }
+    }
     for p in unknown {
         let (parent, key) = match p.rsplit_once('.') {
             Some((a, b)) => (a.to_string(), b.to_string()),
@@ -169,21 +202,63 @@ fn parse_raw(
         };
         errs.push(p.clone(), format!("unknown field `{key}` in {place}"));
     }
-    let raw = match result {
-        Ok(raw) => Some(raw),
-        Err(e) => {
-            let path = track.path().to_string();
-            let path = if path == "." { String::new() } else { path };
-            let (path, message) = schema_error(path, e.to_string());
-            errs.push(path, message);
-            None
-        }
-    };
     positions.locate(&mut errs);
     match raw {
-        Some(raw) => Ok((raw, errs, positions)),
-        None => Err(errs),
+        // Validating without a target or the egress prefix would only add false errors.
+        Some(raw) if !cut.iter().any(|c| hides_references(c)) => Ok((raw, errs, positions)),
+        _ => Err(errs),
     }
+}
+
+/// At most this many values of the wrong type are reported (and cut out) in one run.
+const MAX_SCHEMA_ERRORS: usize = 32;
+
+/// Removes the value at `path` (a sequence element: its whole sequence, so indexes stay those
+/// of the file). False when there is nothing to remove.
+fn cut_out(value: &mut Value, path: &[Segment]) -> bool {
+    let mut path = path;
+    while let [rest @ .., Segment::Seq { .. }] = path {
+        path = rest;
+    }
+    let [parents @ .., Segment::Map { key }] = path else {
+        return false;
+    };
+    let mut node = value;
+    for seg in parents {
+        let next = match (seg, node) {
+            (Segment::Map { key }, Value::Mapping(m)) => m.get_mut(key.as_str()),
+            (Segment::Seq { index }, Value::Sequence(s)) => s.get_mut(*index),
+            _ => None,
+        };
+        match next {
+            Some(n) => node = n,
+            None => return false,
+        }
+    }
+    match node {
+        Value::Mapping(m) => m.remove(key.as_str()).is_some(),
+        _ => false,
+    }
+}
+
+/// Whether cutting `path` out leaves other fields pointing at nothing: a whole target (routes
+/// name it), the targets, or the egress prefix (routes must lie under it).
+fn hides_references(path: &[Segment]) -> bool {
+    let keys: Vec<&str> = path
+        .iter()
+        .map(|s| match s {
+            Segment::Map { key } => key.as_str(),
+            _ => "",
+        })
+        .collect();
+    matches!(
+        keys.as_slice(),
+        ["egress"]
+            | ["egress", "targets"]
+            | ["egress", "targets", _]
+            | ["endpoints"]
+            | ["endpoints", "egress"]
+    )
 }
 
 /// A serde error in our terms: a missing field is named by its own path, and the schema's
