@@ -11,6 +11,8 @@ pub mod files;
 #[cfg(feature = "yaml")]
 pub mod load;
 mod model;
+#[cfg(feature = "yaml")]
+mod positions;
 pub mod raw;
 pub mod text;
 pub mod validate;

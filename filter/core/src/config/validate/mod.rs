@@ -4,6 +4,10 @@
 //! One file per part of the config: [`http`] (listener and logger), [`token_store`],
 //! [`targets`] (defaults and targets), [`tls`], [`auth`] (one file per auth family),
 //! [`endpoints`], [`routes`].
+//!
+//! Checks that hold for every string whatever its field (no control characters) are made by
+//! the loader while it expands `${VAR}` (`load.rs`), so a new field is covered without a line
+//! here; file fields naming folders are checked there too (`files.rs`, list new ones).
 
 mod auth;
 mod endpoints;
