@@ -4,7 +4,8 @@
 //! route a decoding upstream would pick; every other spelling of a path is decided alike.
 //!
 //! Bounded for `cargo test -p egress-core` (a few seconds); run longer on demand with
-//! `PROPTEST_CASES=100000 cargo test -p egress-core --test hostile_requests`.
+//! `EGRESS_FUZZ_CASES=100000 cargo test -p egress-core --release --test hostile_requests`
+//! (`PROPTEST_CASES` works too).
 
 #![allow(
     clippy::unwrap_used,
@@ -111,8 +112,10 @@ fn build_engine() -> Engine {
 }
 
 fn config() -> Config {
-    let cases = std::env::var("PROPTEST_CASES")
-        .ok()
+    // The same variable as the config loader's fuzz test (tests/config_fuzz.rs), or proptest's.
+    let cases = ["EGRESS_FUZZ_CASES", "PROPTEST_CASES"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok())
         .and_then(|v| v.parse().ok())
         .unwrap_or(500);
     Config {
