@@ -15,10 +15,13 @@ pub mod config;
 pub mod credentials;
 pub mod duration;
 pub mod engine;
+pub mod build;
 pub mod plan;
 #[cfg(feature = "jwt")]
 pub mod push;
 pub mod routing;
 pub mod secret;
+pub mod secret_ref;
 pub mod target_url;
 pub mod tokens;
+pub mod types;
