@@ -6,6 +6,7 @@
 //! - [`envoy`]: rendering the Envoy bootstrap (listener, clusters, TLS, access log) and finding
 //!   the Envoy binary.
 //! - [`source`]: reading a config file and printing its errors.
+//! - [`secrets`]: credential variables (`secrets.env`), kept out of Envoy's configuration.
 //! - [`state`]: the state directory shared by compile, up and apply.
 //! - [`admin`]: Envoy's admin API (update counters, stats).
 //! - [`proxy`]: a proxy's token push listener (signed pushes and status calls).
@@ -17,6 +18,7 @@ pub mod diff;
 pub mod envoy;
 pub mod exit;
 pub mod proxy;
+pub mod secrets;
 pub mod source;
 pub mod state;
 

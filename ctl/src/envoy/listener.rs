@@ -18,7 +18,14 @@ const IDEMPOTENT_METHODS: [&str; 6] = ["GET", "HEAD", "PUT", "DELETE", "OPTIONS"
 /// Methods with a route of their own that retries only what cannot have reached the target.
 const NON_IDEMPOTENT_METHODS: [&str; 2] = ["POST", "PATCH"];
 
-pub fn egress_listener(config: &Config, filter_json: &str, wasm: &Path) -> Value {
+/// The wasm module and the environment variables its VM gets (names only: Envoy reads the
+/// values from its own environment).
+pub struct WasmModule<'a> {
+    pub path: &'a Path,
+    pub env_keys: &'a [String],
+}
+
+pub fn egress_listener(config: &Config, filter_json: &str, wasm: &WasmModule) -> Value {
     let mut hcm = json!({
         "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
         "stat_prefix": "egress",
@@ -51,7 +58,7 @@ pub fn egress_listener(config: &Config, filter_json: &str, wasm: &Path) -> Value
 
 /// The token push listener: the same module and `vm_id` (so pushed tokens land in the shared
 /// data the egress listener reads), in the push role. No route: the filter answers everything.
-pub fn push_listener(addr: &ListenAddr, filter_json: &str, wasm: &Path) -> Value {
+pub fn push_listener(addr: &ListenAddr, filter_json: &str, wasm: &WasmModule) -> Value {
     let hcm = json!({
         "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
         "stat_prefix": "egress_push",
@@ -84,7 +91,7 @@ fn push_buffer_filter() -> Value {
     })
 }
 
-fn wasm_filter(filter_json: &str, wasm: &Path) -> Value {
+fn wasm_filter(filter_json: &str, wasm: &WasmModule) -> Value {
     json!({
         "name": "envoy.filters.http.wasm",
         "typed_config": {
@@ -96,7 +103,10 @@ fn wasm_filter(filter_json: &str, wasm: &Path) -> Value {
                 "vm_config": {
                     "vm_id": VM_ID,
                     "runtime": "envoy.wasm.runtime.v8",
-                    "code": { "local": { "filename": wasm.display().to_string() } },
+                    "code": { "local": { "filename": wasm.path.display().to_string() } },
+                    // Credentials: the VM reads them from these variables of Envoy's
+                    // environment (see egress_core::secret_ref); the config holds names only.
+                    "environment_variables": { "host_env_keys": wasm.env_keys },
                 },
                 "configuration": {
                     "@type": "type.googleapis.com/google.protobuf.StringValue",

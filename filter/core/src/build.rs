@@ -36,6 +36,9 @@ pub struct BuildOptions {
     /// system.
     pub private_keys: BTreeMap<String, Secret>,
     pub secrets: SecretMode,
+    /// Build the credentials as a token fetcher needs them, whatever the token store (the
+    /// client secret even with `token_store: redis`): `egressctl token refresh`.
+    pub for_fetcher: bool,
 }
 
 fn millis(d: std::time::Duration) -> u64 {
@@ -50,7 +53,7 @@ fn push_only(config: &Config) -> bool {
 
 /// The complete filter config for one listener.
 pub fn filter_config(config: &Config, opts: &BuildOptions) -> FilterConfig {
-    let push_only = push_only(config);
+    let push_only = push_only(config) && !opts.for_fetcher;
     let targets = config
         .targets
         .iter()
