@@ -627,6 +627,8 @@ impl Envoy {
     /// `--disable-hot-restart`). stdout and stderr go to [`Envoy::log_path`].
     /// The base id is unique per process and call, so any number of Envoys can
     /// run side by side. Returns at once; call [`Envoy::wait_ready`].
+    /// Like `egressctl up`, Envoy gets the variables of the `secrets.env` next to the
+    /// bootstrap (the credentials the listeners name), when there is one.
     pub fn start(bootstrap: &Path, extra_args: &[&str]) -> Result<Envoy> {
         static COUNTER: AtomicU32 = AtomicU32::new(0);
         let bin = envoy_bin()?;
@@ -639,6 +641,15 @@ impl Envoy {
         let base_id = std::process::id().wrapping_mul(1000).wrapping_add(n);
 
         let mut cmd = Command::new(&bin);
+        if let Some(secrets) = bootstrap.parent().map(|d| d.join("secrets.env")) {
+            if let Ok(text) = std::fs::read_to_string(&secrets) {
+                cmd.envs(
+                    text.lines()
+                        .filter(|l| !l.starts_with('#'))
+                        .filter_map(|l| l.split_once('=')),
+                );
+            }
+        }
         cmd.arg("-c")
             .arg(bootstrap)
             .arg("--admin-address-path")
