@@ -147,7 +147,9 @@ mod tests {
         let mut changed = vars.clone();
         changed[0].value = Secret::new("new");
         assert_eq!(
-            changed_targets(&parsed, &changed).into_iter().collect::<Vec<_>>(),
+            changed_targets(&parsed, &changed)
+                .into_iter()
+                .collect::<Vec<_>>(),
             ["crm"]
         );
     }

@@ -14,8 +14,8 @@
 
 use crate::envoy::{self, Rendered, CLUSTER_TYPE, LISTENER_TYPE};
 use anyhow::Context;
-use egress_core::config::ListenAddr;
 use egress_core::build::SecretVar;
+use egress_core::config::ListenAddr;
 use egress_core::plan::FilterConfig;
 use egress_core::secret::Secret;
 use egress_core::secret_ref::SealKey;

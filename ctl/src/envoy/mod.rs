@@ -7,12 +7,13 @@
 
 pub mod access_log;
 pub mod clusters;
+pub mod limits;
 pub mod listener;
 pub mod locate;
 
 use crate::source::Source;
-use egress_core::config::ListenAddr;
 use egress_core::build::{self, host_env_keys, secret_env, BuildOptions, SecretMode, SecretVar};
+use egress_core::config::ListenAddr;
 use egress_core::plan::{FilterConfig, Role};
 use egress_core::secret_ref::SealKey;
 use serde_json::{json, Value};
@@ -129,6 +130,7 @@ pub fn bootstrap(admin: &ListenAddr, lds: &Path, cds: &Path) -> Value {
     json!({
         "node": { "id": "egress", "cluster": "egress" },
         "admin": { "address": socket_address(admin) },
+        "overload_manager": limits::overload_manager(),
         "dynamic_resources": { "lds_config": source(lds), "cds_config": source(cds) },
     })
 }
