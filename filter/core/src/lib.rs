@@ -11,11 +11,11 @@
 //! - [`engine`]: one request head in, one decision out (forward with header edits, or a local
 //!   JSON response). The wasm glue only moves headers between the host and this.
 
+pub mod build;
 pub mod config;
 pub mod credentials;
 pub mod duration;
 pub mod engine;
-pub mod build;
 pub mod plan;
 #[cfg(feature = "jwt")]
 pub mod push;

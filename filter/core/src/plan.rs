@@ -4,9 +4,9 @@
 //! whatever reaches the filter was checked by `egressctl validate` first. The filter still parses
 //! it strictly (`deny_unknown_fields`) and refuses to start on anything off.
 
-pub use crate::types::{ClientAuth, LogLevel, Method, SigningAlg};
 use crate::secret::Secret;
 use crate::target_url::TargetUrl;
+pub use crate::types::{ClientAuth, LogLevel, Method, SigningAlg};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 

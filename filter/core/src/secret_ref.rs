@@ -203,9 +203,7 @@ fn slots(fc: &mut FilterConfig) -> Vec<(String, SecretField, &mut Secret)> {
         match &mut t.credential {
             Credential::ApiKey { key, .. } => out.push((name, SecretField::ApiKey, key)),
             Credential::Bearer { token } => out.push((name, SecretField::Token, token)),
-            Credential::Basic { password, .. } => {
-                out.push((name, SecretField::Password, password))
-            }
+            Credential::Basic { password, .. } => out.push((name, SecretField::Password, password)),
             Credential::Oauth2(o) => {
                 if let Some(s) = &mut o.client_secret {
                     out.push((name.clone(), SecretField::ClientSecret, s));
@@ -261,9 +259,7 @@ pub fn resolve(
             })?,
         };
         let value = if r.base64 {
-            let bytes = B64
-                .decode(raw.trim())
-                .map_err(|_| invalid("not base64"))?;
+            let bytes = B64.decode(raw.trim()).map_err(|_| invalid("not base64"))?;
             String::from_utf8(bytes).map_err(|_| invalid("not UTF-8"))?
         } else {
             if raw.chars().any(char::is_control) {

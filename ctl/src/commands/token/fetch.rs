@@ -149,12 +149,7 @@ impl Fetcher {
                 .map(|(_, v)| v.as_str())
                 .unwrap_or_default()
         };
-        let url = format!(
-            "{}://{}{}",
-            self.cred.token_url.scheme.as_str(),
-            pseudo(":authority"),
-            pseudo(":path")
-        );
+        let url = self.cred.token_url.url_for(pseudo(":path"));
         let mut builder = self.http.post(&url);
         for (k, v) in &req.headers {
             if !k.starts_with(':') {

@@ -1,9 +1,9 @@
 //! The validated config: every string parsed, every cross-reference resolved.
 
-pub use crate::types::{ClientAuth, SigningAlg};
-use crate::types::{LogLevel, Method};
 use crate::secret::Secret;
 use crate::target_url::TargetUrl;
+pub use crate::types::{ClientAuth, SigningAlg};
+use crate::types::{LogLevel, Method};
 use std::collections::BTreeMap;
 use std::time::Duration;
 

@@ -54,7 +54,10 @@ fn names_are_upper_case_and_distinct_for_names_that_differ_only_in_punctuation_o
             .chars()
             .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_'));
     }
-    assert_eq!(env_name("crm", SecretField::ApiKey), "EGRESS_SECRET_CRM__KEY");
+    assert_eq!(
+        env_name("crm", SecretField::ApiKey),
+        "EGRESS_SECRET_CRM__KEY"
+    );
     // A target name ending like a field cannot produce another pair's name.
     assert_ne!(
         env_name("a__key", SecretField::Token),
@@ -77,7 +80,10 @@ fn env_references_carry_no_value_and_resolve_to_the_inline_config() {
     for v in ["k-crm", "t-a", "p-b", "cs-idp"] {
         assert!(!json.contains(v), "{v} in {json}");
     }
-    assert!(json.contains(r#"{"env":"EGRESS_SECRET_CRM__KEY"}"#), "{json}");
+    assert!(
+        json.contains(r#"{"env":"EGRESS_SECRET_CRM__KEY"}"#),
+        "{json}"
+    );
     let env = env_of(&secret_env(&config, &BTreeMap::new()), None);
     assert_eq!(env.len(), 4);
     let mut parsed: FilterConfig = serde_json::from_str(&json).unwrap();
@@ -118,7 +124,10 @@ fn sealed_values_win_over_the_variable_and_need_the_key() {
         },
     );
     let json = serde_json::to_string(&sealed).unwrap();
-    assert!(!json.contains("k-crm") && !json.contains("cs-idp"), "{json}");
+    assert!(
+        !json.contains("k-crm") && !json.contains("cs-idp"),
+        "{json}"
+    );
     // Deterministic: the same values give the same config (no reload for nothing).
     let again = filter_config(
         &config,
@@ -132,7 +141,9 @@ fn sealed_values_win_over_the_variable_and_need_the_key() {
     let mut parsed: FilterConfig = serde_json::from_str(&json).unwrap();
     let k = key.to_base64();
     resolve(&mut parsed, &|n| {
-        (n == SEAL_KEY_ENV).then(|| k.clone()).or(Some("old".into()))
+        (n == SEAL_KEY_ENV)
+            .then(|| k.clone())
+            .or(Some("old".into()))
     })
     .unwrap();
     assert_eq!(parsed, FilterConfig::from_config(&config));
