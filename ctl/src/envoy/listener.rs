@@ -36,7 +36,7 @@ pub fn egress_listener(config: &Config, filter_json: &str, wasm: &WasmModule) ->
         "stat_prefix": "egress",
         "codec_type": "AUTO",
         "route_config": route_config(config),
-        "http_filters": [wasm_filter(filter_json, &wasm), limits::ratelimit_filter(), router_filter()],
+        "http_filters": [wasm_filter(filter_json, wasm), limits::ratelimit_filter(), router_filter()],
         "access_log": access_logs(&config.logger),
         // The filter refuses dot segments, `//` and encoded slashes with a JSON 400 itself;
         // Envoy must hand it the path exactly as the caller sent it.
