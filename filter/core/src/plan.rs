@@ -201,7 +201,11 @@ impl FilterConfig {
     /// secret reference from the VM's environment variables (see [`crate::secret_ref`]).
     pub fn from_json(bytes: &[u8]) -> Result<Self, FilterConfigError> {
         let mut config: Self = serde_json::from_slice(bytes)?;
-        crate::secret_ref::resolve(&mut config, &crate::secret_ref::process_env)?;
+        // A config of another version is refused by the engine with that reason; its
+        // references are not read.
+        if config.version == FILTER_CONFIG_VERSION {
+            crate::secret_ref::resolve(&mut config, &crate::secret_ref::process_env)?;
+        }
         Ok(config)
     }
 }
