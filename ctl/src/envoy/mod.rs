@@ -66,7 +66,7 @@ pub fn render(source: &Source, opts: &RenderOptions) -> Result<Rendered, RenderE
     let config = &source.config;
     let private_keys = crate::secrets::private_keys(source)?;
     let secret_vars = secret_env(config, &private_keys);
-    let env_keys = host_env_keys(&secret_vars);
+    let env_keys = host_env_keys(&secret_vars, opts.seal_key.is_some());
     let build = |role: Role, push_public_key: Option<String>| {
         build::filter_config(
             config,

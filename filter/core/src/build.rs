@@ -192,9 +192,11 @@ pub fn secret_env(config: &Config, private_keys: &BTreeMap<String, Secret>) -> V
 }
 
 /// The names a listener's `vm_config.environment_variables.host_env_keys` must list: every
-/// credential variable, and the seal key.
-pub fn host_env_keys(vars: &[SecretVar]) -> Vec<String> {
+/// credential variable, and the seal key when values are sealed.
+pub fn host_env_keys(vars: &[SecretVar], sealed: bool) -> Vec<String> {
     let mut keys: Vec<String> = vars.iter().map(|v| v.name.clone()).collect();
-    keys.push(crate::secret_ref::SEAL_KEY_ENV.to_string());
+    if sealed {
+        keys.push(crate::secret_ref::SEAL_KEY_ENV.to_string());
+    }
     keys
 }

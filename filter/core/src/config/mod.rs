@@ -7,9 +7,14 @@
 pub mod env;
 pub mod error;
 #[cfg(feature = "yaml")]
+pub mod files;
+#[cfg(feature = "yaml")]
 pub mod load;
 mod model;
+#[cfg(feature = "yaml")]
+mod positions;
 pub mod raw;
+pub mod text;
 pub mod validate;
 
 pub use error::{ConfigError, ConfigErrors, FieldPath};
