@@ -289,5 +289,5 @@ pub fn to_references(fc: &mut FilterConfig, key: Option<&SealKey>) {
     }
 }
 
-#[cfg(all(test, feature = "yaml"))]
+#[cfg(test)]
 mod tests;
