@@ -266,7 +266,7 @@ pub fn refuse_inlined_credentials(source: &Source, public_text: &str) -> Result<
             .any(|s| public_text.contains(s.expose()));
         if leaked {
             bad.push(format!(
-                "target {}: its credential ({}) would be written into a ConfigMap or plugin config; this build of compile inlines credential values, so render only carries targets whose secrets are files (mtls) or pushed tokens (oauth2 with token_store: redis)",
+                "target {}: its credential ({}) would be written into a ConfigMap or plugin config (credentials belong in the Secret of environment variables; this is a bug, please report it)",
                 t.name,
                 t.auth.kind()
             ));
