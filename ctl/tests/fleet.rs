@@ -537,3 +537,47 @@ fn render_k8s_a_rotated_client_certificate_rolls_the_pods() {
     assert!(render(d.path(), "k8s", &[]).status.success());
     assert_ne!(before, hash(d.path()));
 }
+
+#[test]
+fn embedded_schemas_equal_what_the_generator_makes_from_the_pinned_package() {
+    assert!(
+        schemas().join(".venv/bin/python").exists(),
+        "run bash tests/support/install-fleet-deps.sh"
+    );
+    let out = tempfile::tempdir().unwrap();
+    let gen = Command::new("bash")
+        .arg(repo().join("ctl/schemas/generate.sh"))
+        .arg(out.path())
+        .output()
+        .unwrap();
+    assert!(gen.status.success(), "{}", text(&gen));
+    let checked_in = repo().join("ctl/schemas/k8s");
+    let names = |d: &Path| {
+        let mut v: Vec<String> = std::fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(names(out.path()), names(&checked_in));
+    for n in names(&checked_in) {
+        assert!(
+            std::fs::read(out.path().join(&n)).unwrap()
+                == std::fs::read(checked_in.join(&n)).unwrap(),
+            "ctl/schemas/k8s/{n} differs from what ctl/schemas/generate.sh makes: regenerate it"
+        );
+    }
+}
+
+#[test]
+fn render_help_names_the_schemas_it_checks_and_the_kind_without_one() {
+    let d = tempfile::tempdir().unwrap();
+    let o = ctl(d.path(), &["render", "istio", "--help"]);
+    let h = text(&o);
+    assert!(h.contains("kubernetes-validate"), "{h}");
+    assert!(
+        h.contains("TrafficExtension has no published schema"),
+        "{h}"
+    );
+}

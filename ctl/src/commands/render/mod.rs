@@ -6,10 +6,12 @@
 //! - [`istio`]: the filter as a WasmPlugin or TrafficExtension on the egress gateway, a
 //!   ServiceEntry and DestinationRule per target, mesh routing to the gateway.
 //! - [`objects`]: what both share: names, checks before writing, writing.
+//! - [`schemas`]: the published schemas every object passes before anything is written.
 
 pub mod istio;
 pub mod k8s;
 pub mod objects;
+pub mod schemas;
 
 use super::load_or_report;
 use crate::exit::ExitCode;
@@ -42,8 +44,9 @@ Example:
 
 The config's http.addr must not be loopback (pods are reached through a Service), e.g.
   addr: \"${EGRESS_LISTEN:-0.0.0.0:8080}\"
-Every object is checked before anything is written; Secrets are written readable by the owner
-only. A changed config gets a new ConfigMap name (content hash), so the Deployment rolls pods
+Every object is checked before anything is written, against the published Kubernetes 1.35
+schemas (PyPI kubernetes-validate 1.37.0, strict: unknown fields refused; embedded in
+egressctl); Secrets are written readable by the owner only. A changed config gets a new ConfigMap name (content hash), so the Deployment rolls pods
 one by one (maxUnavailable 0, readiness on the ready endpoint, PodDisruptionBudget).
 
 Exit 0: written; 1: invalid config or a config this output cannot carry (each reason printed);
@@ -58,6 +61,13 @@ Example:
 Callers reach the proxy at http://HOST/<egress prefix>/... (HOST: --host). Credential values
 never go into the plugin config: it names environment variables the gateway reads (see
 README \"Running with Istio\").
+
+Checked before writing: names, labels, ports and Secret keys for every object, and the
+Kubernetes objects (Secrets) against the published schemas (PyPI kubernetes-validate 1.37.0,
+Kubernetes 1.35). The Istio kinds are not checked against schemas here: the registry package
+with Istio's CRD schemas (npm @kubernetes-models/istio 3.0.1) ships compiled validators, not
+JSON Schema, so egressctl cannot embed them; the project's tests validate every Istio object
+with it. TrafficExtension has no published schema at all: its fields follow Istio's docs.
 
 Exit 0: written; 1: invalid config or a config this output cannot carry; 2: bad usage; 3:
 other failure.";
