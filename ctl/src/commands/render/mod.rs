@@ -2,7 +2,8 @@
 //! and the same Envoy rendering `compile` uses.
 //!
 //! - [`k8s`]: Envoy as a Deployment (config in a ConfigMap, credentials in Secrets, module from
-//!   an image volume pinned by digest), Service, PodDisruptionBudget, NetworkPolicy.
+//!   an image volume pinned by digest), Service, PodDisruptionBudget, NetworkPolicy; with
+//!   `token_store: redis` the refresher Deployment and the headless push Service.
 //! - [`istio`]: the filter as a WasmPlugin or TrafficExtension on the egress gateway, a
 //!   ServiceEntry and DestinationRule per target, mesh routing to the gateway.
 //! - [`objects`]: what both share: names, checks before writing, writing.
@@ -25,8 +26,9 @@ use std::path::PathBuf;
 #[derive(Debug, Subcommand)]
 pub enum RenderCommand {
     /// Plain Kubernetes: a Deployment of Envoy with the filter, its ConfigMap and Secrets, a
-    /// Service, a PodDisruptionBudget and a NetworkPolicy (with `token_store: redis`, the
-    /// token refresher runs beside each Envoy).
+    /// Service, a PodDisruptionBudget and a NetworkPolicy (with `token_store: redis`, also the
+    /// token refresher as its own Deployment, pushing to every Envoy pod through a headless
+    /// Service).
     #[command(after_help = K8S_AFTER)]
     K8s(K8sArgs),
     /// Istio: the filter on the egress gateway (WasmPlugin, or TrafficExtension with
@@ -108,7 +110,7 @@ pub struct K8sArgs {
     /// Envoy image (1.40 or later with the V8 wasm runtime). Pin it by digest in production.
     #[arg(long, default_value = "envoyproxy/envoy:v1.40.0", value_name = "IMAGE")]
     pub envoy_image: String,
-    /// Image with egressctl, for the token refresher (`token_store: redis` only).
+    /// Image with egressctl, for the token refresher Deployment (`token_store: redis` only).
     #[arg(long, default_value = concat!("egressctl:", env!("CARGO_PKG_VERSION")), value_name = "IMAGE")]
     pub egressctl_image: String,
     /// Envoy replicas.
