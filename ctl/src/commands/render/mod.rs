@@ -51,6 +51,12 @@ schemas (PyPI kubernetes-validate 1.37.0, strict: unknown fields refused; embedd
 egressctl); Secrets are written readable by the owner only. A changed config gets a new ConfigMap name (content hash), so the Deployment rolls pods
 one by one (maxUnavailable 0, readiness on the ready endpoint, PodDisruptionBudget).
 
+With token_store: redis, `egressctl token refresh --watch` runs as its own Deployment
+(<name>-token-refresher, --egressctl-image) and pushes signed tokens to every Envoy pod through
+the headless Service <name>-push (--proxy-dns); only the refresher pods may reach port 9902.
+Its Secret <name>-refresher-env holds the ${VAR}s the config names, read from the environment
+render runs in.
+
 Exit 0: written; 1: invalid config or a config this output cannot carry (each reason printed);
 2: bad usage; 3: other failure (I/O, module not found).";
 
