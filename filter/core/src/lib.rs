@@ -20,5 +20,6 @@ pub mod plan;
 pub mod push;
 pub mod routing;
 pub mod secret;
+pub mod sigv4;
 pub mod target_url;
 pub mod tokens;
