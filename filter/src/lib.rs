@@ -16,6 +16,8 @@ mod push;
 #[cfg(target_arch = "wasm32")]
 mod root;
 #[cfg(target_arch = "wasm32")]
+mod sigv4;
+#[cfg(target_arch = "wasm32")]
 mod tokens;
 
 #[cfg(target_arch = "wasm32")]

@@ -4,7 +4,7 @@
 //! whatever reaches the filter was checked by `egressctl validate` first. The filter still parses
 //! it strictly (`deny_unknown_fields`) and refuses to start on anything off.
 
-use crate::config::{Auth, ClientAuth, Config, SigningAlg, TokenStore};
+use crate::config::{Auth, AwsCredentialSource, ClientAuth, Config, SigningAlg, TokenStore};
 use crate::secret::Secret;
 use crate::target_url::TargetUrl;
 use serde::{Deserialize, Serialize};
@@ -206,6 +206,8 @@ pub enum Credential {
     /// Nothing on the request: the target's cluster presents the client certificate.
     Mtls,
     Oauth2(OAuth2Credential),
+    /// Every request signed with AWS SigV4 after the rewrite (`crate::sigv4`).
+    AwsSigv4(crate::sigv4::AwsSigv4Credential),
 }
 
 impl Credential {
@@ -217,6 +219,7 @@ impl Credential {
             Credential::Basic { .. } => "basic",
             Credential::Mtls => "mtls",
             Credential::Oauth2(_) => "oauth2_client_credentials",
+            Credential::AwsSigv4(_) => "aws_sigv4",
         }
     }
 }
@@ -309,6 +312,16 @@ impl FilterConfig {
                         refresh_before_expiry_ms: millis(o.refresh_before_expiry),
                         token_timeout_ms: millis(o.token_timeout),
                         default_lifetime_ms: millis(o.default_lifetime),
+                    }),
+                    Auth::AwsSigv4(a) => Credential::AwsSigv4(crate::sigv4::AwsSigv4Credential {
+                        region: a.region.clone(),
+                        service: a.service.clone(),
+                        payload: a.payload,
+                        // Temporary credentials reach the filter only by push.
+                        keys: match &a.source {
+                            AwsCredentialSource::Static(k) => Some(k.clone()),
+                            AwsCredentialSource::WebIdentity(_) => None,
+                        },
                     }),
                 },
             })

@@ -56,7 +56,14 @@ fn signatures_match_botocore_for_every_vector() {
             headers,
         };
         let unix_ms = v["unix_ms"].as_u64().expect("unix_ms");
-        let signed = sign(&keys, s(v, "region"), s(v, "service"), &req, payload, unix_ms);
+        let signed = sign(
+            &keys,
+            s(v, "region"),
+            s(v, "service"),
+            &req,
+            payload,
+            unix_ms,
+        );
         assert_eq!(
             signed.canonical_request,
             s(v, "expect_canonical_request"),

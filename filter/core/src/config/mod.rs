@@ -4,6 +4,7 @@
 //! problem with its field path. With the `yaml` feature, [`load`] reads YAML text, expands
 //! `${VAR}` from the environment, and adds line and column to each error.
 
+mod aws;
 pub mod env;
 pub mod error;
 #[cfg(feature = "yaml")]

@@ -398,12 +398,13 @@ fn auth(
         return Auth::None;
     };
     let kind = a.kind.as_str();
-    const KINDS: [&str; 5] = [
+    const KINDS: [&str; 6] = [
         "api_key",
         "bearer",
         "basic",
         "mtls",
         "oauth2_client_credentials",
+        "aws_sigv4",
     ];
     if !KINDS.contains(&kind) {
         errs.push(
@@ -424,6 +425,7 @@ fn auth(
             );
         }
     }
+    super::aws::reject_aws_fields(a, kind, path, errs);
     match kind {
         "api_key" => {
             let header = required(&a.header, "header", kind, path, errs);
@@ -470,6 +472,7 @@ fn auth(
             }
             Auth::Mtls
         }
+        "aws_sigv4" => super::aws::aws_sigv4(a, tls, path, errs).map_or(Auth::None, Auth::AwsSigv4),
         _ => oauth2(a, tls, path, errs)
             .map(Auth::OAuth2)
             .unwrap_or(Auth::None),

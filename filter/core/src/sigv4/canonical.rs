@@ -129,7 +129,10 @@ pub fn trim_value(value: &str) -> String {
 /// Canonical headers and the signed-headers list, from `(name, value)` pairs in any order and
 /// case. Values of a repeated name are joined with `,` in the order given.
 pub fn canonical_headers(headers: &[(String, String)]) -> (String, String) {
-    let mut names: Vec<String> = headers.iter().map(|(k, _)| k.to_ascii_lowercase()).collect();
+    let mut names: Vec<String> = headers
+        .iter()
+        .map(|(k, _)| k.to_ascii_lowercase())
+        .collect();
     names.sort();
     names.dedup();
     let mut canonical = String::new();
@@ -169,7 +172,10 @@ mod tests {
 
     #[test]
     fn s3_paths_are_signed_as_sent() {
-        assert_eq!(canonical_uri("/bucket/a%20b/../c", true), "/bucket/a%20b/../c");
+        assert_eq!(
+            canonical_uri("/bucket/a%20b/../c", true),
+            "/bucket/a%20b/../c"
+        );
         assert_eq!(canonical_uri("", true), "/");
     }
 

@@ -183,9 +183,15 @@ pub fn sign(
 /// Headers the signer writes itself: a caller's copy is never signed (it is replaced or
 /// removed before the request leaves).
 pub fn is_set_by_signer(name: &str) -> bool {
-    ["host", "authorization", "x-amz-date", "x-amz-content-sha256", "x-amz-security-token"]
-        .iter()
-        .any(|h| name.eq_ignore_ascii_case(h))
+    [
+        "host",
+        "authorization",
+        "x-amz-date",
+        "x-amz-content-sha256",
+        "x-amz-security-token",
+    ]
+    .iter()
+    .any(|h| name.eq_ignore_ascii_case(h))
 }
 
 /// Whether a caller's header is signed along: `x-amz-*` (S3 refuses unsigned ones),

@@ -35,7 +35,10 @@ fn a_callers_own_signature_headers_are_never_signed() {
         .contains("\ncontent-type;host;x-amz-content-sha256;x-amz-date;x-amz-meta-a\n"));
     assert!(!signed.canonical_request.contains("forged"));
     assert!(!signed.canonical_request.contains("callers"));
-    assert!(signed.headers.iter().all(|(k, _)| k != "x-amz-security-token"));
+    assert!(signed
+        .headers
+        .iter()
+        .all(|(k, _)| k != "x-amz-security-token"));
 }
 
 #[test]
@@ -60,7 +63,14 @@ fn the_session_token_is_signed_and_sent_but_never_formatted() {
 
 #[test]
 fn signed_payload_hashes_the_body_and_an_empty_body_hashes_to_the_empty_digest() {
-    let signed = sign(&keys(None), "us-east-1", "s3", &req("/k"), Payload::Body(b""), 0);
+    let signed = sign(
+        &keys(None),
+        "us-east-1",
+        "s3",
+        &req("/k"),
+        Payload::Body(b""),
+        0,
+    );
     assert!(signed.headers.contains(&(
         "x-amz-content-sha256".into(),
         "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855".into()
