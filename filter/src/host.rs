@@ -124,6 +124,11 @@ pub fn set_property(name: &str, value: &str) -> Result<(), HostError> {
         .map_err(|s| HostError::Status("set_property", s))
 }
 
+/// A filter-state property set by a wasm filter of this stream (`None` when unset).
+pub fn get_property(name: &str) -> Option<Vec<u8>> {
+    hostcalls::get_property(vec![name]).ok().flatten()
+}
+
 pub fn send_local_reply(reply: &LocalReply) -> Result<(), HostError> {
     let headers: Vec<(&str, &str)> = reply
         .headers

@@ -23,6 +23,8 @@ pub struct EgressRoot {
     tokens: Option<Rc<RefCell<TokenManager>>>,
     push: Option<Rc<PushVerifier>>,
     log_level: LogLevel,
+    /// The sign role (`crate::sigv4::SignHttp`).
+    signer: bool,
 }
 
 impl EgressRoot {
@@ -33,6 +35,7 @@ impl EgressRoot {
             tokens: None,
             push: None,
             log_level: LogLevel::default(),
+            signer: false,
         }
     }
 
@@ -47,6 +50,7 @@ impl EgressRoot {
         proxy_wasm::set_log_level(host::host_level(level));
         self.log_level = level;
         match config.role {
+            Role::Sign => self.signer = true,
             Role::Push => {
                 let pem = config
                     .push_public_key
@@ -134,6 +138,12 @@ impl RootContext for EgressRoot {
         let engine = self.engine.clone()?;
         if let Some(verifier) = &self.push {
             return Some(Box::new(PushHttp::new(verifier.clone(), engine)));
+        }
+        if self.signer {
+            return Some(Box::new(crate::sigv4::SignHttp::new(
+                engine,
+                self.log_level,
+            )));
         }
         let tokens = self.tokens.clone()?;
         Some(Box::new(EgressHttp::new(

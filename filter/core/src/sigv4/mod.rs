@@ -16,6 +16,9 @@ use serde::{Deserialize, Serialize};
 /// `x-amz-content-sha256` for `payload: unsigned`.
 pub const UNSIGNED_PAYLOAD: &str = "UNSIGNED-PAYLOAD";
 const ALGORITHM: &str = "AWS4-HMAC-SHA256";
+/// Largest request body a `payload: signed` target takes: the proxy holds the whole body to
+/// hash it (Envoy answers 413 beyond).
+pub const SIGNED_PAYLOAD_MAX_BYTES: u32 = 16 * 1024 * 1024;
 
 /// Whether the body is part of the signature.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -54,6 +57,8 @@ pub struct AwsKeys {
 pub enum Payload<'a> {
     Unsigned,
     Body(&'a [u8]),
+    /// The body's SHA-256, lower-case hex, computed as the body streamed by.
+    Sha256Hex(&'a str),
 }
 
 /// One request as the target receives it.
@@ -127,6 +132,7 @@ pub fn sign(
     let content_sha = match payload {
         Payload::Unsigned => UNSIGNED_PAYLOAD.to_string(),
         Payload::Body(b) => sha256_hex(b),
+        Payload::Sha256Hex(h) => h.to_ascii_lowercase(),
     };
     let mut own: Vec<(String, String)> = vec![
         ("x-amz-date".into(), stamp.clone()),
