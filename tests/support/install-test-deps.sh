@@ -34,6 +34,7 @@ install_oauth_server() {
 }
 
 install_oauth_server
+bash "${repo_root}/tests/support/install-cloud-deps.sh"  # botocore + moto (AWS SigV4 tests)
 
 have_nginx() { command -v nginx >/dev/null 2>&1 || [[ -x /usr/sbin/nginx ]]; }
 have_redis() { command -v redis-server >/dev/null 2>&1 || [[ -x /usr/bin/redis-server ]]; }

@@ -77,10 +77,6 @@ impl Moto {
         }
     }
 
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
