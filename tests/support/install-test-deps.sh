@@ -33,9 +33,6 @@ install_oauth_server() {
   touch "${modules}"
 }
 
-install_oauth_server
-bash "${repo_root}/tests/support/install-cloud-deps.sh"  # botocore + moto (AWS SigV4 tests)
-
 have_nginx() { command -v nginx >/dev/null 2>&1 || [[ -x /usr/sbin/nginx ]]; }
 have_redis() { command -v redis-server >/dev/null 2>&1 || [[ -x /usr/bin/redis-server ]]; }
 
@@ -49,56 +46,65 @@ stop_system_redis() {
   fi
 }
 
-if have_nginx && have_redis; then
+install_nginx_and_redis() {
+  if have_nginx && have_redis; then
+    stop_system_redis
+    return 0
+  fi
+
+  if [[ $(id -u) -ne 0 ]] || ! command -v apt-get >/dev/null 2>&1; then
+    echo "install-test-deps.sh: nginx or redis-server is not installed and this is not root with apt-get;" >&2
+    echo "  install them yourself (Debian/Ubuntu: apt-get install nginx-light redis-server) and re-run." >&2
+    return 1
+  fi
+
+  # Keep the packages' postinst from starting system services on ports 80 and 6379 (invoke-rc.d
+  # honours policy-rc.d exit 101 = "action forbidden"). Only when no policy is in place already.
+  policy=/usr/sbin/policy-rc.d
+  if [[ ! -e ${policy} ]]; then
+    printf '#!/bin/sh\nexit 101\n' > "${policy}"
+    chmod +x "${policy}"
+    trap 'rm -f "${policy}"' EXIT
+  fi
+
+  install() {
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null 2>&1
+  }
+
+  if ! have_nginx; then
+    echo "install-test-deps.sh: installing nginx with apt-get" >&2
+    if ! { install nginx-light || install nginx; }; then
+      apt-get update -qq >/dev/null 2>&1 || true
+      install nginx-light || install nginx || {
+        echo "install-test-deps.sh: apt-get install nginx-light / nginx failed" >&2
+        return 1
+      }
+    fi
+    # Belt and braces: if something started the packaged service anyway, stop it.
+    if command -v service >/dev/null 2>&1; then
+      service nginx stop >/dev/null 2>&1 || true
+    fi
+  fi
+
+  if ! have_redis; then
+    echo "install-test-deps.sh: installing redis-server with apt-get" >&2
+    if ! install redis-server; then
+      apt-get update -qq >/dev/null 2>&1 || true
+      install redis-server || {
+        echo "install-test-deps.sh: apt-get install redis-server failed" >&2
+        return 1
+      }
+    fi
+  fi
   stop_system_redis
-  exit 0
-fi
 
-if [[ $(id -u) -ne 0 ]] || ! command -v apt-get >/dev/null 2>&1; then
-  echo "install-test-deps.sh: nginx or redis-server is not installed and this is not root with apt-get;" >&2
-  echo "  install them yourself (Debian/Ubuntu: apt-get install nginx-light redis-server) and re-run." >&2
-  exit 1
-fi
-
-# Keep the packages' postinst from starting system services on ports 80 and 6379 (invoke-rc.d
-# honours policy-rc.d exit 101 = "action forbidden"). Only when no policy is in place already.
-policy=/usr/sbin/policy-rc.d
-if [[ ! -e ${policy} ]]; then
-  printf '#!/bin/sh\nexit 101\n' > "${policy}"
-  chmod +x "${policy}"
-  trap 'rm -f "${policy}"' EXIT
-fi
-
-install() {
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null 2>&1
+  have_nginx || { echo "install-test-deps.sh: nginx still not found after installing it" >&2; return 1; }
+  have_redis || { echo "install-test-deps.sh: redis-server still not found after installing it" >&2; return 1; }
 }
 
-if ! have_nginx; then
-  echo "install-test-deps.sh: installing nginx with apt-get" >&2
-  if ! { install nginx-light || install nginx; }; then
-    apt-get update -qq >/dev/null 2>&1 || true
-    install nginx-light || install nginx || {
-      echo "install-test-deps.sh: apt-get install nginx-light / nginx failed" >&2
-      exit 1
-    }
-  fi
-  # Belt and braces: if something started the packaged service anyway, stop it.
-  if command -v service >/dev/null 2>&1; then
-    service nginx stop >/dev/null 2>&1 || true
-  fi
-fi
-
-if ! have_redis; then
-  echo "install-test-deps.sh: installing redis-server with apt-get" >&2
-  if ! install redis-server; then
-    apt-get update -qq >/dev/null 2>&1 || true
-    install redis-server || {
-      echo "install-test-deps.sh: apt-get install redis-server failed" >&2
-      exit 1
-    }
-  fi
-fi
-stop_system_redis
-
-have_nginx || { echo "install-test-deps.sh: nginx still not found after installing it" >&2; exit 1; }
-have_redis || { echo "install-test-deps.sh: redis-server still not found after installing it" >&2; exit 1; }
+# Each installer fails the run (set -e) when it cannot install what the tests need: under
+# `make test` a missing dependency is an error, never a skipped test.
+install_oauth_server
+install_nginx_and_redis
+# More installers: one line each, calling the script that installs what a test file needs.
+bash "${repo_root}/tests/support/install-cloud-deps.sh"  # botocore + moto: AWS SigV4 tests

@@ -23,23 +23,20 @@
 //! sent") instead of the echo.
 //!
 //! nginx is found by [`nginx_bin`]; `bash tests/support/install-test-deps.sh` (run by
-//! `make deps`) installs it. Tests that need it call [`nginx_or_skip`]
-//! (skips without nginx, fails under CI).
+//! `make deps`) installs it. Without it [`Nginx::start`] fails, naming that step
+//! ([`require_nginx`]); nothing is skipped.
 
 use std::fs::{self, File};
 use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 
-use crate::{find_on_path, free_port, scratch_dir, CertKey, Proc, TempDir};
-
-/// How long nginx may take to accept TLS connections.
-pub const NGINX_READY_TIMEOUT: Duration = Duration::from_secs(15);
+use crate::wait::Probe;
+use crate::{find_on_path, free_port, require, scratch_dir, CertKey, Proc, TempDir};
 
 /// The nginx binary: `$NGINX_BIN`, else `nginx` on `PATH`, else `/usr/sbin/nginx` (Debian
 /// installs it there, which is not on every user's `PATH`), else `/usr/local/sbin/nginx`.
@@ -66,29 +63,16 @@ pub fn nginx_bin() -> Result<PathBuf> {
         })
 }
 
-/// Whether a test that needs nginx should run: `Ok(true)` when nginx is found. When it is
-/// not: under CI (`$CI` set and non-empty) an error, since the CI test command installs nginx
-/// and a silent skip would hide a broken setup; elsewhere it prints why `test` is skipped and
-/// returns `Ok(false)`.
-///
-/// ```no_run
-/// # fn main() -> anyhow::Result<()> {
-/// if !egress_e2e::nginx_or_skip("my_test")? {
-///     return Ok(());
-/// }
-/// # Ok(()) }
-/// ```
-pub fn nginx_or_skip(test: &str) -> Result<bool> {
-    match nginx_bin() {
-        Ok(_) => Ok(true),
-        Err(e) if std::env::var_os("CI").is_some_and(|v| !v.is_empty()) => {
-            Err(e.context(format!("{test}: nginx is required when CI is set")))
-        }
-        Err(e) => {
-            eprintln!("SKIPPED {test}: {e:#}");
-            Ok(false)
-        }
-    }
+/// The nginx binary, or an error naming the install step: a test that needs nginx fails
+/// without it (never skips).
+pub fn require_nginx() -> Result<std::path::PathBuf> {
+    require("nginx", nginx_bin())
+}
+
+/// Kept for tests written before nothing was skipped: `Ok(true)` when nginx is there, else
+/// the error of [`require_nginx`]. Never `Ok(false)`.
+pub fn nginx_or_skip(_test: &str) -> Result<bool> {
+    require_nginx().map(|_| true)
 }
 
 /// How to run one nginx.
@@ -204,9 +188,9 @@ http {{
 impl Nginx {
     /// Writes the config, starts nginx and waits until `127.0.0.1:<port>` completes a TLS
     /// handshake (checked with `openssl s_client`), failing with nginx's error log if it
-    /// exits first or is not ready within [`NGINX_READY_TIMEOUT`].
+    /// exits first or is not ready within the shared deadline ([`crate::patience`]).
     pub fn start(opts: NginxOpts) -> Result<Nginx> {
-        let bin = nginx_bin()?;
+        let bin = require_nginx()?;
         let dir = scratch_dir()?;
         let port = free_port()?;
         let conf = dir.path().join("nginx.conf");
@@ -240,33 +224,26 @@ impl Nginx {
     }
 
     fn wait_ready(&self, stdio_log: &Path) -> Result<()> {
-        let deadline = Instant::now() + NGINX_READY_TIMEOUT;
         let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, self.port));
-        loop {
-            if let Some(status) = self.proc.exited() {
-                bail!(
-                    "nginx {} exited ({status}) before accepting connections; stdout/stderr:\n{}\nerror log:\n{}",
+        self.proc
+            .wait_ready(|| {
+                Ok(
+                    match TcpStream::connect_timeout(&addr, Duration::from_secs(1)) {
+                        Ok(_) => match tls_handshake(self.port) {
+                            Ok(()) => Probe::Ready(()),
+                            Err(e) => Probe::Pending(format!("{e:#}")),
+                        },
+                        Err(e) => Probe::Pending(format!("connect {addr}: {e}")),
+                    },
+                )
+            })
+            .with_context(|| {
+                format!(
+                    "nginx {} stdout/stderr:\n{}",
                     self.name,
-                    fs::read_to_string(stdio_log).unwrap_or_default(),
-                    self.proc.log_tail()
-                );
-            }
-            let last = match TcpStream::connect_timeout(&addr, Duration::from_millis(500)) {
-                Ok(_) => match tls_handshake(self.port) {
-                    Ok(()) => return Ok(()),
-                    Err(e) => format!("{e:#}"),
-                },
-                Err(e) => format!("connect {addr}: {e}"),
-            };
-            if Instant::now() >= deadline {
-                bail!(
-                    "nginx {} not accepting TLS on {addr} within {NGINX_READY_TIMEOUT:?} ({last}); error log:\n{}",
-                    self.name,
-                    self.proc.log_tail()
-                );
-            }
-            thread::sleep(Duration::from_millis(50));
-        }
+                    fs::read_to_string(stdio_log).unwrap_or_default()
+                )
+            })
     }
 
     pub fn name(&self) -> &str {

@@ -24,24 +24,21 @@
 //!
 //! Needs `node` (>= 20.18; `$NODE` or `PATH`) and `npm ci` having been run in
 //! `tests/support/oauth-server` (`bash tests/support/install-test-deps.sh`, run by
-//! `make deps`). Tests call [`oauth_server_or_skip`] first: it skips without them, except under
-//! CI, where it fails.
+//! `make deps`). Without them [`OAuthServer::start`] fails, naming that step
+//! ([`require_oauth_server`]); nothing is skipped.
 
 use std::fs::{self, OpenOptions};
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::{mpsc, OnceLock};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::sync::OnceLock;
 
 use anyhow::{anyhow, bail, Context, Result};
 use serde_json::{json, Value};
 
-use crate::{find_on_path, free_port, repo_root, scratch_dir, CertKey, Proc, Request, TempDir};
-
-/// How long the server may take to print `READY`.
-pub const OAUTH_READY_TIMEOUT: Duration = Duration::from_secs(20);
+use crate::wait::{wait_until, Probe};
+use crate::{
+    find_on_path, free_port, repo_root, require, scratch_dir, CertKey, Proc, Request, TempDir,
+};
 
 /// The token endpoint path (oidc-provider's default, which `server.mjs` keeps).
 pub const OAUTH_TOKEN_PATH: &str = "/token";
@@ -101,20 +98,19 @@ pub fn oauth_server_available() -> Result<()> {
     Ok(())
 }
 
-/// Whether a test that needs the OAuth2 server should run: `Ok(true)` when node and the npm
-/// packages are there. When not: under CI (`$CI` set and non-empty) an error; elsewhere it
-/// prints why `test` is skipped and returns `Ok(false)`. Like [`crate::nginx_or_skip`].
-pub fn oauth_server_or_skip(test: &str) -> Result<bool> {
-    match oauth_server_available() {
-        Ok(()) => Ok(true),
-        Err(e) if std::env::var_os("CI").is_some_and(|v| !v.is_empty()) => Err(e.context(format!(
-            "{test}: the OAuth2 server (node + oidc-provider) is required when CI is set"
-        ))),
-        Err(e) => {
-            eprintln!("SKIPPED {test}: {e:#}");
-            Ok(false)
-        }
-    }
+/// Node and the installed `oidc-provider`, or an error naming the install step: a test that
+/// needs the OAuth2 server fails without it (never skips).
+pub fn require_oauth_server() -> Result<()> {
+    require(
+        "the OAuth2 server (node + oidc-provider)",
+        oauth_server_available(),
+    )
+}
+
+/// Kept for tests written before nothing was skipped: `Ok(true)` when the OAuth2 server can
+/// run, else the error of [`require_oauth_server`]. Never `Ok(false)`.
+pub fn oauth_server_or_skip(_test: &str) -> Result<bool> {
+    require_oauth_server().map(|()| true)
 }
 
 /// How a client authenticates at the token endpoint.
@@ -333,7 +329,7 @@ pub struct OAuthServer {
 impl OAuthServer {
     /// Starts the server on a free port and waits until it is ready.
     pub fn start(opts: OAuthOpts) -> Result<OAuthServer> {
-        oauth_server_available()?;
+        require_oauth_server()?;
         if opts.clients.is_empty() {
             bail!("OAuthOpts.clients is empty");
         }
@@ -386,28 +382,7 @@ impl OAuthServer {
             self.log.clone(),
         );
         let stdout = stdout.ok_or_else(|| anyhow!("OAuth2 server stdout not captured"))?;
-        let (tx, rx) = mpsc::channel();
-        thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                // Keep draining after READY even when nobody listens any more.
-                let _ = tx.send(line);
-            }
-        });
-        let deadline = Instant::now() + OAUTH_READY_TIMEOUT;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match rx.recv_timeout(left) {
-                Ok(line) if line.starts_with("READY ") => break,
-                Ok(_) => continue,
-                Err(_) => bail!(
-                    "OAuth2 server not ready within {OAUTH_READY_TIMEOUT:?} (exit status: {:?}); \
-                     log:\n{}",
-                    proc.exited(),
-                    proc.log_tail()
-                ),
-            }
-        }
+        proc.wait_ready_line(stdout, |line| Ok(line.starts_with("READY ").then_some(())))?;
         self.proc = Some(proc);
         Ok(())
     }
@@ -469,7 +444,7 @@ impl OAuthServer {
         if self.proc.is_none() {
             bail!("{what}: the OAuth2 server is stopped");
         }
-        let resp = req.timeout(Duration::from_secs(10)).send()?;
+        let resp = req.send()?;
         if resp.status != 200 {
             bail!("{what}: {} {}", resp.status, resp.body);
         }
@@ -505,6 +480,40 @@ impl OAuthServer {
         self.control(Request::post(&url), "fail_next").map(drop)
     }
 
+    /// Answers the next token request normally, after `ms` milliseconds.
+    pub fn delay_next(&self, ms: u64) -> Result<()> {
+        let url = self.control_url(&format!("/__fail?mode=delay&count=1&ms={ms}"));
+        self.control(Request::post(&url), "delay_next").map(drop)
+    }
+
+    /// What the server says about a token it may have issued (`/__introspect` on the
+    /// control port: the provider's own token store): `active`, `client_id`, `exp`.
+    pub fn introspect(&self, token: &str) -> Result<Value> {
+        let encoded: String = token
+            .bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                    char::from(b).to_string()
+                }
+                _ => format!("%{b:02X}"),
+            })
+            .collect();
+        let url = self.control_url(&format!("/__introspect?token={encoded}"));
+        self.control(Request::get(&url), "introspect")
+    }
+
+    /// Checks that the server issued `token` to `client_id` and that it is valid now;
+    /// returns its `exp` (Unix seconds).
+    pub fn check_issued(&self, token: &str, client_id: &str) -> Result<u64> {
+        let info = self.introspect(token)?;
+        if info["active"] != true || info["client_id"] != client_id {
+            bail!("the server does not know this token as valid for {client_id}: {info}");
+        }
+        info["exp"]
+            .as_u64()
+            .ok_or_else(|| anyhow!("introspection without exp: {info}"))
+    }
+
     /// Whether the server process is running.
     pub fn is_running(&self) -> bool {
         self.proc.as_ref().is_some_and(|p| p.exited().is_none())
@@ -523,17 +532,16 @@ impl OAuthServer {
     /// config (counters zero, issued tokens forgotten). Waits until it is ready.
     pub fn restart(&mut self) -> Result<()> {
         self.stop()?;
-        // The port is free as soon as the old process is gone, but retry briefly in case
-        // the kernel is slow to release it.
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
+        // The port is free as soon as the old process is gone, but retry in case the kernel
+        // is slow to release it.
+        wait_until("the OAuth2 server restarted on its ports", || {
             match self.spawn() {
-                Ok(()) => return Ok(()),
-                Err(e) if Instant::now() < deadline && format!("{e:#}").contains("EADDRINUSE") => {
-                    thread::sleep(Duration::from_millis(100));
+                Ok(()) => Ok(Probe::Ready(())),
+                Err(e) if format!("{e:#}").contains("EADDRINUSE") => {
+                    Ok(Probe::Pending(format!("{e:#}")))
                 }
-                Err(e) => return Err(e),
+                Err(e) => Err(e),
             }
-        }
+        })
     }
 }

@@ -5,7 +5,6 @@
 use egress_e2e::*;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 fn config(
     listen: u16,
@@ -80,7 +79,17 @@ impl Running {
     }
 
     fn apply(&self, extra: &[&str]) -> std::process::Output {
-        let mut args = vec!["apply", "config.yaml", "--out", "state"];
+        // Envoy confirms a change in well under a second; the shared deadline leaves room
+        // for a loaded machine (a rejection is reported as soon as Envoy counts it).
+        let timeout = patience().as_secs().to_string();
+        let mut args = vec![
+            "apply",
+            "config.yaml",
+            "--out",
+            "state",
+            "--timeout-secs",
+            &timeout,
+        ];
         args.extend_from_slice(extra);
         ctl(&self.dir, &args)
     }
@@ -91,12 +100,7 @@ impl Running {
 }
 
 fn ctl(dir: &tempfile::TempDir, args: &[&str]) -> std::process::Output {
-    let wasm = std::env::var("EGRESS_FILTER_WASM").unwrap_or_else(|_| {
-        target_dir()
-            .join("wasm32-wasip1/release/egress_filter.wasm")
-            .display()
-            .to_string()
-    });
+    let wasm = filter_wasm();
     let mut cmd = egressctl().unwrap();
     cmd.current_dir(dir.path())
         .args(args)
@@ -122,7 +126,7 @@ fn apply_adds_changes_and_removes_routes_and_targets_under_load_without_a_failed
             let url = r.url("/egress/notify/email");
             std::thread::spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
-                    match Request::post(&url).timeout(Duration::from_secs(10)).send() {
+                    match Request::post(&url).send() {
                         Ok(resp) if resp.status == 200 => {
                             let key = resp.json().unwrap()["headers"]["x-api-key"]
                                 .as_str()
@@ -141,7 +145,15 @@ fn apply_adds_changes_and_removes_routes_and_targets_under_load_without_a_failed
             })
         })
         .collect();
-    std::thread::sleep(Duration::from_millis(500));
+    // Let some load through before and between the changes (counted, not timed).
+    let more_load = |n: usize| {
+        let from = sent.load(Ordering::Relaxed);
+        wait_for(format!("{n} more requests under load"), || {
+            Ok(sent.load(Ordering::Relaxed) >= from + n)
+        })
+        .unwrap();
+    };
+    more_load(20);
 
     // 1. Add a route.
     r.write(config(
@@ -168,7 +180,7 @@ fn apply_adds_changes_and_removes_routes_and_targets_under_load_without_a_failed
     let extra = Request::post(&r.url("/egress/extra/x")).send().unwrap();
     assert_eq!(extra.status, 200);
     assert_eq!(extra.json().unwrap()["path"], "/v1/x");
-    std::thread::sleep(Duration::from_millis(300));
+    more_load(20);
 
     // 2. Change the target's URL and credential.
     r.write(config(
@@ -201,7 +213,7 @@ fn apply_adds_changes_and_removes_routes_and_targets_under_load_without_a_failed
         .unwrap();
     assert_eq!(after["path"], "/v2/email");
     assert_eq!(after["headers"]["x-api-key"], "key-2");
-    std::thread::sleep(Duration::from_millis(300));
+    more_load(20);
 
     // 3. Remove the added route.
     r.write(config(
@@ -220,7 +232,7 @@ fn apply_adds_changes_and_removes_routes_and_targets_under_load_without_a_failed
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("- route /egress/extra"));
     assert_eq!(get(&r.url("/egress/extra/x")).unwrap().status, 404);
-    std::thread::sleep(Duration::from_millis(500));
+    more_load(20);
 
     stop.store(true, Ordering::Relaxed);
     for w in workers {

@@ -1,0 +1,96 @@
+//! `egressctl` token commands as the tests run them: `token refresh` (once, or `--watch` in the
+//! background) and `status`.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Output, Stdio};
+
+use anyhow::{Context, Result};
+use serde_json::Value;
+
+use crate::egressctl;
+use crate::oauth2_proxy::output_text;
+use crate::process::Proc;
+
+/// `egressctl token refresh CONFIG --out OUT [--proxy URL]...`
+pub fn token_refresh(config: &Path, out: &Path, proxies: &[&str]) -> Result<Output> {
+    let mut cmd = egressctl()?;
+    cmd.args(["token", "refresh"])
+        .arg(config)
+        .arg("--out")
+        .arg(out);
+    for p in proxies {
+        cmd.args(["--proxy", p]);
+    }
+    cmd.stdin(Stdio::null())
+        .output()
+        .context("running egressctl token refresh")
+}
+
+/// `egressctl status --out OUT --format json [--proxy URL]...`: exit code and JSON.
+pub fn status_json(out: &Path, proxies: &[&str]) -> Result<(Option<i32>, Value)> {
+    let mut cmd = egressctl()?;
+    cmd.arg("status")
+        .arg("--out")
+        .arg(out)
+        .args(["--format", "json"]);
+    for p in proxies {
+        cmd.args(["--proxy", p]);
+    }
+    let o = cmd
+        .stdin(Stdio::null())
+        .output()
+        .context("running egressctl status")?;
+    let v = serde_json::from_slice(&o.stdout)
+        .with_context(|| format!("status output is not JSON: {}", output_text(&o)))?;
+    Ok((o.status.code(), v))
+}
+
+/// One target's entry in the first proxy of a status answer (`Null` if absent).
+pub fn target_status(v: &Value, target: &str) -> Value {
+    v["proxies"][0]["targets"]
+        .as_array()
+        .and_then(|ts| ts.iter().find(|t| t["target"] == target))
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
+/// A running `egressctl token refresh --watch`, its output in a file; stopped on drop.
+#[derive(Debug)]
+pub struct Watcher {
+    proc: Proc,
+}
+
+impl Watcher {
+    /// Starts `egressctl token refresh --watch CONFIG --out OUT --proxy ...`, output to `log`.
+    pub fn start(config: &Path, out: &Path, proxies: &[&str], log: PathBuf) -> Result<Watcher> {
+        let mut cmd = egressctl()?;
+        cmd.args(["token", "refresh", "--watch"])
+            .arg(config)
+            .arg("--out")
+            .arg(out);
+        for p in proxies {
+            cmd.args(["--proxy", p]);
+        }
+        let f = File::create(&log).context("creating the watcher log")?;
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(f.try_clone()?)
+            .stderr(f)
+            .spawn()
+            .context("starting egressctl token refresh --watch")?;
+        Ok(Watcher {
+            proc: Proc::new("egressctl token refresh --watch".to_owned(), child, log),
+        })
+    }
+
+    /// Everything it printed so far.
+    pub fn output(&self) -> String {
+        std::fs::read_to_string(&self.proc.log).unwrap_or_default()
+    }
+
+    /// SIGTERM (SIGKILL after a grace period); the exit code.
+    pub fn stop(&mut self) -> Result<Option<i32>> {
+        Ok(self.proc.terminate()?.code())
+    }
+}

@@ -1,0 +1,177 @@
+//! What the demo-config tests share: the spec's seed config pointed at local stand-ins,
+//! compiled by `egressctl compile`, run by a real Envoy.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use anyhow::{bail, Context, Result};
+use egress_e2e::*;
+use serde_json::Value;
+use std::path::PathBuf;
+use std::process::Command;
+
+/// The seed's secrets, unique so any leak is easy to find.
+pub const SECRETS: [(&str, &str); 7] = [
+    ("SALESFORCE_CLIENT_ID", "e2e-sf-client"),
+    ("SALESFORCE_CLIENT_SECRET", "SECRET-sf-client-secret"),
+    ("NOTIFICATION_API_KEY", "SECRET-notify-key"),
+    ("ANALYTICS_BEARER_TOKEN", "SECRET-analytics-token"),
+    ("ERP_USERNAME", "erp-user"),
+    ("ERP_PASSWORD", "SECRET-erp-password"),
+    ("REDIS_PASSWORD", "SECRET-redis"),
+];
+
+pub fn demo_config() -> PathBuf {
+    repo_root().join("examples/demo/config.yaml")
+}
+
+/// Stand-ins for the spec's services, Envoy with the compiled demo config, and where to reach them.
+pub struct Proxy {
+    pub standins: Vec<Standin>,
+    pub envoy: Envoy,
+    pub base: String,
+    pub state: tempfile::TempDir,
+    pub env: Vec<(String, String)>,
+}
+
+/// What to change in the demo setup.
+#[derive(Default)]
+pub struct Setup {
+    /// Serve notification with a certificate from another CA.
+    pub notification_wrong_ca: bool,
+    /// Extra environment for the config (e.g. a different CA path).
+    pub env: Vec<(String, String)>,
+}
+
+impl Proxy {
+    pub fn start() -> Result<Self> {
+        Self::start_with(Setup::default())
+    }
+
+    pub fn start_with(setup: Setup) -> Result<Self> {
+        let pki = Pki::generate()?;
+        let server = pki.server();
+        let notify_cert = if setup.notification_wrong_ca {
+            pki.other_server()
+        } else {
+            pki.server()
+        };
+        let standins = vec![
+            Standin::start(
+                StandinOpts::new("salesforce")
+                    .tls(server.clone())
+                    .status_for("POST", 201),
+            )?,
+            Standin::start(
+                StandinOpts::new("salesforce-login")
+                    .tls(server.clone())
+                    .token_endpoint("/services/oauth2/token", 3600),
+            )?,
+            Standin::start(StandinOpts::new("notification").tls(notify_cert))?,
+            Standin::start(
+                StandinOpts::new("audit")
+                    .tls(server.clone())
+                    .client_ca(pki.client_ca_cert()),
+            )?,
+            Standin::start(StandinOpts::new("analytics").tls(server.clone()))?,
+            Standin::start(StandinOpts::new("legacy-erp").tls(pki.self_signed()))?,
+        ];
+        let listen = free_port()?;
+        let admin = free_port()?;
+        let state = scratch_dir()?;
+        let mut env: Vec<(String, String)> = SECRETS
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        for (var, s) in [
+            ("DEMO_SALESFORCE_PORT", &standins[0]),
+            ("DEMO_SALESFORCE_LOGIN_PORT", &standins[1]),
+            ("DEMO_NOTIFY_PORT", &standins[2]),
+            ("DEMO_AUDIT_PORT", &standins[3]),
+            ("DEMO_ANALYTICS_PORT", &standins[4]),
+            ("DEMO_ERP_PORT", &standins[5]),
+        ] {
+            env.push((var.into(), s.port().to_string()));
+        }
+        env.push(("DEMO_LISTEN".into(), format!("127.0.0.1:{listen}")));
+        env.push(("DEMO_PKI".into(), pki.dir().display().to_string()));
+        env.push(("DEMO_STATE".into(), state.path().display().to_string()));
+        env.extend(setup.env);
+
+        let out = state.path().join("out");
+        let compiled = ctl(
+            &env,
+            &[
+                "compile",
+                demo_config().to_str().unwrap(),
+                "--out",
+                out.to_str().unwrap(),
+                "--admin",
+                &format!("127.0.0.1:{admin}"),
+                "--wasm",
+                filter_wasm().to_str().unwrap(),
+            ],
+        )?;
+        if !compiled.status.success() {
+            bail!(
+                "egressctl compile failed: {}",
+                String::from_utf8_lossy(&compiled.stderr)
+            );
+        }
+        let envoy = Envoy::start(
+            &out.join("envoy.yaml"),
+            &["--file-flush-interval-msec", "100"],
+        )?;
+        envoy.wait_ready(&format!("127.0.0.1:{admin}"))?;
+        Ok(Self {
+            standins,
+            envoy,
+            base: format!("http://127.0.0.1:{listen}"),
+            state,
+            env,
+        })
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub fn send(&self, method: &str, path: &str) -> Response {
+        Request::new(method, &self.url(path)).send().unwrap()
+    }
+
+    /// Request lines of the access log, waiting until at least `n` are there.
+    pub fn request_log(&self, n: usize) -> Vec<String> {
+        let path = self.state.path().join("requests.log");
+        wait_until(format!("{n} lines in the request log"), || {
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            let lines: Vec<String> = text.lines().map(str::to_string).collect();
+            Ok(if lines.len() >= n {
+                Probe::Ready(lines)
+            } else {
+                Probe::Pending(format!("{} lines", lines.len()))
+            })
+        })
+        .unwrap()
+    }
+}
+
+pub fn ctl(env: &[(String, String)], args: &[&str]) -> Result<std::process::Output> {
+    let mut cmd: Command = egressctl()?;
+    cmd.args(args)
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    cmd.output().context("running egressctl")
+}
+
+/// The upstream's echo of what it received.
+pub fn echo(r: &Response) -> Value {
+    assert!(
+        r.status < 300,
+        "expected a forwarded request, got {} {}",
+        r.status,
+        r.body.as_str()
+    );
+    r.json().unwrap()
+}
+
+pub fn assert_no_secret(text: &str) {
+    assert!(!text.contains("SECRET-"), "a secret leaked: {text}");
+}

@@ -1,0 +1,158 @@
+//! `egressctl token refresh --watch` end to end: real Envoys running the built filter with
+//! their push listener, the real OAuth2 server over TLS, a TLS echo stand-in as `crm`, a real
+//! `redis-server`. `--watch` keeps every proxy supplied (no request without a valid token
+//! across several lifetimes under load); refreshers sharing redis make one fetch per lifetime;
+//! a proxy that restarted gets the current token again without a new fetch.
+//!
+//! Needs Envoy, `egress_filter.wasm` (`make wasm`), node + `npm ci` in
+//! tests/support/oauth-server, redis-server (tests/support/install-test-deps.sh), python3,
+//! openssl; a missing one fails the test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod push_common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use egress_e2e::*;
+use push_common::{load, Upstreams, CLIENT_SECRET};
+
+#[test]
+fn watch_keeps_every_request_supplied_across_lifetimes_under_load() -> Result<()> {
+    const TTL: u64 = 4;
+    let redis = Redis::start()?;
+    let up = Upstreams::start(TTL)?;
+    // Push-only proxies (redis store): every token they have came from the watcher.
+    let a = Arc::new(up.proxy(Some(&redis), None)?);
+    let b = Arc::new(up.proxy(Some(&redis), Some(&a.key()))?);
+    let mut watcher = Watcher::start(
+        &a.config,
+        &a.out,
+        &[&a.push_url, &b.push_url],
+        a.dir.path().join("watch.log"),
+    )?;
+    a.wait_token().with_context(|| watcher.output())?;
+    b.wait_token().with_context(|| watcher.output())?;
+    let (t0, _) = up.server.stats()?;
+
+    // Three lifetimes (a refresh every 3s) under load on both proxies.
+    let (ok, bad, seen) = load(&[a.clone(), b.clone()], 4, 3 * TTL);
+    let (t1, issued) = up.server.stats()?;
+    let log = watcher.output();
+    assert!(
+        bad.is_empty(),
+        "{} of {} requests without a valid token: {:?}\nwatcher:\n{log}",
+        bad.len(),
+        ok + bad.len() as u64,
+        &bad[..bad.len().min(5)]
+    );
+    assert!(ok > 40, "too little load to prove anything: {ok} requests");
+    let fetched = t1 - t0;
+    assert!(
+        (3..=6).contains(&fetched),
+        "{fetched} fetches in 3 lifetimes; watcher:\n{log}"
+    );
+    assert!(seen.len() >= 3, "tokens used: {}", seen.len());
+    assert_eq!(issued, t1, "every token request succeeded");
+    assert!(
+        log.contains(&format!("crm: pushed to {} (version ", b.push_url)),
+        "{log}"
+    );
+    assert!(!log.contains(CLIENT_SECRET) && !seen.iter().any(|t| log.contains(t)));
+    assert_eq!(watcher.stop()?, Some(0), "{}", watcher.output());
+    Ok(())
+}
+
+#[test]
+fn two_refreshers_sharing_redis_make_one_fetch_per_lifetime() -> Result<()> {
+    const TTL: u64 = 4;
+    let redis = Redis::start()?;
+    let up = Upstreams::start(TTL)?;
+    let a = Arc::new(up.proxy(Some(&redis), None)?);
+    let b = Arc::new(up.proxy(Some(&redis), Some(&a.key()))?);
+    let proxies = [a.push_url.as_str(), b.push_url.as_str()];
+    let mut w1 = Watcher::start(&a.config, &a.out, &proxies, a.dir.path().join("w1.log"))?;
+    let mut w2 = Watcher::start(&b.config, &b.out, &proxies, b.dir.path().join("w2.log"))?;
+    let started = Instant::now();
+    a.wait_token().with_context(|| w1.output())?;
+    b.wait_token().with_context(|| w2.output())?;
+    let (ok, bad, _) = load(&[a.clone(), b.clone()], 2, 3 * TTL);
+    let elapsed = started.elapsed().as_millis() as u64;
+    let (requests, issued) = up.server.stats()?;
+    let (l1, l2) = (w1.output(), w2.output());
+    assert!(
+        bad.is_empty(),
+        "{:?}\nw1:\n{l1}\nw2:\n{l2}",
+        &bad[..bad.len().min(5)]
+    );
+    assert!(ok > 20, "too little load to prove anything: {ok} requests");
+    // One fetch per lifetime (a refresh every 3s) for both refreshers together; two
+    // independent refreshers would make twice as many.
+    let per_lifetime = elapsed / 3_000 + 1;
+    assert!(
+        issued <= per_lifetime + 1 && requests == issued,
+        "{issued} tokens issued in {elapsed}ms (at most {} expected)\nw1:\n{l1}\nw2:\n{l2}",
+        per_lifetime + 1
+    );
+    let fetched_lines =
+        l1.matches("crm: token fetched").count() + l2.matches("crm: token fetched").count();
+    assert_eq!(fetched_lines as u64, issued, "w1:\n{l1}\nw2:\n{l2}");
+    // The token in redis is the one the proxies use, with its expiry as TTL.
+    let pttl: i64 = redis
+        .command("PTTL egress:tokens:crm")?
+        .trim_start_matches(':')
+        .parse()?;
+    assert!(pttl > 0 && pttl <= (TTL * 1000) as i64, "PTTL {pttl}");
+    assert_eq!(redis.command("EXISTS egress:tokens:crm:lock")?, ":0");
+    assert_eq!(w1.stop()?, Some(0));
+    assert_eq!(w2.stop()?, Some(0));
+    Ok(())
+}
+
+#[test]
+fn watch_repushes_the_current_token_to_a_proxy_that_restarted() -> Result<()> {
+    let redis = Redis::start()?;
+    let up = Upstreams::start(60)?;
+    // Push-only proxy: after a restart its token store is empty until the watcher notices.
+    let mut proxy = up.proxy(Some(&redis), None)?;
+    let mut watcher = Watcher::start(
+        &proxy.config,
+        &proxy.out,
+        &[&proxy.push_url],
+        proxy.dir.path().join("watch.log"),
+    )?;
+    proxy.wait_token().with_context(|| watcher.output())?;
+    let first = bearer(&proxy.get("/egress/crm/x")?)?;
+    let (fetched_before, _) = up.server.stats()?;
+
+    // Restart Envoy from the same state directory (same ports, empty shared data).
+    let lost = |w: &Watcher| w.output().matches("lost the token (restarted?)").count();
+    let lost_before = lost(&watcher);
+    proxy.restart_envoy()?;
+    let restarted = Instant::now();
+    // The watcher finds the restarted proxy without a token and pushes it again.
+    wait_for("the watcher to notice the restart", || {
+        Ok(lost(&watcher) > lost_before)
+    })
+    .with_context(|| watcher.output())?;
+    proxy.wait_token().with_context(|| watcher.output())?;
+    // It checks every proxy every STATUS_EVERY_MS (2 s).
+    assert!(
+        restarted.elapsed() < scaled(Duration::from_secs(10)),
+        "re-push took {:?}",
+        restarted.elapsed()
+    );
+    assert_eq!(
+        bearer(&proxy.get("/egress/crm/x")?)?,
+        first,
+        "the current token was pushed again"
+    );
+    assert_eq!(
+        up.server.stats()?.0,
+        fetched_before,
+        "a re-push needs no new fetch"
+    );
+    assert_eq!(watcher.stop()?, Some(0), "{}", watcher.output());
+    Ok(())
+}
