@@ -19,6 +19,8 @@ Typical use:
   egressctl up config.yaml
   egressctl token refresh config.yaml --watch
   egressctl status
+  egressctl package --wasm egress_filter.wasm --out build/oci
+  egressctl render k8s config.yaml --out k8s/ --module-image registry.example.com/egress/filter
 
 `${VAR}` and `${VAR:-default}` in the config are read from the environment.";
 
@@ -76,6 +78,31 @@ pub enum Command {
         after_help = "Example:\n  egressctl status --out .egressctl\n  egressctl status --proxy http://10.0.0.5:9902 --proxy http://10.0.0.6:9902 --format json\n\nExit 0: every proxy answered and every OAuth2 target holds a valid token; 3 otherwise."
     )]
     Status(StatusArgs),
+
+    /// Render Kubernetes or Istio manifests from the config, for a fleet of proxies.
+    #[command(subcommand)]
+    Render(crate::commands::render::RenderCommand),
+
+    /// Package the filter module as an OCI image layout (one tar.gz layer holding
+    /// plugin.wasm, the format Istio's and Envoy Gateway's image fetchers read, and a
+    /// Kubernetes `image` volume mounts). Prints the image digest (sha256:...) on stdout.
+    #[command(
+        after_help = "Example:\n  DIGEST=$(egressctl package --wasm target/wasm32-wasip1/release/egress_filter.wasm --out build/oci)\n  skopeo copy oci:build/oci:latest docker://registry.example.com/egress/filter:latest\n  egressctl render k8s config.yaml --out k8s/ --module-image registry.example.com/egress/filter --module-digest \"$DIGEST\"\n\nThe same module always gives the same digest (no timestamps in the image).\nExit 0: written; 1: FILE is not a WebAssembly module; 3: I/O failure."
+    )]
+    Package(PackageArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PackageArgs {
+    /// The filter module (egress_filter.wasm).
+    #[arg(long, value_name = "FILE")]
+    pub wasm: PathBuf,
+    /// Directory for the OCI image layout (created if missing; blobs are added).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// The tag recorded in the layout's index.json (`oci:DIR:TAG` for skopeo).
+    #[arg(long, default_value = "latest", value_name = "TAG")]
+    pub tag: String,
 }
 
 #[derive(Debug, Subcommand)]

@@ -8,6 +8,7 @@
 //! - [`source`]: reading a config file and printing its errors.
 //! - [`state`]: the state directory shared by compile, up and apply.
 //! - [`admin`]: Envoy's admin API (update counters, stats).
+//! - [`oci`]: the filter module as an OCI image (`package`, and the digest `render` pins).
 //! - [`proxy`]: a proxy's token push listener (signed pushes and status calls).
 
 pub mod admin;
@@ -16,6 +17,7 @@ pub mod commands;
 pub mod diff;
 pub mod envoy;
 pub mod exit;
+pub mod oci;
 pub mod proxy;
 pub mod source;
 pub mod state;

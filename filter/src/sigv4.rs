@@ -14,7 +14,8 @@
 //! `SIGNED_PAYLOAD_MAX_BYTES`, 413 beyond) and the request starts upstream only once it is
 //! complete.
 
-use crate::host::{self, Headers, HostError};
+use crate::host::{self, Headers};
+use egress_core::tokens::coord::HostError;
 use egress_core::engine::{Engine, Forward, LocalReply};
 use egress_core::plan::{wire, LogLevel};
 use egress_core::sigv4::{self, AwsSigv4Credential, Payload, PayloadMode};
@@ -48,7 +49,7 @@ impl Signing {
         };
         if cred.keys.is_none() {
             // Temporary credentials come by push; none is there.
-            host::send_local_reply(&engine.credentials_unavailable(fwd.target))?;
+            host::reply_or_reset(&engine.credentials_unavailable(fwd.target));
             return Ok(Some(Action::Pause));
         }
         match cred.payload {
@@ -69,10 +70,10 @@ impl Signing {
         let Some(hash) = self.hashing.as_mut() else {
             return Action::Continue;
         };
-        let chunk = host::request_body(body_size);
-        if chunk.len() != body_size {
-            return self.fail("could not read the request body");
-        }
+        let chunk = match host::request_body(body_size) {
+            Ok(c) if c.len() == body_size => c,
+            _ => return self.fail("could not read the request body"),
+        };
         hash.update(&chunk);
         if end_of_stream {
             if let Some(h) = self.hashing.take() {
@@ -88,7 +89,7 @@ impl Signing {
     fn fail(&mut self, why: &str) -> Action {
         self.hashing = None;
         host::log(LogLevel::Error, &format!("egress: aws_sigv4: {why}"));
-        let _ = host::send_local_reply(&LocalReply::error(
+        host::reply_or_reset(&LocalReply::error(
             500,
             "internal_error",
             "the egress filter could not sign the request",
@@ -135,7 +136,7 @@ fn sign_now(
         &cred.service,
         &req,
         payload,
-        host::now_ms(),
+        host::now_ms()?,
     );
     for (name, value) in &signed.headers {
         host::set_request_header(name, value)?;
@@ -204,7 +205,7 @@ impl HttpContext for SignHttp {
             Ok(()) => Action::Continue,
             Err(e) => {
                 host::log(LogLevel::Error, &format!("egress: aws_sigv4: {e}"));
-                let _ = host::send_local_reply(&LocalReply::error(
+                host::reply_or_reset(&LocalReply::error(
                     500,
                     "internal_error",
                     "the egress filter could not sign the request",

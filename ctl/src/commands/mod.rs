@@ -3,6 +3,8 @@
 pub mod apply;
 pub mod compile;
 pub mod explain;
+pub mod package;
+pub mod render;
 pub mod routes;
 pub mod status;
 pub mod token;
@@ -24,6 +26,8 @@ pub fn execute(command: Command) -> anyhow::Result<ExitCode> {
         Command::Up(a) => up::run(&a),
         Command::Token(crate::cli::TokenCommand::Refresh(a)) => token::run(&a),
         Command::Status(a) => status::run(&a),
+        Command::Render(c) => render::run(&c),
+        Command::Package(a) => package::run(&a),
     }
 }
 

@@ -4,13 +4,17 @@
 //! problem with its field path. With the `yaml` feature, [`load`] reads YAML text, expands
 //! `${VAR}` from the environment, and adds line and column to each error.
 
-mod aws;
 pub mod env;
 pub mod error;
 #[cfg(feature = "yaml")]
+pub mod files;
+#[cfg(feature = "yaml")]
 pub mod load;
 mod model;
+#[cfg(feature = "yaml")]
+mod positions;
 pub mod raw;
+pub mod text;
 pub mod validate;
 
 pub use error::{ConfigError, ConfigErrors, FieldPath};

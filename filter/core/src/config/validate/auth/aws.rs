@@ -1,48 +1,16 @@
-//! Validation of `auth.type: aws_sigv4` (static keys or `web_identity`), and of the AWS fields
-//! on other auth types.
+//! `auth.type: aws_sigv4`: static keys, or `web_identity` (refused until `egressctl token
+//! refresh` fetches STS credentials).
 
-use super::error::{ConfigErrors, FieldPath};
-use super::model::{AwsCredentialSource, AwsSigv4Settings, TlsSettings, WebIdentitySettings};
-use super::raw::RawAuth;
+use super::super::super::error::{ConfigErrors, FieldPath};
+use super::super::super::model::{
+    AwsCredentialSource, AwsSigv4Settings, TlsSettings, WebIdentitySettings,
+};
+use super::super::super::raw::{RawAuth, RawWebIdentity};
 use crate::secret::Secret;
 use crate::sigv4::{AwsKeys, PayloadMode};
 use crate::target_url::{Scheme, TargetUrl};
 
 const KIND: &str = "aws_sigv4";
-
-/// The AWS-only fields that are set, by name.
-fn aws_fields(a: &RawAuth) -> Vec<&'static str> {
-    [
-        ("region", a.region.is_some()),
-        ("service", a.service.is_some()),
-        ("access_key_id", a.access_key_id.is_some()),
-        ("secret_access_key", a.secret_access_key.is_some()),
-        ("session_token", a.session_token.is_some()),
-        ("payload", a.payload.is_some()),
-        ("web_identity", a.web_identity.is_some()),
-    ]
-    .into_iter()
-    .filter_map(|(n, set)| set.then_some(n))
-    .collect()
-}
-
-/// Reports AWS fields on an auth type other than `aws_sigv4`.
-pub(super) fn reject_aws_fields(
-    a: &RawAuth,
-    kind: &str,
-    path: &FieldPath,
-    errs: &mut ConfigErrors,
-) {
-    if kind == KIND {
-        return;
-    }
-    for f in aws_fields(a) {
-        errs.push(
-            path.key(f).as_str(),
-            format!("does not apply to auth type {kind}"),
-        );
-    }
-}
 
 fn non_empty<'a>(
     v: Option<&'a str>,
@@ -169,7 +137,7 @@ pub(super) fn aws_sigv4(
 }
 
 fn web_identity(
-    w: &super::raw::RawWebIdentity,
+    w: &RawWebIdentity,
     region: &str,
     tls: Option<&TlsSettings>,
     path: &FieldPath,

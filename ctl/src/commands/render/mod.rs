@@ -1,0 +1,287 @@
+//! `egressctl render k8s|istio CONFIG --out DIR`: manifests for a fleet, from the same config
+//! and the same Envoy rendering `compile` uses.
+//!
+//! - [`k8s`]: Envoy as a Deployment (config in a ConfigMap, credentials in Secrets, module from
+//!   an image volume pinned by digest), Service, PodDisruptionBudget, NetworkPolicy.
+//! - [`istio`]: the filter as a WasmPlugin or TrafficExtension on the egress gateway, a
+//!   ServiceEntry and DestinationRule per target, mesh routing to the gateway.
+//! - [`objects`]: what both share: names, checks before writing, writing.
+
+pub mod istio;
+pub mod k8s;
+pub mod objects;
+
+use super::load_or_report;
+use crate::exit::ExitCode;
+use crate::oci;
+use crate::source::Source;
+use clap::{Args, Subcommand, ValueEnum};
+use egress_core::config::Auth;
+use egress_core::secret::Secret;
+use std::path::PathBuf;
+
+#[derive(Debug, Subcommand)]
+pub enum RenderCommand {
+    /// Plain Kubernetes: a Deployment of Envoy with the filter, its ConfigMap and Secrets, a
+    /// Service, a PodDisruptionBudget and a NetworkPolicy (with `token_store: redis`, the
+    /// token refresher runs beside each Envoy).
+    #[command(after_help = K8S_AFTER)]
+    K8s(K8sArgs),
+    /// Istio: the filter on the egress gateway (WasmPlugin, or TrafficExtension with
+    /// --plugin-kind), a ServiceEntry and DestinationRule per target (TLS origination, client
+    /// certificates from `credentialName` Secrets), and routing from the mesh to the gateway.
+    #[command(after_help = ISTIO_AFTER)]
+    Istio(IstioArgs),
+}
+
+const K8S_AFTER: &str = "\
+Example:
+  DIGEST=$(egressctl package --wasm egress_filter.wasm --out build/oci)
+  egressctl render k8s config.yaml --out k8s/ --module-image registry.example.com/egress/filter --module-digest \"$DIGEST\"
+  kubectl apply -f k8s/
+
+The config's http.addr must not be loopback (pods are reached through a Service), e.g.
+  addr: \"${EGRESS_LISTEN:-0.0.0.0:8080}\"
+Every object is checked before anything is written; Secrets are written readable by the owner
+only. A changed config gets a new ConfigMap name (content hash), so the Deployment rolls pods
+one by one (maxUnavailable 0, readiness on the ready endpoint, PodDisruptionBudget).
+
+Exit 0: written; 1: invalid config or a config this output cannot carry (each reason printed);
+2: bad usage; 3: other failure (I/O, module not found).";
+
+const ISTIO_AFTER: &str = "\
+Example:
+  egressctl render istio config.yaml --out istio/ --module-image registry.example.com/egress/filter --module-digest \"$DIGEST\"
+  egressctl render istio config.yaml --out istio/ --module-image ... --plugin-kind traffic-extension
+  kubectl apply -f istio/
+
+Callers reach the proxy at http://HOST/<egress prefix>/... (HOST: --host). Credential values
+never go into the plugin config: it names environment variables the gateway reads (see
+README \"Running with Istio\").
+
+Exit 0: written; 1: invalid config or a config this output cannot carry; 2: bad usage; 3:
+other failure.";
+
+/// What both outputs take.
+#[derive(Debug, Args)]
+pub struct FleetArgs {
+    /// The config file (YAML).
+    pub config: PathBuf,
+    /// Output directory (created if missing): one YAML file per object.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// Name of the objects (and their `app.kubernetes.io/instance` label).
+    #[arg(long, default_value = "egress", value_name = "NAME")]
+    pub name: String,
+    /// Namespace of every object. Default: `egress` (k8s), `istio-system` (istio: where the
+    /// egress gateway runs).
+    #[arg(long, value_name = "NS")]
+    pub namespace: Option<String>,
+    /// Repository of the module image `egressctl package` built, without tag or digest,
+    /// e.g. registry.example.com/egress/filter.
+    #[arg(long, value_name = "REPO")]
+    pub module_image: String,
+    /// The image digest `egressctl package` printed (sha256:...). Default: computed from
+    /// --wasm (packaging is reproducible, so it is the digest `package` prints).
+    #[arg(long, value_name = "DIGEST", conflicts_with = "wasm")]
+    pub module_digest: Option<String>,
+    /// The module to compute the digest from. Default: found as `compile` finds it
+    /// ($EGRESS_FILTER_WASM, next to egressctl, this tree's target/).
+    #[arg(long, value_name = "FILE")]
+    pub wasm: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct K8sArgs {
+    #[command(flatten)]
+    pub fleet: FleetArgs,
+    /// Envoy image (1.40 or later with the V8 wasm runtime). Pin it by digest in production.
+    #[arg(long, default_value = "envoyproxy/envoy:v1.40.0", value_name = "IMAGE")]
+    pub envoy_image: String,
+    /// Image with egressctl, for the token refresher (`token_store: redis` only).
+    #[arg(long, default_value = concat!("egressctl:", env!("CARGO_PKG_VERSION")), value_name = "IMAGE")]
+    pub egressctl_image: String,
+    /// Envoy replicas.
+    #[arg(long, default_value_t = 2, value_name = "N")]
+    pub replicas: u32,
+    /// Pods carrying this label (any namespace) may call the proxy; the NetworkPolicy admits
+    /// no one else.
+    #[arg(
+        long,
+        default_value = "egress.io/caller=true",
+        value_name = "KEY=VALUE"
+    )]
+    pub caller_label: String,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum PluginKind {
+    /// extensions.istio.io/v1alpha1 WasmPlugin (every supported Istio).
+    WasmPlugin,
+    /// extensions.istio.io/v1alpha1 TrafficExtension (Istio 1.30 and later).
+    TrafficExtension,
+}
+
+#[derive(Debug, Args)]
+pub struct IstioArgs {
+    #[command(flatten)]
+    pub fleet: FleetArgs,
+    /// Which plugin resource the cluster's Istio has.
+    #[arg(long, value_enum, default_value_t = PluginKind::WasmPlugin)]
+    pub plugin_kind: PluginKind,
+    /// Labels selecting the egress gateway's pods.
+    #[arg(long, default_value = "istio=egressgateway", value_name = "KEY=VALUE")]
+    pub gateway_selector: String,
+    /// The egress gateway's Service, as the mesh addresses it.
+    #[arg(
+        long,
+        default_value = "istio-egressgateway.istio-system.svc.cluster.local",
+        value_name = "HOST"
+    )]
+    pub gateway_service: String,
+    /// The host callers in the mesh use for the proxy (a ServiceEntry makes it resolvable).
+    #[arg(long, default_value = "egress.mesh.internal", value_name = "HOST")]
+    pub host: String,
+}
+
+pub fn run(cmd: &RenderCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        RenderCommand::K8s(a) => k8s::run(a),
+        RenderCommand::Istio(a) => istio::run(a),
+    }
+}
+
+/// The config, loaded and validated, and the pinned module image.
+pub struct Input {
+    pub source: Source,
+    /// `REPO@sha256:...`
+    pub image_ref: String,
+    pub digest: String,
+}
+
+/// Loads the config and pins the module. `Err(code)`: already reported.
+pub fn input(a: &FleetArgs) -> anyhow::Result<Result<Input, ExitCode>> {
+    let source = match load_or_report(&a.config) {
+        Ok(s) => s,
+        Err(code) => return Ok(Err(code)),
+    };
+    let digest = match &a.module_digest {
+        Some(d) => {
+            let hex = d.strip_prefix("sha256:").unwrap_or("");
+            if hex.len() != 64
+                || !hex
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+            {
+                eprintln!("egressctl: error: --module-digest {d}: want sha256: and 64 lowercase hex digits");
+                return Ok(Err(ExitCode::Usage));
+            }
+            d.clone()
+        }
+        None => oci::module_digest(&crate::envoy::locate::wasm(a.wasm.as_deref())?)?,
+    };
+    if a.module_image.contains('@')
+        || a.module_image
+            .rsplit('/')
+            .next()
+            .is_some_and(|l| l.contains(':'))
+    {
+        eprintln!(
+            "egressctl: error: --module-image {}: give the repository only; the digest pins it",
+            a.module_image
+        );
+        return Ok(Err(ExitCode::Usage));
+    }
+    Ok(Ok(Input {
+        image_ref: format!("{}@{digest}", a.module_image),
+        digest,
+        source,
+    }))
+}
+
+/// Every credential value the config holds: none of them may appear outside a Secret.
+pub fn credential_values(source: &Source) -> Vec<Secret> {
+    let mut out = Vec::new();
+    for t in &source.config.targets {
+        match &t.auth {
+            Auth::ApiKey { key, .. } => out.push(key.clone()),
+            Auth::Bearer { token } => out.push(token.clone()),
+            Auth::Basic { password, .. } => out.push(password.clone()),
+            Auth::OAuth2(o) => {
+                out.extend(o.client_secret.clone());
+                if let Some(p) = &o.private_key {
+                    if let Ok(pem) = std::fs::read_to_string(source.resolve(p)) {
+                        out.push(Secret::new(pem.trim().to_string()));
+                    }
+                }
+            }
+            Auth::AwsSigv4(a) => {
+                if let egress_core::config::AwsCredentialSource::Static(k) = &a.source {
+                    out.push(k.secret_access_key.clone());
+                    out.extend(k.session_token.clone());
+                }
+            }
+            Auth::None | Auth::Mtls => {}
+        }
+    }
+    if let egress_core::config::TokenStore::Redis(r) = &source.config.token_store {
+        out.extend(r.password.clone());
+    }
+    out.retain(|s| s.expose().len() >= 4);
+    out
+}
+
+/// The credentials the compiled config reads from environment variables, as
+/// (variable name, value) pairs: they go into a Secret the proxy mounts with `envFrom`.
+///
+/// This build's `compile` still writes credential values into the filter config, so there
+/// are no such variables yet and the pairs are empty; [`refuse_inlined_credentials`] then
+/// stops any config with static credentials from reaching a ConfigMap. When `compile` moves
+/// them to `secrets.env` (`EGRESS_SECRET_<TARGET>_<FIELD>=value`), this returns those pairs.
+pub fn credential_env_pairs(_source: &Source) -> Vec<(String, Secret)> {
+    Vec::new()
+}
+
+/// The filter config a gateway plugin carries (Istio's `pluginConfig`): the one `compile`
+/// puts in the egress listener.
+pub fn plugin_filter_config(source: &Source) -> egress_core::plan::FilterConfig {
+    egress_core::plan::FilterConfig::from_config(&source.config)
+}
+
+/// Fails (naming the targets, never the values) when a credential of the config appears in
+/// text that is not going into a Secret.
+pub fn refuse_inlined_credentials(source: &Source, public_text: &str) -> Result<(), Vec<String>> {
+    let mut bad = Vec::new();
+    for t in &source.config.targets {
+        let single = Source {
+            path: source.path.clone(),
+            config: egress_core::config::Config {
+                targets: vec![t.clone()],
+                ..source.config.clone()
+            },
+        };
+        let leaked = credential_values(&single)
+            .iter()
+            .any(|s| public_text.contains(s.expose()));
+        if leaked {
+            bad.push(format!(
+                "target {}: its credential ({}) would be written into a ConfigMap or plugin config; this build of compile inlines credential values, so render only carries targets whose secrets are files (mtls) or pushed tokens (oauth2 with token_store: redis)",
+                t.name,
+                t.auth.kind()
+            ));
+        }
+    }
+    if let egress_core::config::TokenStore::Redis(r) = &source.config.token_store {
+        if r.password
+            .as_ref()
+            .is_some_and(|p| public_text.contains(p.expose()))
+        {
+            bad.push("token_store.redis.password would be written into a ConfigMap; reference it as ${VAR} in the config".into());
+        }
+    }
+    if bad.is_empty() {
+        Ok(())
+    } else {
+        Err(bad)
+    }
+}

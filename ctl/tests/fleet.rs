@@ -1,0 +1,539 @@
+//! `egressctl render k8s|istio` and `package`: every rendered file passes the published
+//! schemas (core Kubernetes: PyPI `kubernetes-validate`; Istio: npm `@kubernetes-models/istio`,
+//! generated from Istio's CRDs), credentials stay in Secrets, and what cannot be carried is
+//! refused with nothing written. Needs `bash tests/support/install-fleet-deps.sh`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+fn schemas() -> PathBuf {
+    repo().join("tests/support/schemas")
+}
+/// A stand-in module: render only needs its digest.
+const MODULE: &[u8] = b"\0asm\x01\0\0\0";
+
+fn ctl(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_egressctl"))
+        .current_dir(dir)
+        .args(args)
+        .env("FLEET_API_KEY", "fleet-secret-value-1234")
+        .output()
+        .unwrap()
+}
+
+fn setup(extra_target: &str) -> tempfile::TempDir {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path();
+    let gen = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "c.key",
+            "-out",
+            "c.crt",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=audit.example.com",
+        ])
+        .current_dir(p)
+        .output()
+        .unwrap();
+    assert!(gen.status.success());
+    std::fs::write(p.join("m.wasm"), MODULE).unwrap();
+    std::fs::write(
+        p.join("config.yaml"),
+        format!(
+            "http:\n  addr: \"0.0.0.0:8080\"\negress:\n  targets:\n    open:\n      url: \"http://inventory.internal:9000\"\n    audit_svc:\n      url: \"https://audit.example.com\"\n      auth: {{type: mtls}}\n      tls: {{ca_cert: c.crt, client_cert: c.crt, client_key: c.key}}\n{extra_target}endpoints:\n  health: /healthz\n  ready: /readyz\n"
+        ),
+    )
+    .unwrap();
+    d
+}
+
+fn render(d: &Path, what: &str, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "render",
+        what,
+        "config.yaml",
+        "--out",
+        "out",
+        "--module-image",
+        "registry.example.com/egress/filter",
+        "--wasm",
+        "m.wasm",
+    ];
+    args.extend_from_slice(extra);
+    ctl(d, &args)
+}
+
+fn yaml_files(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    v.sort();
+    v
+}
+
+fn load(p: &Path) -> Value {
+    serde_yaml::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
+}
+
+fn kubernetes_validate(files: &[PathBuf]) -> Output {
+    let bin = schemas().join(".venv/bin/kubernetes-validate");
+    assert!(
+        bin.exists(),
+        "{} missing: run bash tests/support/install-fleet-deps.sh",
+        bin.display()
+    );
+    Command::new(bin)
+        .args(["-k", "1.35.0", "--strict", "--quiet"])
+        .args(files)
+        .output()
+        .unwrap()
+}
+
+fn istio_validate(objects: &[Value]) -> Output {
+    let modules = schemas().join("node_modules/@kubernetes-models/istio");
+    assert!(
+        modules.exists(),
+        "{} missing: run bash tests/support/install-fleet-deps.sh",
+        modules.display()
+    );
+    let f = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(f.path(), serde_json::to_vec(objects).unwrap()).unwrap();
+    Command::new("node")
+        .arg(schemas().join("validate-istio.mjs"))
+        .arg(f.path())
+        .current_dir(schemas())
+        .output()
+        .unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+#[test]
+fn render_k8s_output_passes_the_kubernetes_schemas() {
+    let d = setup("");
+    let out = render(d.path(), "k8s", &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    let files = yaml_files(&d.path().join("out"));
+    let kinds: Vec<String> = files
+        .iter()
+        .map(|f| load(f)["kind"].as_str().unwrap().to_string())
+        .collect();
+    for k in [
+        "ConfigMap",
+        "Secret",
+        "Deployment",
+        "Service",
+        "PodDisruptionBudget",
+        "NetworkPolicy",
+    ] {
+        assert!(kinds.iter().any(|x| x == k), "no {k} in {kinds:?}");
+    }
+    let v = kubernetes_validate(&files);
+    assert!(v.status.success(), "{}", text(&v));
+
+    // The validator does reject: a misspelt field fails it.
+    let dep = files
+        .iter()
+        .find(|f| load(f)["kind"] == "Deployment")
+        .unwrap();
+    let bad = d.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        std::fs::read_to_string(dep)
+            .unwrap()
+            .replace("readinessProbe", "readynessProbe"),
+    )
+    .unwrap();
+    assert!(!kubernetes_validate(&[bad]).status.success());
+}
+
+#[test]
+fn render_k8s_pins_the_module_digest_and_keeps_keys_in_secrets() {
+    let d = setup("");
+    let pkg = ctl(d.path(), &["package", "--wasm", "m.wasm", "--out", "oci"]);
+    assert!(pkg.status.success(), "{}", text(&pkg));
+    let digest = String::from_utf8(pkg.stdout).unwrap().trim().to_string();
+    assert!(
+        digest.starts_with("sha256:") && digest.len() == 71,
+        "{digest}"
+    );
+    assert!(render(d.path(), "k8s", &[]).status.success());
+    let files = yaml_files(&d.path().join("out"));
+    let key = std::fs::read_to_string(d.path().join("c.key")).unwrap();
+    let key_line = key.lines().nth(1).unwrap();
+    for f in &files {
+        let body = std::fs::read_to_string(f).unwrap();
+        let v = load(f);
+        if v["kind"] == "Secret" {
+            assert_eq!(v["type"], "kubernetes.io/tls");
+            assert!(body.contains(key_line));
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(
+                std::fs::metadata(f).unwrap().permissions().mode() & 0o077,
+                0,
+                "{}",
+                f.display()
+            );
+        } else {
+            assert!(
+                !body.contains(key_line),
+                "private key outside a Secret: {}",
+                f.display()
+            );
+        }
+        if v["kind"] == "Deployment" {
+            let vols = &v["spec"]["template"]["spec"]["volumes"];
+            let module = vols
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|x| x["name"] == "module")
+                .unwrap();
+            assert_eq!(
+                module["image"]["reference"],
+                format!("registry.example.com/egress/filter@{digest}")
+            );
+            let c = &v["spec"]["template"]["spec"]["containers"][0];
+            assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/readyz");
+            assert_eq!(c["livenessProbe"]["httpGet"]["path"], "/healthz");
+            assert!(c["resources"]["requests"]["cpu"].is_string());
+        }
+    }
+    // Same config, same files: the ConfigMap name (content hash) is stable.
+    let before: Vec<_> = files
+        .iter()
+        .map(|f| f.file_name().unwrap().to_owned())
+        .collect();
+    assert!(render(d.path(), "k8s", &[]).status.success());
+    let after: Vec<_> = yaml_files(&d.path().join("out"))
+        .iter()
+        .map(|f| f.file_name().unwrap().to_owned())
+        .collect();
+    assert_eq!(before, after);
+}
+
+#[test]
+fn render_istio_output_passes_the_istio_and_kubernetes_schemas() {
+    let d = setup("");
+    let out = render(d.path(), "istio", &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    let files = yaml_files(&d.path().join("out"));
+    let (core, istio): (Vec<PathBuf>, Vec<PathBuf>) = files
+        .into_iter()
+        .partition(|f| load(f)["apiVersion"] == "v1");
+    assert!(!core.is_empty(), "the mTLS target's credentialName Secret");
+    let v = kubernetes_validate(&core);
+    assert!(v.status.success(), "{}", text(&v));
+    let objs: Vec<Value> = istio.iter().map(|f| load(f)).collect();
+    let kinds: Vec<&str> = objs.iter().map(|o| o["kind"].as_str().unwrap()).collect();
+    for k in [
+        "WasmPlugin",
+        "ServiceEntry",
+        "DestinationRule",
+        "Gateway",
+        "VirtualService",
+    ] {
+        assert!(kinds.contains(&k), "no {k} in {kinds:?}");
+    }
+    let v = istio_validate(&objs);
+    assert!(v.status.success(), "{}", text(&v));
+    let dr = objs
+        .iter()
+        .find(|o| o["kind"] == "DestinationRule")
+        .unwrap();
+    assert_eq!(dr["spec"]["trafficPolicy"]["tls"]["mode"], "MUTUAL");
+    assert_eq!(
+        dr["spec"]["trafficPolicy"]["tls"]["credentialName"],
+        "egress-audit-svc-tls"
+    );
+    let wp = objs.iter().find(|o| o["kind"] == "WasmPlugin").unwrap();
+    assert!(wp["spec"]["url"]
+        .as_str()
+        .unwrap()
+        .starts_with("oci://registry.example.com/egress/filter@sha256:"));
+    assert_eq!(wp["spec"]["sha256"].as_str().unwrap().len(), 64);
+
+    // A broken object fails the Istio schemas.
+    let mut bad = dr.clone();
+    bad["spec"]["trafficPolicy"]["tls"]["mode"] = "SOMETIMES".into();
+    assert!(!istio_validate(&[bad]).status.success());
+}
+
+#[test]
+fn render_istio_traffic_extension_carries_the_same_plugin() {
+    let d = setup("");
+    let out = render(d.path(), "istio", &["--plugin-kind", "traffic-extension"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let te = yaml_files(&d.path().join("out"))
+        .into_iter()
+        .map(|f| load(&f))
+        .find(|o| o["kind"] == "TrafficExtension")
+        .unwrap();
+    assert_eq!(te["apiVersion"], "extensions.istio.io/v1alpha1");
+    assert!(te["spec"]["wasm"]["url"]
+        .as_str()
+        .unwrap()
+        .starts_with("oci://"));
+    assert!(te["spec"]["wasm"]["pluginConfig"]["targets"].is_array());
+    assert_eq!(
+        te["spec"]["selector"]["matchLabels"]["istio"],
+        "egressgateway"
+    );
+}
+
+#[test]
+fn render_refuses_a_credential_it_would_put_in_a_configmap_and_writes_nothing() {
+    let d = setup("    crm:\n      url: \"https://crm.example.com\"\n      auth: {type: api_key, header: X-API-Key, key: \"${FLEET_API_KEY}\"}\n");
+    for what in ["k8s", "istio"] {
+        let out = render(d.path(), what, &[]);
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+        let t = text(&out);
+        assert!(t.contains("target crm"), "{t}");
+        assert!(!t.contains("fleet-secret-value-1234"), "{t}");
+        assert!(
+            !d.path().join("out").exists(),
+            "{what}: something was written"
+        );
+    }
+}
+
+#[test]
+fn render_k8s_refuses_a_loopback_listener() {
+    let d = setup("");
+    let cfg = d.path().join("config.yaml");
+    std::fs::write(
+        &cfg,
+        std::fs::read_to_string(&cfg)
+            .unwrap()
+            .replace("0.0.0.0:8080", "127.0.0.1:8080"),
+    )
+    .unwrap();
+    let out = render(d.path(), "k8s", &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out).contains("loopback"), "{}", text(&out));
+}
+
+#[test]
+fn package_is_reproducible_and_refuses_what_is_not_wasm() {
+    let d = setup("");
+    let a = ctl(d.path(), &["package", "--wasm", "m.wasm", "--out", "a"]);
+    let b = ctl(d.path(), &["package", "--wasm", "m.wasm", "--out", "b"]);
+    assert_eq!(a.stdout, b.stdout);
+    let index: Value =
+        serde_json::from_slice(&std::fs::read(d.path().join("a/index.json")).unwrap()).unwrap();
+    assert_eq!(
+        index["manifests"][0]["digest"].as_str().unwrap(),
+        String::from_utf8(a.stdout).unwrap().trim()
+    );
+    std::fs::write(d.path().join("x.wasm"), b"not wasm").unwrap();
+    let bad = ctl(d.path(), &["package", "--wasm", "x.wasm", "--out", "c"]);
+    assert_eq!(bad.status.code(), Some(1));
+}
+
+#[test]
+fn render_k8s_redis_store_runs_the_refresher_beside_envoy_with_its_secrets_only_in_secrets() {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(d.path().join("m.wasm"), MODULE).unwrap();
+    std::fs::write(
+        d.path().join("config.yaml"),
+        "http:\n  addr: \"0.0.0.0:8080\"\negress:\n  token_store:\n    type: redis\n    redis:\n      address: \"redis.egress:6379\"\n      password: \"${FLEET_REDIS_PASSWORD}\"\n  targets:\n    crm:\n      url: \"https://crm.example.com\"\n      auth:\n        type: oauth2_client_credentials\n        token_url: \"https://login.example.com/token\"\n        client_id: \"id-1\"\n        client_secret: \"${FLEET_API_KEY}\"\nendpoints:\n  health: /healthz\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_egressctl"))
+        .current_dir(d.path())
+        .args([
+            "render",
+            "k8s",
+            "config.yaml",
+            "--out",
+            "out",
+            "--module-image",
+            "registry.example.com/egress/filter",
+            "--wasm",
+            "m.wasm",
+        ])
+        .env("FLEET_API_KEY", "fleet-secret-value-1234")
+        .env("FLEET_REDIS_PASSWORD", "fleet-redis-password-5678")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let files = yaml_files(&d.path().join("out"));
+    let v = kubernetes_validate(&files);
+    assert!(v.status.success(), "{}", text(&v));
+    for f in &files {
+        let body = std::fs::read_to_string(f).unwrap();
+        let o = load(f);
+        let holds =
+            body.contains("fleet-secret-value-1234") || body.contains("fleet-redis-password-5678");
+        assert_eq!(
+            holds,
+            o["metadata"]["name"] == "egress-refresher-env",
+            "{}",
+            f.display()
+        );
+        if o["kind"] == "Deployment" {
+            let c = &o["spec"]["template"]["spec"]["containers"][1];
+            assert_eq!(c["name"], "token-refresher");
+            let args: Vec<&str> = c["args"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|a| a.as_str().unwrap())
+                .collect();
+            assert!(
+                args.contains(&"--watch") && args.contains(&"http://127.0.0.1:9902"),
+                "{args:?}"
+            );
+        }
+    }
+}
+
+fn configmap_name(dir: &Path) -> String {
+    let dep = yaml_files(dir)
+        .into_iter()
+        .map(|f| load(&f))
+        .find(|o| o["kind"] == "Deployment")
+        .unwrap();
+    dep["spec"]["template"]["spec"]["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "config")
+        .unwrap()["configMap"]["name"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn render_k8s_a_changed_config_is_a_new_configmap_the_deployment_rolls_to() {
+    let d = setup("");
+    assert!(render(d.path(), "k8s", &[]).status.success());
+    let before = configmap_name(&d.path().join("out"));
+    let cfg = d.path().join("config.yaml");
+    std::fs::write(
+        &cfg,
+        std::fs::read_to_string(&cfg)
+            .unwrap()
+            .replace("inventory.internal:9000", "inventory.internal:9001"),
+    )
+    .unwrap();
+    assert!(render(d.path(), "k8s", &[]).status.success());
+    let after = configmap_name(&d.path().join("out"));
+    assert_ne!(before, after);
+    assert!(d
+        .path()
+        .join("out")
+        .join(format!("configmap-{after}.yaml"))
+        .exists());
+    // The old one stays for pods still running it and for a rollback.
+    assert!(d
+        .path()
+        .join("out")
+        .join(format!("configmap-{before}.yaml"))
+        .exists());
+}
+
+#[test]
+fn render_refuses_names_kubernetes_would_reject_and_writes_nothing() {
+    let d = setup("");
+    let out = render(d.path(), "k8s", &["--name", "Egress_Proxy"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("metadata.name"), "{}", text(&out));
+    assert!(!d.path().join("out").exists(), "something was written");
+    let out = render(d.path(), "k8s", &["--caller-label", "no label"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let out = render(d.path(), "istio", &["--module-digest", "sha256:1234"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+}
+
+#[test]
+fn render_istio_plugin_config_is_the_filter_config_compile_writes() {
+    let d = setup("");
+    assert!(render(d.path(), "istio", &[]).status.success());
+    let wp = yaml_files(&d.path().join("out"))
+        .into_iter()
+        .map(|f| load(&f))
+        .find(|o| o["kind"] == "WasmPlugin")
+        .unwrap();
+    let out = ctl(
+        d.path(),
+        &[
+            "compile",
+            "config.yaml",
+            "--out",
+            "state",
+            "--wasm",
+            "m.wasm",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let compiled: Value =
+        serde_json::from_slice(&std::fs::read(d.path().join("state/filter.json")).unwrap())
+            .unwrap();
+    assert_eq!(wp["spec"]["pluginConfig"], compiled);
+}
+
+#[test]
+fn render_k8s_a_rotated_client_certificate_rolls_the_pods() {
+    let d = setup("");
+    assert!(render(d.path(), "k8s", &[]).status.success());
+    let hash = |d: &Path| {
+        let dep = yaml_files(&d.join("out"))
+            .into_iter()
+            .map(|f| load(&f))
+            .find(|o| o["kind"] == "Deployment")
+            .unwrap();
+        dep["spec"]["template"]["metadata"]["annotations"]["egress.io/secrets-hash"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let before = hash(d.path());
+    let gen = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "c.key",
+            "-out",
+            "c.crt",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=audit.example.com",
+        ])
+        .current_dir(d.path())
+        .output()
+        .unwrap();
+    assert!(gen.status.success());
+    assert!(render(d.path(), "k8s", &[]).status.success());
+    assert_ne!(before, hash(d.path()));
+}
