@@ -15,10 +15,10 @@
 //! complete.
 
 use crate::host::{self, Headers};
-use egress_core::tokens::coord::HostError;
 use egress_core::engine::{Engine, Forward, LocalReply};
 use egress_core::plan::{wire, LogLevel};
 use egress_core::sigv4::{self, AwsSigv4Credential, Payload, PayloadMode};
+use egress_core::tokens::coord::HostError;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
 use std::rc::Rc;
