@@ -47,8 +47,10 @@ pub struct AwsSigv4Credential {
 #[serde(deny_unknown_fields)]
 pub struct AwsKeys {
     pub access_key_id: String,
+    /// A value, or in the filter config a reference to an environment variable.
+    #[serde(deserialize_with = "crate::secret::value_or_ref")]
     pub secret_access_key: Secret,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::secret::opt_value_or_ref")]
     pub session_token: Option<Secret>,
 }
 
