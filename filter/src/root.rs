@@ -49,6 +49,8 @@ enum Running {
         engine: Rc<Engine>,
         verifier: Rc<PushVerifier>,
     },
+    /// Signs `aws_sigv4` requests of `payload: signed` targets (`crate::sigv4::SignHttp`).
+    Sign { engine: Rc<Engine> },
 }
 
 pub struct EgressRoot {
@@ -74,6 +76,9 @@ impl EgressRoot {
         host::set_log_level(level);
         self.log_level = level;
         self.running = match config.role {
+            Role::Sign => Running::Sign {
+                engine: engine.clone(),
+            },
             Role::Push => {
                 let pem = config
                     .push_public_key
@@ -189,6 +194,9 @@ impl RootContext for EgressRoot {
             Running::Refused => Box::new(RefusedHttp),
             Running::Push { engine, verifier } => {
                 Box::new(PushHttp::new(verifier.clone(), engine.clone()))
+            }
+            Running::Sign { engine } => {
+                Box::new(crate::sigv4::SignHttp::new(engine.clone(), self.log_level))
             }
             Running::Egress { engine, tokens } => Box::new(EgressHttp::new(
                 context_id,

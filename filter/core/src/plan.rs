@@ -26,6 +26,9 @@ pub mod wire {
     /// each `set_property` is a costly host call; if the filter did not set it, Envoy prints
     /// `-` and the line is still valid JSON (`"target":"-"`).
     pub const PROP_LOG: &str = "egress_log";
+    /// Filter-state property holding the SHA-256 (hex) of a request body, set by the egress
+    /// filter for `payload: signed` targets and read by the filter in the sign role.
+    pub const PROP_BODY_SHA256: &str = "egress_body_sha256";
 
     /// The value of [`PROP_LOG`]: `<target>","method":"<m>","path":"<p>","target_url":"<u>`,
     /// every part JSON-escaped, so it cannot break out of the line.
@@ -65,6 +68,10 @@ pub enum Role {
     Egress,
     /// Token pushes and status for `egressctl` (see `egress_core::push`).
     Push,
+    /// After the egress filter and a buffer filter: signs requests of `aws_sigv4` targets in
+    /// `payload: signed` mode with the body hash the egress filter recorded
+    /// ([`wire::PROP_BODY_SHA256`]).
+    Sign,
 }
 
 /// The filter's whole configuration (the plugin `configuration` in Envoy).
@@ -129,6 +136,8 @@ pub enum Credential {
     /// Nothing on the request: the target's cluster presents the client certificate.
     Mtls,
     Oauth2(OAuth2Credential),
+    /// Every request signed with AWS SigV4 after the rewrite (`crate::sigv4`).
+    AwsSigv4(crate::sigv4::AwsSigv4Credential),
 }
 
 impl Credential {
@@ -140,6 +149,7 @@ impl Credential {
             Credential::Basic { .. } => "basic",
             Credential::Mtls => "mtls",
             Credential::Oauth2(_) => "oauth2_client_credentials",
+            Credential::AwsSigv4(_) => "aws_sigv4",
         }
     }
 }

@@ -44,6 +44,8 @@ pub struct CompiledTarget {
     /// Lower-case names removed from the caller's request besides the Authorization headers.
     strip: Vec<String>,
     pub oauth2: Option<OAuth2Credential>,
+    /// `aws_sigv4` targets: signed by the glue after [`Engine::header_edits`].
+    pub sigv4: Option<crate::sigv4::AwsSigv4Credential>,
 }
 
 #[derive(Debug)]
@@ -170,6 +172,12 @@ impl Engine {
                     strip.push(h.to_string());
                 }
             }
+            if let Credential::AwsSigv4(_) = &t.credential {
+                // The caller's own signature headers never reach the target.
+                for h in ["x-amz-date", "x-amz-content-sha256", "x-amz-security-token"] {
+                    strip.push(h.to_string());
+                }
+            }
             targets.push(CompiledTarget {
                 name: t.name.clone(),
                 authority: t.url.authority(),
@@ -181,6 +189,10 @@ impl Engine {
                 strip,
                 oauth2: match &t.credential {
                     Credential::Oauth2(o) => Some(o.clone()),
+                    _ => None,
+                },
+                sigv4: match &t.credential {
+                    Credential::AwsSigv4(a) => Some(a.clone()),
                     _ => None,
                 },
             });
@@ -355,7 +367,8 @@ impl Engine {
             .set
             .push((FORWARDED_PROTO.into(), target.scheme.to_string()));
         let edited = match &target.injection {
-            Injection::None => Edited::Complete,
+            // SigV4: the glue signs once the final request is known.
+            Injection::None | Injection::AwsSigv4 => Edited::Complete,
             Injection::Header { name, value } => {
                 edits.set.push((name.clone(), value.clone()));
                 Edited::Complete
