@@ -19,7 +19,7 @@ pub mod wire {
     /// the target's cluster, and strip it before the request leaves.
     pub const TARGET_HEADER: &str = "x-egress-target";
     /// Every header starting with this prefix is internal: callers' copies are removed.
-    pub const INTERNAL_HEADER_PREFIX: &str = "x-egress-";
+    pub use crate::types::INTERNAL_HEADER_PREFIX;
     /// The one filter-state property the access log reads, as
     /// `"target":"%FILTER_STATE(wasm.egress_log:PLAIN)%"`: its value ([`log_fragment`])
     /// continues the JSON line with the method, path and target URL. One property, because

@@ -3,7 +3,7 @@
 use super::super::error::{ConfigErrors, FieldPath};
 use super::super::model::*;
 use super::super::raw::*;
-use crate::plan::Method;
+use crate::types::Method;
 use crate::routing::path::{is_boundary_prefix, validate_prefix};
 use std::collections::HashMap;
 
