@@ -7,11 +7,10 @@
 //! proxy whatever the number of workers. Requests without a token are paused and resumed (or
 //! answered 503) from the tick or the callout reply.
 
-use super::shared::{self, StaleMark, UpdateError, Updated};
+use super::shared::{self, StaleMark, Updated};
 use super::{TokenHost, TICK_MS};
-use crate::config::ClientAuth;
-use crate::engine::{Engine, LocalReply};
-use crate::plan::{LogLevel, OAuth2Credential};
+use crate::engine::LocalReply;
+use crate::plan::LogLevel;
 use crate::tokens::reply::is_proxy_local_reply;
 use crate::tokens::request::assertion_audience;
 use crate::tokens::schedule::{self, Need};
@@ -19,89 +18,10 @@ use crate::tokens::time::rfc3339;
 use crate::tokens::{build_request, parse_reply, FetchError, TokenRecord};
 use std::collections::HashMap;
 
-/// Signs `private_key_jwt` client assertions (one per fetch).
-pub trait SignAssertion {
-    fn sign(
-        &self,
-        client_id: &str,
-        audience: &str,
-        now_secs: u64,
-        jti: &str,
-    ) -> Result<String, FetchError>;
-}
+mod target;
+mod telemetry;
 
-/// Why the token manager cannot start (the plugin then refuses its config).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum SetupError {
-    #[error("target {target}: {reason}")]
-    Key { target: String, reason: String },
-    #[error("target {0}: private_key_jwt without a private key")]
-    NoKey(String),
-    #[error("target {0}: private_key_jwt needs the filter built with signing support")]
-    NoSigning(String),
-}
-
-/// An OAuth2 target as the token manager needs it.
-pub struct TokenTarget {
-    /// Index of the target in the engine.
-    pub index: usize,
-    pub name: String,
-    pub cred: OAuth2Credential,
-    /// The 503 a request gets when no token is available.
-    pub unavailable: LocalReply,
-    pub signer: Option<Box<dyn SignAssertion>>,
-}
-
-impl TokenTarget {
-    /// The OAuth2 targets of `engine`, with their assertion signers.
-    pub fn from_engine(engine: &Engine) -> Result<Vec<TokenTarget>, SetupError> {
-        let mut out = Vec::new();
-        for (index, t) in engine.targets().iter().enumerate() {
-            let Some(cred) = t.oauth2.as_ref() else {
-                continue;
-            };
-            out.push(TokenTarget {
-                index,
-                name: t.name.clone(),
-                signer: signer_for(&t.name, cred)?,
-                cred: cred.clone(),
-                unavailable: engine.credentials_unavailable(index),
-            });
-        }
-        Ok(out)
-    }
-}
-
-#[cfg(feature = "jwt")]
-fn signer_for(
-    name: &str,
-    cred: &OAuth2Credential,
-) -> Result<Option<Box<dyn SignAssertion>>, SetupError> {
-    use crate::tokens::assertion::AssertionSigner;
-    match (cred.client_auth, &cred.private_key_pem) {
-        (ClientAuth::PrivateKeyJwt, Some(pem)) => {
-            AssertionSigner::from_pem(cred.signing_alg, pem.expose(), cred.key_id.as_deref())
-                .map(|s| Some(Box::new(s) as Box<dyn SignAssertion>))
-                .map_err(|e| SetupError::Key {
-                    target: name.to_string(),
-                    reason: e.to_string(),
-                })
-        }
-        (ClientAuth::PrivateKeyJwt, None) => Err(SetupError::NoKey(name.to_string())),
-        _ => Ok(None),
-    }
-}
-
-#[cfg(not(feature = "jwt"))]
-fn signer_for(
-    name: &str,
-    cred: &OAuth2Credential,
-) -> Result<Option<Box<dyn SignAssertion>>, SetupError> {
-    match cred.client_auth {
-        ClientAuth::PrivateKeyJwt => Err(SetupError::NoSigning(name.to_string())),
-        _ => Ok(None),
-    }
-}
+pub use target::{SetupError, SignAssertion, TokenTarget};
 
 /// What a request for an OAuth2 target gets.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -613,88 +533,6 @@ impl TokenManager {
                 &format!("egress: restoring the root context: {e}"),
             );
         }
-    }
-
-    /// Counts a request answered 503 for want of a token.
-    pub fn count_unavailable(&mut self, host: &dyn TokenHost, target: usize) {
-        if let Some(name) = self
-            .slot_of(target)
-            .and_then(|i| self.slots.get(i))
-            .map(|s| s.target.name.clone())
-        {
-            self.count(host, &format!("egress.{name}.credentials_unavailable"));
-        }
-    }
-
-    fn count_conflicts(&mut self, host: &dyn TokenHost, name: &str, conflicts: u32) {
-        for _ in 0..conflicts {
-            self.count(host, &format!("egress.{name}.shared_data_conflicts"));
-        }
-    }
-
-    fn update_failed(&mut self, host: &dyn TokenHost, name: &str, what: &str, e: &UpdateError) {
-        self.count_conflicts(host, name, e.conflicts());
-        self.count(host, &format!("egress.{name}.shared_data_errors"));
-        self.error(
-            host,
-            name,
-            &format!("Shared data update failed: {what}"),
-            &e.to_string(),
-        );
-    }
-
-    fn error(&self, host: &dyn TokenHost, name: &str, msg: &str, detail: &str) {
-        let line = serde_json::json!({
-            "level": "error", "msg": msg, "target": name, "detail": detail, "type": "oauth2",
-        });
-        host.log(LogLevel::Error, &line.to_string());
-    }
-
-    fn count(&mut self, host: &dyn TokenHost, name: &str) {
-        let id = match self.counters.get(name) {
-            Some(id) => Some(*id),
-            None => match host.define_counter(name) {
-                Ok(id) => {
-                    self.counters.insert(name.to_string(), id);
-                    Some(id)
-                }
-                Err(e) => {
-                    host.log(LogLevel::Debug, &format!("egress: counter {name}: {e}"));
-                    None
-                }
-            },
-        };
-        if let Some(id) = id {
-            if let Err(e) = host.increment(id) {
-                host.log(LogLevel::Debug, &format!("egress: counter {name}: {e}"));
-            }
-        }
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn log(
-        &self,
-        host: &dyn TokenHost,
-        level: LogLevel,
-        target: &str,
-        msg: &str,
-        now: u64,
-        expires_at_ms: Option<u64>,
-    ) {
-        if self.log_level > level {
-            return;
-        }
-        let mut line = serde_json::json!({
-            "level": level.as_str(),
-            "ts": rfc3339(now),
-            "msg": msg,
-            "target": target,
-            "type": "oauth2",
-        });
-        if let (Some(exp), Some(fields)) = (expires_at_ms, line.as_object_mut()) {
-            fields.insert("expires_at".into(), serde_json::Value::String(rfc3339(exp)));
-        }
-        host.log(level, &line.to_string());
     }
 
     /// A per-worker xorshift seeded by the host's randomness (jitter, assertion ids).
