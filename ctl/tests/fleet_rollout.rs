@@ -191,26 +191,7 @@ fn render_k8s_a_rotated_client_certificate_rolls_the_pods() {
             .to_string()
     };
     let before = hash(d.path());
-    let gen = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "c.key",
-            "-out",
-            "c.crt",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=audit.example.com",
-        ])
-        .current_dir(d.path())
-        .output()
-        .unwrap();
-    assert!(gen.status.success());
+    self_signed_cert(d.path(), 2);
     assert!(render(d.path(), "k8s", &[]).status.success());
     assert_ne!(before, hash(d.path()));
 }

@@ -2,19 +2,10 @@
 //! error as `file:line:col: path: message`, one line each, no secret.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
+use common::{stderr, ENV, SEED};
 use std::process::{Command, Output};
-
-const SEED: &str = include_str!("../../examples/config.yaml");
-
-const ENV: [(&str, &str); 7] = [
-    ("REDIS_PASSWORD", "SECRET-redis-pw"),
-    ("SALESFORCE_CLIENT_ID", "sf-client-id"),
-    ("SALESFORCE_CLIENT_SECRET", "SECRET-sf-secret"),
-    ("NOTIFICATION_API_KEY", "SECRET-notify-key"),
-    ("ANALYTICS_BEARER_TOKEN", "SECRET-analytics-token"),
-    ("ERP_USERNAME", "erp-user"),
-    ("ERP_PASSWORD", "SECRET-erp-pass"),
-];
 
 /// Writes `config` (bytes) as config.yaml in a fresh folder and validates it there.
 fn validate(config: &[u8], env: &[(&str, &str)], setup: impl Fn(&std::path::Path)) -> Output {
@@ -31,10 +22,6 @@ fn validate(config: &[u8], env: &[(&str, &str)], setup: impl Fn(&std::path::Path
         cmd.env(k, v);
     }
     cmd.output().unwrap()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 /// The `file:line:col: path: message` lines of a failed validate.

@@ -26,9 +26,10 @@ pub fn ctl(dir: &Path, args: &[&str]) -> Output {
         .unwrap()
 }
 
-pub fn setup(extra_target: &str) -> tempfile::TempDir {
-    let d = tempfile::tempdir().unwrap();
-    let p = d.path();
+/// Writes `c.crt` and `c.key` in `dir`: a self-signed certificate for audit.example.com,
+/// valid for `days`.
+pub fn self_signed_cert(dir: &Path, days: u32) {
+    let days = days.to_string();
     let gen = Command::new("openssl")
         .args([
             "req",
@@ -41,14 +42,20 @@ pub fn setup(extra_target: &str) -> tempfile::TempDir {
             "-out",
             "c.crt",
             "-days",
-            "1",
+            &days,
             "-subj",
             "/CN=audit.example.com",
         ])
-        .current_dir(p)
+        .current_dir(dir)
         .output()
         .unwrap();
     assert!(gen.status.success());
+}
+
+pub fn setup(extra_target: &str) -> tempfile::TempDir {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path();
+    self_signed_cert(p, 1);
     std::fs::write(p.join("m.wasm"), MODULE).unwrap();
     std::fs::write(
         p.join("config.yaml"),
