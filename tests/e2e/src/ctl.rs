@@ -1,14 +1,15 @@
 //! `egressctl` token commands as the tests run them: `token refresh` (once, or `--watch` in the
-//! background) and `status`.
+//! background) and `status`; and starting Envoy on what `compile` wrote.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use serde_json::Value;
 
 use crate::egressctl;
+use crate::envoy::Envoy;
 use crate::oauth2_proxy::output_text;
 use crate::process::Proc;
 
@@ -93,4 +94,23 @@ impl Watcher {
     pub fn stop(&mut self) -> Result<Option<i32>> {
         Ok(self.proc.terminate()?.code())
     }
+}
+
+/// Starts Envoy on the bootstrap a finished `egressctl compile --out OUT` wrote and waits until
+/// its admin at 127.0.0.1:`admin` is ready; a failed compile is the error, with its stderr.
+pub fn envoy_from_compile(
+    compiled: &Output,
+    out: &Path,
+    admin: u16,
+    extra_args: &[&str],
+) -> Result<Envoy> {
+    if !compiled.status.success() {
+        bail!(
+            "egressctl compile failed: {}",
+            String::from_utf8_lossy(&compiled.stderr)
+        );
+    }
+    let envoy = Envoy::start(&out.join("envoy.yaml"), extra_args)?;
+    envoy.wait_ready(&format!("127.0.0.1:{admin}"))?;
+    Ok(envoy)
 }

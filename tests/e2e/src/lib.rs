@@ -68,4 +68,4 @@ pub use oauth2_proxy::{
     bearer, now_unix_ms, output_text, OAuth2Proxy, OAuth2ProxyOpts, TargetAuth, TokenStore, CRM,
 };
 pub mod ctl;
-pub use ctl::{status_json, target_status, token_refresh, Watcher};
+pub use ctl::{envoy_from_compile, status_json, target_status, token_refresh, Watcher};

@@ -8,7 +8,7 @@
 #[path = "cloud/moto.rs"]
 mod moto;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use egress_e2e::*;
 use moto::{xml_text, AccessKey, Moto};
 
@@ -48,14 +48,7 @@ fn start_envoy(state: &tempfile::TempDir, config: &str, admin: u16) -> Result<En
         .arg(filter_wasm())
         .output()
         .context("running egressctl compile")?;
-    if !compiled.status.success() {
-        bail!(
-            "egressctl compile failed: {}",
-            String::from_utf8_lossy(&compiled.stderr)
-        );
-    }
-    let envoy = Envoy::start(&out.join("envoy.yaml"), &[])?;
-    envoy.wait_ready(&format!("127.0.0.1:{admin}"))?;
+    let envoy = envoy_from_compile(&compiled, &out, admin, &[])?;
     Ok(envoy)
 }
 

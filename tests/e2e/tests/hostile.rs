@@ -7,7 +7,7 @@
 //! `curl --http2-prior-knowledge --request-target` (a missing curl with HTTP/2 fails the test).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use egress_e2e::*;
 use serde_json::Value;
 use std::io::{Read, Write};
@@ -88,14 +88,7 @@ egress:
             .env("BULK_TOKEN", BULK_TOKEN)
             .output()
             .context("running egressctl compile")?;
-        if !compiled.status.success() {
-            bail!(
-                "egressctl compile failed: {}",
-                String::from_utf8_lossy(&compiled.stderr)
-            );
-        }
-        let envoy = Envoy::start(&out.join("envoy.yaml"), &[])?;
-        envoy.wait_ready(&format!("127.0.0.1:{admin}"))?;
+        let envoy = envoy_from_compile(&compiled, &out, admin, &[])?;
         Ok(Self {
             _crm: crm,
             _bulk: bulk,

@@ -8,7 +8,7 @@
 //! tests fail, naming that install step (nothing is skipped).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use egress_e2e::*;
 use serde_json::Value;
 use std::process::Command;
@@ -75,14 +75,7 @@ impl Proxy {
             .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .output()
             .context("running egressctl compile")?;
-        if !compiled.status.success() {
-            bail!(
-                "egressctl compile failed: {}",
-                String::from_utf8_lossy(&compiled.stderr)
-            );
-        }
-        let envoy = Envoy::start(&out.join("envoy.yaml"), &[])?;
-        envoy.wait_ready(&format!("127.0.0.1:{admin}"))?;
+        let envoy = envoy_from_compile(&compiled, &out, admin, &[])?;
         Ok(Self {
             notify,
             audit,

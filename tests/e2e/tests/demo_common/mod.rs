@@ -2,7 +2,7 @@
 //! compiled by `egressctl compile`, run by a real Envoy.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use egress_e2e::*;
 use serde_json::Value;
 use std::path::PathBuf;
@@ -117,17 +117,12 @@ impl Proxy {
                 filter_wasm().to_str().unwrap(),
             ],
         )?;
-        if !compiled.status.success() {
-            bail!(
-                "egressctl compile failed: {}",
-                String::from_utf8_lossy(&compiled.stderr)
-            );
-        }
-        let envoy = Envoy::start(
-            &out.join("envoy.yaml"),
+        let envoy = envoy_from_compile(
+            &compiled,
+            &out,
+            admin,
             &["--file-flush-interval-msec", "100"],
         )?;
-        envoy.wait_ready(&format!("127.0.0.1:{admin}"))?;
         Ok(Self {
             standins,
             envoy,
