@@ -3,34 +3,14 @@
 
 #![allow(dead_code)] // each test file uses a part
 
+#[path = "../seed_support/mod.rs"]
+mod seed_support;
+pub use seed_support::*;
+
 use egress_core::config::load::load_str;
 use egress_core::plan::FilterConfig;
 use proxy_wasm_harness::{Action, Host, LocalResponse, LogLevel, Stream, Worker};
 use std::time::Duration;
-
-pub const SEED_FILE: &str = include_str!("../../../../examples/config.yaml");
-
-/// The seed with `token_store: memory`. With the seed's own redis store the filter takes
-/// tokens only from pushes (the control-plane mode); these tests drive its own fetching.
-pub fn seed() -> String {
-    let redis = "  token_store:\n    type: redis\n    redis:\n      address: \"redis:6379\"\n      password: \"${REDIS_PASSWORD}\"\n      db: 1\n      key_prefix: \"egress:tokens:\"\n";
-    assert!(
-        SEED_FILE.contains(redis),
-        "the seed's token_store block moved"
-    );
-    SEED_FILE.replace(redis, "  token_store:\n    type: memory\n")
-}
-
-/// A distinct fake value per variable, so any leak names its source.
-pub const ENV: [(&str, &str); 7] = [
-    ("REDIS_PASSWORD", "redis-pw-R3d1s-7f1"),
-    ("SALESFORCE_CLIENT_ID", "sf-client-id-C1d-2a9"),
-    ("SALESFORCE_CLIENT_SECRET", "sf-client-secret-S3c-4b8"),
-    ("NOTIFICATION_API_KEY", "notify-api-key-N0t-5c7"),
-    ("ANALYTICS_BEARER_TOKEN", "analytics-token-A7k-6d6"),
-    ("ERP_USERNAME", "erp-user-E1p"),
-    ("ERP_PASSWORD", "erp-password-P4ss-8e5"),
-];
 
 pub const NOTIFY_KEY: &str = "notify-api-key-N0t-5c7";
 pub const ANALYTICS_TOKEN: &str = "analytics-token-A7k-6d6";
@@ -47,12 +27,6 @@ pub const SECRETS: [&str; 6] = [
     ERP_BASIC,
 ];
 
-pub fn env_lookup(name: &str) -> Option<String> {
-    ENV.iter()
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.to_string())
-}
-
 pub fn seed_filter_config() -> FilterConfig {
     let config = load_str(&seed(), &env_lookup)
         .unwrap_or_else(|e| panic!("examples/config.yaml does not load: {e:?}"));
@@ -66,11 +40,6 @@ pub fn seed_config_json() -> Vec<u8> {
 /// The seed config as a JSON value, for tests that break one field of it.
 pub fn seed_config_value() -> serde_json::Value {
     serde_json::from_slice(&seed_config_json()).unwrap()
-}
-
-pub fn filter_host() -> Host {
-    let wasm = proxy_wasm_harness::egress_filter_wasm().unwrap_or_else(|e| panic!("{e}"));
-    Host::from_file(wasm).unwrap_or_else(|e| panic!("loading the egress filter: {e}"))
 }
 
 pub fn started_worker(host: &Host) -> Worker {

@@ -8,36 +8,17 @@
 
 #![allow(dead_code)]
 
+#[path = "../seed_support/mod.rs"]
+mod seed_support;
+pub use seed_support::*;
+
 use egress_core::config::load::load_str;
 use egress_core::plan::FilterConfig;
 use proxy_wasm_harness::{Action, Callout, Host, LocalResponse, LogLevel, Stream, Worker};
 use std::time::Duration;
 
-pub const SEED_FILE: &str = include_str!("../../../../examples/config.yaml");
-
-/// The seed with `token_store: memory`. With the seed's own redis store the filter takes
-/// tokens only from pushes (the control-plane mode); these tests drive its own fetching.
-pub fn seed() -> String {
-    let redis = "  token_store:\n    type: redis\n    redis:\n      address: \"redis:6379\"\n      password: \"${REDIS_PASSWORD}\"\n      db: 1\n      key_prefix: \"egress:tokens:\"\n";
-    assert!(
-        SEED_FILE.contains(redis),
-        "the seed's token_store block moved"
-    );
-    SEED_FILE.replace(redis, "  token_store:\n    type: memory\n")
-}
-
 pub const CLIENT_ID: &str = "sf-client-id-C1d-2a9";
 pub const CLIENT_SECRET: &str = "sf-client-secret-S3c-4b8";
-
-pub const ENV: [(&str, &str); 7] = [
-    ("REDIS_PASSWORD", "redis-pw-R3d1s-7f1"),
-    ("SALESFORCE_CLIENT_ID", CLIENT_ID),
-    ("SALESFORCE_CLIENT_SECRET", CLIENT_SECRET),
-    ("NOTIFICATION_API_KEY", "notify-api-key-N0t-5c7"),
-    ("ANALYTICS_BEARER_TOKEN", "analytics-token-A7k-6d6"),
-    ("ERP_USERNAME", "erp-user-E1p"),
-    ("ERP_PASSWORD", "erp-password-P4ss-8e5"),
-];
 
 pub const CLUSTER: &str = "egress_token_salesforce";
 pub const TICK: Duration = Duration::from_millis(100);
@@ -50,12 +31,6 @@ pub const UNAVAILABLE: &str = "egress.salesforce.credentials_unavailable";
 
 // ---- setup ------------------------------------------------------------------------------------
 
-pub fn env_lookup(name: &str) -> Option<String> {
-    ENV.iter()
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.to_string())
-}
-
 pub fn config_json(yaml: &str) -> Vec<u8> {
     let config =
         load_str(yaml, &env_lookup).unwrap_or_else(|e| panic!("the config does not load: {e:?}"));
@@ -67,11 +42,6 @@ pub fn debug_seed() -> String {
     let yaml = seed().replace("\n  level: info\n", "\n  level: debug\n");
     assert_ne!(yaml, seed(), "the seed's logger.level moved");
     yaml
-}
-
-pub fn filter_host() -> Host {
-    let wasm = proxy_wasm_harness::egress_filter_wasm().unwrap_or_else(|e| panic!("{e}"));
-    Host::from_file(wasm).unwrap_or_else(|e| panic!("loading the egress filter: {e}"))
 }
 
 pub fn start_worker(host: &Host, yaml: &str) -> Worker {
