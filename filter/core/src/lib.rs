@@ -11,6 +11,7 @@
 //! - [`engine`]: one request head in, one decision out (forward with header edits, or a local
 //!   JSON response). The wasm glue only moves headers between the host and this.
 
+pub mod callers;
 pub mod config;
 pub mod credentials;
 pub mod duration;

@@ -165,6 +165,9 @@ pub struct FilterConfig {
     pub endpoints: FilterEndpoints,
     pub targets: Vec<FilterTarget>,
     pub routes: Vec<FilterRoute>,
+    /// `egress.callers`: absent, every caller that reaches the listener is served.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub callers: Option<crate::callers::CallersPlan>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -184,6 +187,9 @@ pub struct FilterTarget {
     pub name: String,
     pub url: TargetUrl,
     pub credential: Credential,
+    /// Callers admitted to this target; `None`: every authenticated caller.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow: Option<crate::callers::Allow>,
 }
 
 /// What the filter attaches to a target's requests.
@@ -256,6 +262,9 @@ pub struct FilterRoute {
     pub rewrite_prefix: Option<String>,
     /// `None`: every method.
     pub methods: Option<Vec<Method>>,
+    /// Narrows the target's `allow`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow: Option<crate::callers::Allow>,
 }
 
 fn yes() -> bool {
@@ -311,6 +320,7 @@ impl FilterConfig {
                         default_lifetime_ms: millis(o.default_lifetime),
                     }),
                 },
+                allow: t.allow.clone(),
             })
             .collect();
         let routes = config
@@ -322,6 +332,7 @@ impl FilterConfig {
                 strip_prefix: r.strip_prefix.clone(),
                 rewrite_prefix: r.rewrite_prefix.clone(),
                 methods: r.methods.clone(),
+                allow: r.allow.clone(),
             })
             .collect();
         FilterConfig {
@@ -337,6 +348,7 @@ impl FilterConfig {
             },
             targets,
             routes,
+            callers: config.callers.as_ref().map(|c| c.plan()),
         }
     }
 

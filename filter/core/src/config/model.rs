@@ -17,6 +17,8 @@ pub struct Config {
     pub routes: Vec<Route>,
     pub endpoints: Endpoints,
     pub logger: Logger,
+    /// `egress.callers`; `None`: callers are not identified.
+    pub callers: Option<super::callers::Callers>,
 }
 
 impl Config {
@@ -95,6 +97,8 @@ pub struct Target {
     pub auth: Auth,
     /// `None`: plain HTTP.
     pub tls: Option<TlsSettings>,
+    /// `None`: every authenticated caller.
+    pub allow: Option<crate::callers::Allow>,
 }
 
 #[derive(Debug, Clone)]
@@ -180,6 +184,8 @@ pub struct Route {
     pub rewrite_prefix: Option<String>,
     /// `None`: every method.
     pub methods: Option<Vec<Method>>,
+    /// Narrows the target's `allow`.
+    pub allow: Option<crate::callers::Allow>,
 }
 
 #[derive(Debug, Clone)]

@@ -84,6 +84,7 @@ fn build(raw: &RawConfig, root: &FieldPath, errs: &mut ConfigErrors) -> Config {
         errs,
     );
     let logger = logger(raw.logger.as_ref(), &root.key("logger"), errs);
+    let callers = super::callers::callers(egress, &egress_path, errs);
 
     Config {
         http,
@@ -94,6 +95,7 @@ fn build(raw: &RawConfig, root: &FieldPath, errs: &mut ConfigErrors) -> Config {
         routes,
         endpoints,
         logger,
+        callers,
     }
 }
 
@@ -224,6 +226,7 @@ fn target(
         timeout: opt_duration(&raw.timeout, &path.key("timeout"), errs).unwrap_or(defaults.timeout),
         auth,
         tls,
+        allow: super::callers::allow(raw.allow.as_ref(), &path.key("allow"), errs),
     }
 }
 
@@ -779,6 +782,7 @@ fn routes(
             strip_prefix,
             rewrite_prefix,
             methods,
+            allow: super::callers::allow(r.allow.as_ref(), &rp.key("allow"), errs),
         });
     }
     out
