@@ -1,9 +1,9 @@
 //! One request: read the headers once, let the engine decide, write the headers once.
 
-use crate::host::{self, Headers};
-use crate::tokens::{Lookup, TokenManager};
+use crate::host::{self, Headers, Host};
 use egress_core::engine::{Decision, Edited, Engine, LocalReply};
 use egress_core::plan::{wire, LogLevel};
+use egress_core::tokens::coord::{HostError, Lookup, TokenManager};
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, MapType};
 use std::cell::RefCell;
@@ -41,33 +41,35 @@ impl EgressHttp {
     }
 
     fn reply(&self, reply: &LocalReply) -> Action {
-        if let Err(e) = host::send_local_reply(reply) {
-            host::log(LogLevel::Error, &format!("egress: {e}"));
-        }
+        host::reply_or_reset(reply);
         Action::Pause
     }
 
-    fn handle(&mut self) -> Result<Action, host::HostError> {
+    /// The access log line's fragment: a failure is logged, never fails the request.
+    fn log_property(&self, value: &str) {
+        if let Err(e) = host::set_property(wire::PROP_LOG, value) {
+            host::log(LogLevel::Warn, &format!("egress: access log property: {e}"));
+        }
+    }
+
+    fn handle(&mut self) -> Result<Action, HostError> {
         let headers = host::request_headers()?;
         let method = pseudo(&headers, ":method");
         let path = pseudo(&headers, ":path");
         match self.engine.decide(method, path) {
             Decision::Pass => Ok(Action::Continue),
             Decision::Ready => {
-                let not_ready = self
-                    .tokens
-                    .try_borrow_mut()
-                    .map(|mut t| t.not_ready(host::now_ms()))
-                    .unwrap_or_default();
-                Ok(self.reply(&ready_reply(&not_ready)))
+                // Busy (never expected: one thread) is not ready, never a 200.
+                let reply = match self.tokens.try_borrow_mut() {
+                    Ok(mut t) => ready_reply(&t.not_ready(&Host)),
+                    Err(_) => LocalReply::error(503, "not_ready", "the token manager is busy"),
+                };
+                Ok(self.reply(&reply))
             }
             Decision::Respond(reply) => {
                 // Refused paths are logged as sent (without the query), escaped for the JSON line.
                 let without_query = path.split_once('?').map_or(path, |(p, _)| p);
-                let _ = host::set_property(
-                    wire::PROP_LOG,
-                    &wire::log_fragment("-", method, without_query, "-"),
-                );
+                self.log_property(&wire::log_fragment("-", method, without_query, "-"));
                 self.debug(|| format!("egress: local reply {} {}", reply.status, reply.code));
                 Ok(self.reply(&reply))
             }
@@ -76,17 +78,19 @@ impl EgressHttp {
                     .engine
                     .target(fwd.target)
                     .map_or("", |t| t.name.as_str());
-                host::set_property(
-                    wire::PROP_LOG,
-                    &wire::log_fragment(target_name, method, &fwd.original_path, &fwd.target_url),
-                )?;
+                self.log_property(&wire::log_fragment(
+                    target_name,
+                    method,
+                    &fwd.original_path,
+                    &fwd.target_url,
+                ));
                 let is_oauth2 = self
                     .engine
                     .target(fwd.target)
                     .is_some_and(|t| t.oauth2.is_some());
                 let lookup = if is_oauth2 {
                     match self.tokens.try_borrow_mut() {
-                        Ok(mut t) => t.lookup(fwd.target, host::now_ms()),
+                        Ok(mut t) => t.lookup(&Host, fwd.target),
                         Err(_) => Lookup::Unavailable,
                     }
                 } else {
@@ -105,7 +109,7 @@ impl EgressHttp {
                 if edited == Edited::NeedsToken {
                     if let Lookup::Unavailable = lookup {
                         if let Ok(mut t) = self.tokens.try_borrow_mut() {
-                            t.count_unavailable(fwd.target);
+                            t.count_unavailable(&Host, fwd.target);
                         }
                         return Ok(self.reply(&self.engine.credentials_unavailable(fwd.target)));
                     }
@@ -121,8 +125,12 @@ impl EgressHttp {
                 }
                 if edited == Edited::NeedsToken {
                     // Wait for the fetch in flight; the tick or the callout reply resumes us.
-                    if let Ok(mut t) = self.tokens.try_borrow_mut() {
-                        t.wait(fwd.target, self.context_id, host::now_ms());
+                    let waiting = self
+                        .tokens
+                        .try_borrow_mut()
+                        .is_ok_and(|mut t| t.wait(&Host, fwd.target, self.context_id));
+                    if !waiting {
+                        return Ok(self.reply(&self.engine.credentials_unavailable(fwd.target)));
                     }
                     self.debug(|| format!("egress: {target_name}: waiting for a token"));
                     return Ok(Action::Pause);
@@ -199,7 +207,7 @@ impl HttpContext for EgressHttp {
             .or_else(|| tokens.resumed_with(self.context_id))
         {
             if host::status_of(MapType::HttpResponseHeaders) == Some(401) {
-                tokens.mark_stale(target, version);
+                tokens.mark_stale(&Host, target, version);
             }
         }
         Action::Continue

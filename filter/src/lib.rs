@@ -3,9 +3,14 @@
 //!
 //! - [`root`]: plugin start: parse and compile the config, refuse to start on a bad one.
 //! - [`http`]: one request: read the headers once, ask the engine, write the headers once.
-//! - [`host`]: the only place that calls proxy-wasm host functions and maps their `Status`.
+//! - [`push`]: the push listener's requests (token pushes, status).
+//! - [`refused`]: what every request gets when the config was refused (a JSON 503).
+//! - [`host`]: the only place that calls proxy-wasm host functions and maps their `Status`;
+//!   it implements the core's `TokenHost`, so token coordination lives in `egress-core`.
 //!
 //! Natively the crate is empty: its code only links against a proxy-wasm host.
+
+#![deny(clippy::indexing_slicing)]
 
 #[cfg(target_arch = "wasm32")]
 mod host;
@@ -14,13 +19,13 @@ mod http;
 #[cfg(target_arch = "wasm32")]
 mod push;
 #[cfg(target_arch = "wasm32")]
-mod root;
+mod refused;
 #[cfg(target_arch = "wasm32")]
-mod tokens;
+mod root;
 
 #[cfg(target_arch = "wasm32")]
 proxy_wasm::main! {{
-    proxy_wasm::set_log_level(proxy_wasm::types::LogLevel::Info);
+    host::set_log_level(egress_core::plan::LogLevel::Info);
     proxy_wasm::set_root_context(|context_id| -> Box<dyn proxy_wasm::traits::RootContext> {
         Box::new(root::EgressRoot::new(context_id))
     });

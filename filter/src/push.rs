@@ -3,16 +3,15 @@
 //! Ed25519-signed JWT bound to its body (see `egress_core::push`); anything else gets 401 and
 //! changes nothing.
 
-use crate::host;
+use crate::host::{self, Host};
 use egress_core::engine::{Engine, LocalReply};
 use egress_core::plan::LogLevel;
 use egress_core::push::{
-    record_from_body, remember_jti, PushError, PushVerifier, JTI_CACHE_KEY, MAX_PUSH_BODY,
-    PUSH_PATH, STATUS_PATH,
+    record_from_body, remember_jti, PushError, PushVerifier, MAX_PUSH_BODY, PUSH_PATH, STATUS_PATH,
 };
-use egress_core::tokens::record::{fetch_key, token_key};
+use egress_core::tokens::coord::push_store::{self, RememberError};
+use egress_core::tokens::coord::shared::{self, UpdateError, Updated};
 use egress_core::tokens::time::rfc3339;
-use egress_core::tokens::{FetchState, TokenRecord};
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
 use std::rc::Rc;
@@ -45,9 +44,7 @@ impl PushHttp {
             body: body.to_string(),
             headers: vec![("content-type", "application/json".to_string())],
         };
-        if let Err(e) = host::send_local_reply(&reply) {
-            host::log(LogLevel::Error, &format!("egress push: {e}"));
-        }
+        host::reply_or_reset(&reply);
         Action::Pause
     }
 
@@ -65,7 +62,13 @@ impl PushHttp {
 
     /// The whole request is here: check it and act.
     fn handle(&mut self, body: &[u8]) -> Action {
-        let now = host::now_ms();
+        let now = match host::now_ms() {
+            Ok(now) => now,
+            Err(e) => {
+                host::log(LogLevel::Error, &format!("egress push: {e}"));
+                return self.reply(503, serde_json::json!({ "error": "unavailable", "message": "the proxy cannot read its clock" }));
+            }
+        };
         let route = match (self.method.as_str(), self.path.as_str()) {
             ("POST", PUSH_PATH) => PUSH_PATH,
             ("GET", STATUS_PATH) => STATUS_PATH,
@@ -78,31 +81,29 @@ impl PushHttp {
             Ok(v) => v,
             Err(e) => return self.refuse(&e),
         };
-        // One use per JWT: remember its id until it expires (compare-and-swap on one entry).
-        let mut remembered = false;
-        for _ in 0..8 {
-            let (bytes, cas) = host::shared_get(JTI_CACHE_KEY);
-            let updated = match remember_jti(
-                bytes.as_deref(),
-                &verified.jti,
-                verified.expires_at_secs,
-                now / 1000,
-            ) {
-                Ok(u) => u,
-                Err(e) => return self.refuse(&e),
-            };
-            if host::shared_set(JTI_CACHE_KEY, &updated, cas).is_ok() {
-                remembered = true;
-                break;
+        // One use per JWT: remember its id until it expires.
+        let remembered = push_store::remember_jti(&Host, |cache| {
+            remember_jti(cache, &verified.jti, verified.expires_at_secs, now / 1000)
+        });
+        match remembered {
+            Ok(_) => {}
+            Err(RememberError::Refused(e)) => return self.refuse(&e),
+            Err(RememberError::Store(e)) => {
+                host::log(LogLevel::Warn, &format!("egress push: replay cache: {e}"));
+                return self.reply(503, serde_json::json!({ "error": "busy", "message": "too many concurrent pushes; retry" }));
             }
         }
-        if !remembered {
-            return self.reply(503, serde_json::json!({ "error": "busy", "message": "too many concurrent pushes; retry" }));
-        }
         if route == STATUS_PATH {
-            return self.status(now);
+            let names: Vec<&str> = self
+                .engine
+                .targets()
+                .iter()
+                .filter(|t| t.oauth2.is_some())
+                .map(|t| t.name.as_str())
+                .collect();
+            return self.reply(200, push_store::status(&Host, &names, now));
         }
-        let (target, mut record) = match record_from_body(body, now) {
+        let (target, record) = match record_from_body(body, now) {
             Ok(r) => r,
             Err(e) => return self.refuse(&e),
         };
@@ -116,15 +117,21 @@ impl PushHttp {
                 "{target:?} is not an OAuth2 target of this proxy"
             )));
         }
-        let (old, cas) = host::shared_get(&token_key(&target));
-        record.version = old
-            .as_deref()
-            .and_then(TokenRecord::from_bytes)
-            .map_or(0, |r| r.version)
-            + 1;
-        if host::shared_set(&token_key(&target), &record.to_bytes(), cas).is_err() {
-            return self.reply(409, serde_json::json!({ "error": "conflict", "message": "the token changed meanwhile; push again" }));
-        }
+        let record = match shared::store_pushed(&Host, &target, &record) {
+            Ok(Updated {
+                written: Some(r), ..
+            }) => r,
+            Ok(Updated { written: None, .. }) | Err(UpdateError::Contended(_)) => {
+                return self.reply(409, serde_json::json!({ "error": "conflict", "message": "the token changed meanwhile; push again" }));
+            }
+            Err(e) => {
+                host::log(
+                    LogLevel::Error,
+                    &format!("egress push: storing the token: {e}"),
+                );
+                return self.reply(503, serde_json::json!({ "error": "unavailable", "message": "the token could not be stored; push again" }));
+            }
+        };
         host::log(
             LogLevel::Debug,
             &serde_json::json!({
@@ -134,47 +141,6 @@ impl PushHttp {
             .to_string(),
         );
         self.reply(200, serde_json::json!({ "status": "stored", "target": target, "version": record.version, "expires_at": rfc3339(record.expires_at_ms) }))
-    }
-
-    /// Per OAuth2 target: where the token came from, its age and time left, the last fetch
-    /// result. Never the token.
-    fn status(&self, now: u64) -> Action {
-        let targets: Vec<serde_json::Value> = self
-            .engine
-            .targets()
-            .iter()
-            .filter(|t| t.oauth2.is_some())
-            .map(|t| {
-                let record = host::shared_get(&token_key(&t.name))
-                    .0
-                    .as_deref()
-                    .and_then(TokenRecord::from_bytes);
-                let state = host::shared_get(&fetch_key(&t.name))
-                    .0
-                    .as_deref()
-                    .and_then(FetchState::from_bytes)
-                    .unwrap_or_default();
-                match record {
-                    Some(r) => serde_json::json!({
-                        "target": t.name,
-                        "valid": r.is_valid(now),
-                        "source": r.source,
-                        "version": r.version,
-                        "age_ms": now.saturating_sub(r.obtained_at_ms),
-                        "expires_in_ms": r.expires_at_ms.saturating_sub(now),
-                        "expires_at": rfc3339(r.expires_at_ms),
-                        "stale": r.stale,
-                        "fetch_failures": state.failures,
-                        "last_error": state.last_error,
-                    }),
-                    None => serde_json::json!({
-                        "target": t.name, "valid": false, "source": null,
-                        "fetch_failures": state.failures, "last_error": state.last_error,
-                    }),
-                }
-            })
-            .collect();
-        self.reply(200, serde_json::json!({ "targets": targets }))
     }
 }
 
@@ -217,7 +183,12 @@ impl HttpContext for PushHttp {
         if !end_of_stream {
             return Action::Pause;
         }
-        let body = host::request_body(body_size);
-        self.handle(&body)
+        match host::request_body(body_size) {
+            Ok(body) => self.handle(&body),
+            Err(e) => {
+                host::log(LogLevel::Error, &format!("egress push: {e}"));
+                self.reply(500, serde_json::json!({ "error": "internal_error" }))
+            }
+        }
     }
 }

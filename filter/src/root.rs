@@ -1,27 +1,59 @@
 //! Plugin start: the filter config is parsed and compiled once here, never per request.
 //!
 //! In the egress role the root context owns the worker's token manager (its tick and the
-//! token callouts). In the push role it verifies pushes with the configured public key.
+//! token callouts). In the push role it verifies pushes with the configured public key. A
+//! refused config still gives every request an HTTP context: one that answers a JSON 503
+//! (the SDK traps when a root returns none, and the VM would be gone).
 
-use crate::host;
+use crate::host::{self, Host};
 use crate::http::EgressHttp;
 use crate::push::PushHttp;
-use crate::tokens::{TokenManager, TICK};
+use crate::refused::RefusedHttp;
 use egress_core::engine::Engine;
 use egress_core::plan::{FilterConfig, LogLevel, Role};
 use egress_core::push::PushVerifier;
-use egress_core::tokens::record::fetch_key;
-use egress_core::tokens::FetchState;
+use egress_core::tokens::coord::manager::SetupError;
+use egress_core::tokens::coord::{push_store, TokenManager, TokenTarget, TICK_MS};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::ContextType;
+use proxy_wasm::types::{ContextType, MapType};
 use std::cell::RefCell;
 use std::rc::Rc;
 
+/// Why the plugin refused its config.
+#[derive(Debug, thiserror::Error)]
+enum ConfigError {
+    #[error("{0}")]
+    Host(#[from] egress_core::tokens::coord::HostError),
+    #[error("the plugin configuration is empty")]
+    Empty,
+    #[error("invalid filter config: {0}")]
+    Parse(#[from] serde_json::Error),
+    #[error("{0}")]
+    Engine(#[from] egress_core::engine::EngineError),
+    #[error("the push role needs push_public_key")]
+    NoPushKey,
+    #[error("{0}")]
+    PushKey(#[from] egress_core::push::PushError),
+    #[error("{0}")]
+    Tokens(#[from] SetupError),
+}
+
+enum Running {
+    /// Not configured (yet, or refused): requests get a 503.
+    Refused,
+    Egress {
+        engine: Rc<Engine>,
+        tokens: Rc<RefCell<TokenManager>>,
+    },
+    Push {
+        engine: Rc<Engine>,
+        verifier: Rc<PushVerifier>,
+    },
+}
+
 pub struct EgressRoot {
     context_id: u32,
-    engine: Option<Rc<Engine>>,
-    tokens: Option<Rc<RefCell<TokenManager>>>,
-    push: Option<Rc<PushVerifier>>,
+    running: Running,
     log_level: LogLevel,
 }
 
@@ -29,51 +61,50 @@ impl EgressRoot {
     pub fn new(context_id: u32) -> Self {
         Self {
             context_id,
-            engine: None,
-            tokens: None,
-            push: None,
+            running: Running::Refused,
             log_level: LogLevel::default(),
         }
     }
 
-    fn configure(&mut self) -> Result<(), String> {
-        let bytes = host::plugin_configuration()
-            .map_err(|e| e.to_string())?
-            .ok_or_else(|| "the plugin configuration is empty".to_string())?;
-        let config =
-            FilterConfig::from_json(&bytes).map_err(|e| format!("invalid filter config: {e}"))?;
-        let engine = Engine::new(&config).map_err(|e| e.to_string())?;
+    fn configure(&mut self) -> Result<(), ConfigError> {
+        let bytes = host::plugin_configuration()?.ok_or(ConfigError::Empty)?;
+        let config = FilterConfig::from_json(&bytes)?;
+        let engine = Rc::new(Engine::new(&config)?);
         let level = config.log_level;
-        proxy_wasm::set_log_level(host::host_level(level));
+        host::set_log_level(level);
         self.log_level = level;
-        match config.role {
+        self.running = match config.role {
             Role::Push => {
                 let pem = config
                     .push_public_key
                     .as_deref()
-                    .ok_or_else(|| "the push role needs push_public_key".to_string())?;
-                self.push = Some(Rc::new(
-                    PushVerifier::from_pem(pem).map_err(|e| e.to_string())?,
-                ));
+                    .ok_or(ConfigError::NoPushKey)?;
+                let verifier = Rc::new(PushVerifier::from_pem(pem)?);
+                if let Err(e) = push_store::start(&Host) {
+                    host::log(
+                        LogLevel::Error,
+                        &format!("egress push: creating the replay cache: {e}"),
+                    );
+                }
+                Running::Push {
+                    engine: engine.clone(),
+                    verifier,
+                }
             }
             Role::Egress => {
-                let tokens = TokenManager::new(self.context_id, &engine, level)?;
+                let targets = TokenTarget::from_engine(&engine)?;
+                let mut tokens =
+                    TokenManager::new(self.context_id, targets, level, host::random_seed());
                 if tokens.has_targets() {
-                    for t in engine.targets().iter().filter(|t| t.oauth2.is_some()) {
-                        // Make the fetch state exist, so leases are always taken by CAS.
-                        if host::shared_get(&fetch_key(&t.name)).0.is_none() {
-                            let _ = host::shared_set(
-                                &fetch_key(&t.name),
-                                &FetchState::default().to_bytes(),
-                                None,
-                            );
-                        }
-                    }
-                    self.set_tick_period(TICK);
+                    tokens.start(&Host);
+                    host::set_tick_period(TICK_MS)?;
                 }
-                self.tokens = Some(Rc::new(RefCell::new(tokens)));
+                Running::Egress {
+                    engine: engine.clone(),
+                    tokens: Rc::new(RefCell::new(tokens)),
+                }
             }
-        }
+        };
         host::log(
             LogLevel::Info,
             &serde_json::json!({
@@ -85,7 +116,6 @@ impl EgressRoot {
             })
             .to_string(),
         );
-        self.engine = Some(Rc::new(engine));
         Ok(())
     }
 }
@@ -98,11 +128,30 @@ impl Context for EgressRoot {
         body_size: usize,
         _trailers: usize,
     ) {
-        if let (Some(engine), Some(tokens)) = (&self.engine, &self.tokens) {
-            if let Ok(mut t) = tokens.try_borrow_mut() {
-                t.on_callout(token_id, num_headers, body_size, engine);
-            }
+        let Running::Egress { tokens, .. } = &self.running else {
+            return;
+        };
+        let Ok(mut t) = tokens.try_borrow_mut() else {
+            host::log(
+                LogLevel::Error,
+                "egress: token callout reply while the token manager is busy",
+            );
+            return;
+        };
+        if !t.owns_callout(token_id) {
+            return;
         }
+        let status = if num_headers == 0 {
+            None
+        } else {
+            host::status_of(MapType::HttpCallResponseHeaders)
+        };
+        let body = if status.is_some() {
+            host::callout_body(body_size)
+        } else {
+            Vec::new()
+        };
+        t.on_callout(&Host, token_id, status, &body);
     }
 }
 
@@ -111,10 +160,11 @@ impl RootContext for EgressRoot {
         match self.configure() {
             Ok(()) => true,
             Err(reason) => {
+                self.running = Running::Refused;
                 let msg = serde_json::json!({
                     "level": "error",
                     "msg": "egress filter config rejected; the plugin does not start",
-                    "reason": reason,
+                    "reason": reason.to_string(),
                 });
                 host::log(LogLevel::Error, &msg.to_string());
                 false
@@ -123,25 +173,30 @@ impl RootContext for EgressRoot {
     }
 
     fn on_tick(&mut self) {
-        if let (Some(engine), Some(tokens)) = (&self.engine, &self.tokens) {
-            if let Ok(mut t) = tokens.try_borrow_mut() {
-                t.on_tick(self, engine);
+        if let Running::Egress { tokens, .. } = &self.running {
+            match tokens.try_borrow_mut() {
+                Ok(mut t) => t.on_tick(&Host),
+                Err(_) => host::log(
+                    LogLevel::Error,
+                    "egress: tick while the token manager is busy",
+                ),
             }
         }
     }
 
     fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
-        let engine = self.engine.clone()?;
-        if let Some(verifier) = &self.push {
-            return Some(Box::new(PushHttp::new(verifier.clone(), engine)));
-        }
-        let tokens = self.tokens.clone()?;
-        Some(Box::new(EgressHttp::new(
-            context_id,
-            engine,
-            tokens,
-            self.log_level,
-        )))
+        Some(match &self.running {
+            Running::Refused => Box::new(RefusedHttp),
+            Running::Push { engine, verifier } => {
+                Box::new(PushHttp::new(verifier.clone(), engine.clone()))
+            }
+            Running::Egress { engine, tokens } => Box::new(EgressHttp::new(
+                context_id,
+                engine.clone(),
+                tokens.clone(),
+                self.log_level,
+            )),
+        })
     }
 
     fn get_type(&self) -> Option<ContextType> {

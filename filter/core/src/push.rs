@@ -9,6 +9,8 @@
 //! `GET /v1/status` (same authentication, `body_sha256` of the empty body) lists each target's
 //! token source, age and time left, never the token.
 
+#![deny(clippy::indexing_slicing)]
+
 use crate::secret::Secret;
 use crate::tokens::{TokenRecord, TokenSource};
 use jwt_simple::prelude::*;
@@ -238,12 +240,12 @@ pub fn record_from_body(body: &[u8], now_ms: u64) -> Result<(String, TokenRecord
             source: TokenSource::Pushed,
             version: 0,
             stale: false,
+            last_stale_mark_ms: 0,
         },
     ))
 }
 
-/// Shared-data key of the replay cache: the `jti`s used and not yet expired.
-pub const JTI_CACHE_KEY: &str = "egress/push/jtis";
+pub use crate::tokens::coord::push_store::JTI_CACHE_KEY;
 /// Most `jti`s remembered at once (each lives at most [`MAX_PUSH_LIFETIME_SECS`] plus the
 /// clock tolerance, so this bounds pushes to about 30 per second, far above any refresher).
 pub const MAX_REMEMBERED_JTIS: usize = 4096;

@@ -130,9 +130,14 @@ fn crm(worker: &Worker) -> Stream {
         .unwrap()
 }
 
+/// The salesforce token record in shared data (the entry exists from the start, without a
+/// record until a token is stored).
 fn token_record(host: &Host) -> Option<serde_json::Value> {
     host.shared_data("egress/token/salesforce")
-        .map(|(v, _)| serde_json::from_slice(&v).unwrap())
+        .and_then(|(v, _)| egress_core::tokens::TokenRecord::from_bytes(&v))
+        .map(|_| {
+            serde_json::from_slice(&host.shared_data("egress/token/salesforce").unwrap().0).unwrap()
+        })
 }
 
 #[test]

@@ -188,6 +188,7 @@ impl Fetcher {
             source: TokenSource::Fetched,
             version: 0,
             stale: false,
+            last_stale_mark_ms: 0,
         })
     }
 }

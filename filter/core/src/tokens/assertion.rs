@@ -83,6 +83,19 @@ impl AssertionSigner {
     }
 }
 
+impl crate::tokens::coord::manager::SignAssertion for AssertionSigner {
+    fn sign(
+        &self,
+        client_id: &str,
+        audience: &str,
+        now_secs: u64,
+        jti: &str,
+    ) -> Result<String, crate::tokens::FetchError> {
+        AssertionSigner::sign(self, client_id, audience, now_secs, jti)
+            .map_err(|e| crate::tokens::FetchError::Assertion(e.to_string()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,9 +7,13 @@
 //! - [`reply`]: parsing the token endpoint's reply, strictly.
 //! - [`schedule`]: when to refresh, who fetches (a lease taken by compare-and-swap), backoff.
 //! - [`time`]: RFC 3339 timestamps for log lines.
+//! - [`coord`]: coordination across workers through shared data, behind a host trait.
+
+#![deny(clippy::indexing_slicing)]
 
 #[cfg(feature = "jwt")]
 pub mod assertion;
+pub mod coord;
 pub mod record;
 pub mod reply;
 pub mod request;

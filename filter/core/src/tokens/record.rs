@@ -31,6 +31,15 @@ pub struct TokenRecord {
     /// Set when the target answered 401 to this token: refresh now, keep using it meanwhile.
     #[serde(default)]
     pub stale: bool,
+    /// When a 401 last marked a token of this target stale (unix ms; 0: never). Carried from
+    /// record to record, so 401s cannot drive refreshes faster than
+    /// [`super::schedule::STALE_REFRESH_MIN_INTERVAL_MS`].
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub last_stale_mark_ms: u64,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
 }
 
 impl TokenRecord {
@@ -101,6 +110,7 @@ mod tests {
             source: TokenSource::Fetched,
             version: 3,
             stale: false,
+            last_stale_mark_ms: 0,
         };
         assert_eq!(TokenRecord::from_bytes(&r.to_bytes()), Some(r.clone()));
         assert!(!format!("{r:?}").contains("tok-123"));

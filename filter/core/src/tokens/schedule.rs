@@ -13,6 +13,37 @@ pub const BACKOFF_MAX_MS: u64 = 30_000;
 /// Added to `token_timeout` for the lease, so a reply arriving at the deadline still counts.
 pub const LEASE_MARGIN_MS: u64 = 2_000;
 
+/// A worker that dispatched a fetch gives up on its callout this long after the lease ran
+/// out: a late reply is still taken until then; only a host that never answers makes the
+/// worker start over.
+pub const CALLOUT_GRACE_MS: u64 = 5_000;
+/// At most one 401-triggered (stale) refresh per target in this interval.
+pub const STALE_REFRESH_MIN_INTERVAL_MS: u64 = 30_000;
+
+/// When a lease taken at `now_ms` lapses.
+pub fn lease_until_ms(now_ms: u64, token_timeout_ms: u64) -> u64 {
+    now_ms
+        .saturating_add(token_timeout_ms)
+        .saturating_add(LEASE_MARGIN_MS)
+}
+
+/// Until when a worker waits for the reply to a callout it dispatched at `now_ms`.
+pub fn callout_deadline_ms(now_ms: u64, token_timeout_ms: u64) -> u64 {
+    lease_until_ms(now_ms, token_timeout_ms).saturating_add(CALLOUT_GRACE_MS)
+}
+
+/// Until when a request that arrived at `now_ms` without a token waits for one: as long as
+/// a fetch started now may take (its lease), plus two ticks for the workers that did not
+/// fetch to see the result.
+pub fn wait_deadline_ms(now_ms: u64, token_timeout_ms: u64, tick_ms: u64) -> u64 {
+    lease_until_ms(now_ms, token_timeout_ms).saturating_add(tick_ms.saturating_mul(2))
+}
+
+/// Whether a 401 may mark a token stale now, given when the last mark was (0: never).
+pub fn may_mark_stale(last_mark_ms: u64, now_ms: u64) -> bool {
+    last_mark_ms == 0 || now_ms >= last_mark_ms.saturating_add(STALE_REFRESH_MIN_INTERVAL_MS)
+}
+
 /// What a target's token needs now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Need {
@@ -60,7 +91,7 @@ pub fn take_lease(
 ) -> FetchState {
     FetchState {
         lease_owner: Some(worker),
-        lease_until_ms: now_ms + token_timeout_ms + LEASE_MARGIN_MS,
+        lease_until_ms: lease_until_ms(now_ms, token_timeout_ms),
         ..state.clone()
     }
 }
@@ -78,7 +109,7 @@ pub fn after_failure(state: &FetchState, reason: &str, now_ms: u64, jitter: f64)
         lease_owner: None,
         lease_until_ms: 0,
         failures,
-        next_attempt_ms: now_ms + backoff_ms(failures, jitter),
+        next_attempt_ms: now_ms.saturating_add(backoff_ms(failures, jitter)),
         last_error: Some(reason.to_string()),
     }
 }
@@ -119,6 +150,7 @@ mod tests {
             source: TokenSource::Fetched,
             version: 1,
             stale: false,
+            last_stale_mark_ms: 0,
         }
     }
 
