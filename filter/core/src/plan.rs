@@ -26,6 +26,10 @@ pub mod wire {
     /// each `set_property` is a costly host call; if the filter did not set it, Envoy prints
     /// `-` and the line is still valid JSON (`"target":"-"`).
     pub const PROP_LOG: &str = "egress_log";
+    /// Filter state read by the access log as `"caller":"%FILTER_STATE(wasm.egress_caller:PLAIN)%"`
+    /// (rendered only with `egress.callers`): the caller's SPIFFE ID or `<iss>/<sub>`,
+    /// JSON-escaped.
+    pub const PROP_CALLER: &str = "egress_caller";
 
     /// The value of [`PROP_LOG`]: `<target>","method":"<m>","path":"<p>","target_url":"<u>`,
     /// every part JSON-escaped, so it cannot break out of the line.

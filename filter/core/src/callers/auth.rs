@@ -63,6 +63,11 @@ impl Authenticator {
         })
     }
 
+    /// Whether a verified peer certificate's SPIFFE ID is an identity (`callers.mtls`).
+    pub fn mtls(&self) -> bool {
+        self.mtls
+    }
+
     pub fn has_jwt(&self) -> bool {
         !self.issuers.is_empty()
     }

@@ -247,6 +247,12 @@ impl Engine {
         self.callers.is_some()
     }
 
+    /// Whether the peer certificate's SPIFFE ID is read (`egress.callers.mtls` is set): the
+    /// glue asks the host for it only then.
+    pub fn wants_peer_identity(&self) -> bool {
+        self.callers.as_ref().is_some_and(Authenticator::mtls)
+    }
+
     /// The `allow` blocks that apply to a forward: the target's and the route's.
     pub fn allows(&self, fwd: &Forward) -> (Option<&Allow>, Option<&Allow>) {
         (
