@@ -1,6 +1,6 @@
 //! Reading a config file, with errors printed as `file:line:col: path: message`.
 
-use egress_core::config::load::load_str_from_env;
+use egress_core::config::load::load_bytes_from_env;
 use egress_core::config::{Config, ConfigErrors};
 use std::path::{Path, PathBuf};
 
@@ -38,11 +38,12 @@ impl SourceError {
 
 pub fn load(path: &Path) -> Result<Source, SourceError> {
     let shown = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|err| SourceError::Read {
+    let bytes = std::fs::read(path).map_err(|err| SourceError::Read {
         path: shown.clone(),
         err,
     })?;
-    let config = load_str_from_env(&text).map_err(|errors| SourceError::Invalid {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let config = load_bytes_from_env(&bytes, Some(dir)).map_err(|errors| SourceError::Invalid {
         path: shown,
         errors,
     })?;

@@ -1,34 +1,12 @@
 //! Config loading: the seed is accepted as written, and every mistake is reported with its
 //! field path and line:column, all at once.
-#![cfg(feature = "yaml")]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod support;
+
 use egress_core::config::load::load_str;
-use egress_core::config::{Auth, ConfigErrors, TokenStore};
-
-const SEED: &str = include_str!("../../../examples/config.yaml");
-
-fn env(name: &str) -> Option<String> {
-    match name {
-        "REDIS_PASSWORD"
-        | "SALESFORCE_CLIENT_ID"
-        | "SALESFORCE_CLIENT_SECRET"
-        | "NOTIFICATION_API_KEY"
-        | "ANALYTICS_BEARER_TOKEN"
-        | "ERP_USERNAME"
-        | "ERP_PASSWORD" => Some(format!("v-{name}")),
-        _ => None,
-    }
-}
-
-fn errors(yaml: &str) -> ConfigErrors {
-    load_str(yaml, &env).expect_err("config should be rejected")
-}
-
-fn has(errs: &ConfigErrors, path: &str, needle: &str) -> bool {
-    errs.iter()
-        .any(|e| e.path == path && e.message.contains(needle))
-}
+use egress_core::config::{Auth, TokenStore};
+use support::{env, errors, find, has, SEED};
 
 #[test]
 fn seed_config_is_accepted_as_written() {
@@ -257,4 +235,208 @@ fn insecure_skip_verify_with_a_ca_is_contradictory() {
         ),
         "{errs}"
     );
+}
+
+#[test]
+fn a_bad_path_prefix_does_not_hide_the_routes_other_errors() {
+    let yaml = r#"
+http:
+  addr: ":8080"
+egress:
+  targets:
+    a:
+      url: "https://a.example.com"
+  routes:
+    - path_prefix: "egress/a"
+      target: nope
+      methods: ["GET", "FETCH", "GET"]
+      strip_prefix: "no-slash"
+      rewrite_prefix: "/x/../y"
+    - path_prefix: "/egress/b?q"
+      target: also-nope
+"#;
+    let errs = errors(yaml);
+    let text = errs.to_string();
+    for (path, needle, line) in [
+        ("egress.routes[0].path_prefix", "must start with '/'", 9),
+        ("egress.routes[0].target", "unknown target", 10),
+        ("egress.routes[0].methods[1]", "invalid method", 11),
+        ("egress.routes[0].methods[2]", "listed twice", 11),
+        ("egress.routes[0].strip_prefix", "must start with '/'", 12),
+        ("egress.routes[0].rewrite_prefix", "segments", 13),
+        ("egress.routes[1].path_prefix", "plain path", 14),
+        ("egress.routes[1].target", "unknown target", 15),
+    ] {
+        let e = find(&errs, path).unwrap_or_else(|| panic!("no error at {path}: {text}"));
+        assert!(e.message.contains(needle), "{path}: {text}");
+        assert_eq!(e.location.map(|l| l.0), Some(line), "{path}: {text}");
+    }
+    assert_eq!(errs.len(), 8, "{text}");
+}
+
+#[test]
+fn a_valid_strip_prefix_is_not_blamed_for_an_invalid_path_prefix() {
+    let yaml = SEED.replace(
+        "    - path_prefix: \"/egress/crm\"",
+        "    - path_prefix: \"/egress//crm\"",
+    );
+    let errs = errors(&yaml);
+    assert!(
+        has(&errs, "egress.routes[0].path_prefix", "segments"),
+        "{errs}"
+    );
+    assert!(
+        find(&errs, "egress.routes[0].strip_prefix").is_none(),
+        "{errs}"
+    );
+    assert_eq!(errs.len(), 1, "{errs}");
+}
+
+#[test]
+fn an_unknown_token_store_type_still_checks_the_redis_block() {
+    let yaml = SEED
+        .replace("    type: redis\n", "    type: redys\n")
+        .replace("address: \"redis:6379\"", "address: \"redis\"");
+    let errs = errors(&yaml);
+    assert!(
+        has(&errs, "egress.token_store.type", "unknown token store"),
+        "{errs}"
+    );
+    assert!(
+        has(&errs, "egress.token_store.redis.address", "host:port"),
+        "{errs}"
+    );
+    let errs = errors(&SEED.replace("address: \"redis:6379\"", "address: \"redis:0\""));
+    assert!(
+        has(&errs, "egress.token_store.redis.address", "1 to 65535"),
+        "{errs}"
+    );
+}
+
+#[test]
+fn an_unknown_auth_type_does_not_hide_the_targets_other_errors() {
+    let yaml = SEED
+        .replace("        type: bearer\n", "        type: bearr\n")
+        .replace(
+            "https://analytics.example.com/api/v2",
+            "https://analytics.example.com/a//b",
+        );
+    let errs = errors(&yaml);
+    assert!(
+        has(
+            &errs,
+            "egress.targets.analytics.auth.type",
+            "unknown auth type"
+        ),
+        "{errs}"
+    );
+    assert!(
+        has(&errs, "egress.targets.analytics.url", "not allowed"),
+        "{errs}"
+    );
+}
+
+#[test]
+fn listener_port_zero_is_refused() {
+    let errs = errors(&SEED.replace("addr: \":8080\"", "addr: \":0\""));
+    let e = find(&errs, "http.addr").unwrap();
+    assert!(e.message.contains("port 0"), "{errs}");
+    assert_eq!(e.location, Some((5, 3)));
+}
+
+#[test]
+fn urls_with_user_info_query_fragment_or_port_zero_are_refused() {
+    for (bad, field) in [
+        ("https://user:pw@mycompany.salesforce.com/x", "url"),
+        ("https://mycompany.salesforce.com/x?a=1", "url"),
+        ("https://mycompany.salesforce.com/x#frag", "url"),
+        ("https://mycompany.salesforce.com:0/x", "url"),
+        ("http://", "url"),
+    ] {
+        let yaml = SEED.replace("https://mycompany.salesforce.com/services/data/v58.0", bad);
+        let errs = errors(&yaml);
+        let path = format!("egress.targets.salesforce.{field}");
+        let e = find(&errs, &path).unwrap_or_else(|| panic!("{bad}: {errs}"));
+        assert_eq!(e.location.map(|l| l.0), Some(34), "{bad}: {errs}");
+        assert!(!errs.to_string().contains("pw"), "{errs}");
+    }
+    for bad in [
+        "https://id:secret@login.salesforce.com/token",
+        "https://login.salesforce.com/token?x=1",
+        "https://login.salesforce.com:0/token",
+        "ftp://login.salesforce.com/token",
+    ] {
+        let yaml = SEED.replace("https://login.salesforce.com/services/oauth2/token", bad);
+        let errs = errors(&yaml);
+        assert!(
+            find(&errs, "egress.targets.salesforce.auth.token_url").is_some(),
+            "{bad}: {errs}"
+        );
+        assert!(!errs.to_string().contains("secret"), "{errs}");
+    }
+}
+
+#[test]
+fn every_value_of_the_wrong_type_is_reported_with_the_other_errors() {
+    let yaml = SEED
+        .replace("retry_count: 3", "retry_count: many")
+        .replace("timeout: 15s", "timeout: 15")
+        .replacen("methods: [\"POST\"]", "methods: [\"POST\", {a: 1}]", 1)
+        .replace("target: analytics", "target: analytic");
+    let errs = errors(&yaml);
+    let text = errs.to_string();
+    assert!(
+        find(&errs, "egress.defaults.retry_count").is_some(),
+        "{text}"
+    );
+    assert!(
+        has(
+            &errs,
+            "egress.targets.salesforce.timeout",
+            "expected a string"
+        ),
+        "{text}"
+    );
+    let m = find(&errs, "egress.routes[1].methods[1]").unwrap_or_else(|| panic!("{text}"));
+    assert_eq!(m.location.map(|l| l.0), Some(103), "{text}");
+    assert!(
+        has(&errs, "egress.routes[3].target", "unknown target"),
+        "{text}"
+    );
+    assert_eq!(errs.len(), 4, "{text}");
+}
+
+#[test]
+fn a_required_value_of_the_wrong_type_is_reported_once() {
+    let yaml = SEED.replace(
+        "url: \"https://notify.internal.svc\"",
+        "url: [\"https://notify.internal.svc\"]",
+    );
+    let errs = errors(&yaml);
+    assert!(
+        has(&errs, "egress.targets.notification.url", "invalid type"),
+        "{errs}"
+    );
+    assert_eq!(errs.len(), 1, "{errs}");
+}
+
+#[test]
+fn a_target_of_the_wrong_type_does_not_make_its_routes_unknown() {
+    let yaml = SEED
+        .replace(
+            "    # Notification Service - API Key\n    notification:\n",
+            "    notification: oops\n    old_notification:\n",
+        )
+        .replace("retry_count: 3", "retry_count: []");
+    let errs = errors(&yaml);
+    let text = errs.to_string();
+    assert!(
+        has(&errs, "egress.targets.notification", "expected a mapping"),
+        "{text}"
+    );
+    assert!(
+        find(&errs, "egress.defaults.retry_count").is_some(),
+        "{text}"
+    );
+    assert!(!text.contains("unknown target"), "{text}");
 }

@@ -28,12 +28,25 @@ impl fmt::Display for ConfigError {
         if let Some((line, col)) = self.location {
             write!(f, "{line}:{col}: ")?;
         }
-        if self.path.is_empty() {
-            write!(f, "{}", self.message)
+        // One line per error, whatever a hostile key or value put in the path or message.
+        if !self.path.is_empty() {
+            write_escaped(f, &self.path)?;
+            f.write_str(": ")?;
+        }
+        write_escaped(f, &self.message)
+    }
+}
+
+/// Writes `s` with control characters escaped (`\n`, `\u{1b}`).
+fn write_escaped(f: &mut fmt::Formatter<'_>, s: &str) -> fmt::Result {
+    for c in s.chars() {
+        if c.is_control() {
+            write!(f, "{}", c.escape_debug())?;
         } else {
-            write!(f, "{}: {}", self.path, self.message)
+            write!(f, "{c}")?;
         }
     }
+    Ok(())
 }
 
 /// Every problem found in one config, in file order.

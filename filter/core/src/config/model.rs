@@ -18,7 +18,7 @@ pub struct Config {
     pub endpoints: Endpoints,
     pub logger: Logger,
     /// `egress.callers`; `None`: callers are not identified.
-    pub callers: Option<super::callers::Callers>,
+    pub callers: Option<Callers>,
 }
 
 impl Config {
@@ -213,4 +213,31 @@ pub struct Logger {
     pub level: LogLevel,
     pub format: LogFormat,
     pub output: LogOutput,
+}
+
+/// `egress.callers`, validated.
+#[derive(Debug, Clone)]
+pub struct Callers {
+    pub mtls: Option<CallersMtls>,
+    /// Issuers in the filter's form; public key and JWKS files are read by `egressctl compile`.
+    pub jwt: Vec<crate::callers::IssuerPlan>,
+}
+
+/// `egress.callers.mtls`: the egress listener's TLS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallersMtls {
+    pub server_cert: String,
+    pub server_key: String,
+    pub client_ca: String,
+    pub require_client_cert: bool,
+}
+
+impl Callers {
+    /// The filter's view.
+    pub fn plan(&self) -> crate::callers::CallersPlan {
+        crate::callers::CallersPlan {
+            mtls: self.mtls.is_some(),
+            jwt: self.jwt.clone(),
+        }
+    }
 }

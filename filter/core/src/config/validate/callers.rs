@@ -1,42 +1,16 @@
 //! Validation of `egress.callers` and of `allow` on targets and routes.
 
-use super::error::{ConfigErrors, FieldPath};
-use super::raw::{RawAllow, RawCallers, RawEgress, RawJwtIssuer};
 use crate::callers::allow::valid_spiffe_pattern;
-use crate::callers::{Allow, CallersPlan, HeaderSource, IssuerPlan, JwtAlg, KeySource};
+use crate::callers::{Allow, HeaderSource, IssuerPlan, JwtAlg, KeySource};
+use crate::config::error::{ConfigErrors, FieldPath};
+use crate::config::model::{Callers, CallersMtls};
+use crate::config::raw::{RawAllow, RawCallers, RawEgress, RawJwtIssuer};
 use crate::duration::parse_duration;
 use crate::secret::Secret;
 use std::time::Duration;
 
 const DEFAULT_CLOCK_SKEW: Duration = Duration::from_secs(30);
 const MAX_CLOCK_SKEW: Duration = Duration::from_secs(300);
-
-/// `egress.callers`, validated.
-#[derive(Debug, Clone)]
-pub struct Callers {
-    pub mtls: Option<CallersMtls>,
-    /// Issuers in the filter's form; public key and JWKS files are read by `egressctl compile`.
-    pub jwt: Vec<IssuerPlan>,
-}
-
-/// `egress.callers.mtls`: the egress listener's TLS.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CallersMtls {
-    pub server_cert: String,
-    pub server_key: String,
-    pub client_ca: String,
-    pub require_client_cert: bool,
-}
-
-impl Callers {
-    /// The filter's view.
-    pub fn plan(&self) -> CallersPlan {
-        CallersPlan {
-            mtls: self.mtls.is_some(),
-            jwt: self.jwt.clone(),
-        }
-    }
-}
 
 fn nonempty_file(v: &str, path: &FieldPath, errs: &mut ConfigErrors) {
     if v.trim().is_empty() {

@@ -1,0 +1,137 @@
+//! `egress.targets.<name>.auth`: the `type` picks a family, each in its own file; this file
+//! checks the type, rejects fields of another type, and dispatches.
+//!
+//! Adding an auth type: list it in [`KINDS`] and [`fields_for`], add its fields to
+//! [`set_fields`], and validate it in a new file beside [`headers`] and [`oauth2`].
+
+mod headers;
+mod mtls;
+mod oauth2;
+
+use super::super::error::{ConfigErrors, FieldPath};
+use super::super::model::*;
+use super::super::raw::*;
+
+/// Every `auth.type` spelling.
+const KINDS: [&str; 5] = [
+    "api_key",
+    "bearer",
+    "basic",
+    "mtls",
+    "oauth2_client_credentials",
+];
+
+/// Which auth fields each type takes.
+fn fields_for(kind: &str) -> &'static [&'static str] {
+    match kind {
+        "api_key" => &["header", "key"],
+        "bearer" => &["token"],
+        "basic" => &["username", "password"],
+        "mtls" => &[],
+        "oauth2_client_credentials" => &[
+            "token_url",
+            "client_id",
+            "client_secret",
+            "scopes",
+            "refresh_before_expiry",
+            "params",
+            "client_auth",
+            "private_key",
+            "signing_alg",
+            "key_id",
+            "token_timeout",
+            "default_lifetime",
+        ],
+        _ => &[],
+    }
+}
+
+fn set_fields(a: &RawAuth) -> Vec<&'static str> {
+    let mut v = Vec::new();
+    let mut add = |name: &'static str, set: bool| {
+        if set {
+            v.push(name);
+        }
+    };
+    add("header", a.header.is_some());
+    add("key", a.key.is_some());
+    add("token", a.token.is_some());
+    add("username", a.username.is_some());
+    add("password", a.password.is_some());
+    add("token_url", a.token_url.is_some());
+    add("client_id", a.client_id.is_some());
+    add("client_secret", a.client_secret.is_some());
+    add("scopes", a.scopes.is_some());
+    add("refresh_before_expiry", a.refresh_before_expiry.is_some());
+    add("params", a.params.is_some());
+    add("client_auth", a.client_auth.is_some());
+    add("private_key", a.private_key.is_some());
+    add("signing_alg", a.signing_alg.is_some());
+    add("key_id", a.key_id.is_some());
+    add("token_timeout", a.token_timeout.is_some());
+    add("default_lifetime", a.default_lifetime.is_some());
+    v
+}
+
+pub(super) fn required<'a>(
+    v: &'a Option<String>,
+    field: &str,
+    kind: &str,
+    path: &FieldPath,
+    errs: &mut ConfigErrors,
+) -> Option<&'a str> {
+    match v.as_deref() {
+        Some(s) if !s.is_empty() => Some(s),
+        Some(_) => {
+            errs.push(path.key(field).as_str(), "must not be empty");
+            None
+        }
+        None => {
+            errs.push(
+                path.key(field).as_str(),
+                format!("is required for auth type {kind}"),
+            );
+            None
+        }
+    }
+}
+
+pub(in super::super) fn auth(
+    raw: Option<&RawAuth>,
+    tls: Option<&TlsSettings>,
+    path: &FieldPath,
+    errs: &mut ConfigErrors,
+) -> Auth {
+    let Some(a) = raw else {
+        return Auth::None;
+    };
+    let kind = a.kind.as_str();
+    if !KINDS.contains(&kind) {
+        errs.push(
+            path.key("type").as_str(),
+            format!(
+                "unknown auth type {kind:?}; expected one of {}",
+                KINDS.join(", ")
+            ),
+        );
+        return Auth::None;
+    }
+    let allowed = fields_for(kind);
+    for f in set_fields(a) {
+        if !allowed.contains(&f) {
+            errs.push(
+                path.key(f).as_str(),
+                format!("does not apply to auth type {kind}"),
+            );
+        }
+    }
+    match kind {
+        "api_key" => headers::api_key(a, path, errs),
+        "bearer" => headers::bearer(a, path, errs),
+        "basic" => headers::basic(a, path, errs),
+        "mtls" => mtls::mtls(tls, path, errs),
+        _ => oauth2::oauth2(a, tls, path, errs)
+            .map(Auth::OAuth2)
+            .unwrap_or(Auth::None),
+    }
+}
