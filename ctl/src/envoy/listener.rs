@@ -25,7 +25,7 @@ pub fn egress_listener(config: &Config, filter_json: &str, wasm: &Path) -> Value
         "codec_type": "AUTO",
         "route_config": route_config(config),
         "http_filters": [wasm_filter(filter_json, wasm), router_filter()],
-        "access_log": access_logs(&config.logger),
+        "access_log": access_logs(&config.logger, config.callers.is_some()),
         // The filter refuses dot segments, `//` and encoded slashes with a JSON 400 itself;
         // Envoy must hand it the path exactly as the caller sent it.
         "normalize_path": false,

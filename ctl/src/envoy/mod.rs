@@ -6,6 +6,7 @@
 //! - [`locate`]: where the Envoy binary, the wasm module and the system CA bundle are.
 
 pub mod access_log;
+pub mod callers;
 pub mod clusters;
 pub mod listener;
 pub mod locate;
@@ -44,6 +45,8 @@ pub enum RenderError {
         path: String,
         reason: String,
     },
+    #[error("egress.callers.jwt issuer {issuer:?}: {reason}")]
+    CallerKey { issuer: String, reason: String },
     #[error("cannot serialize the filter config: {0}")]
     Json(#[from] serde_json::Error),
 }
@@ -62,12 +65,15 @@ pub fn render(source: &Source, opts: &RenderOptions) -> Result<Rendered, RenderE
     let config = &source.config;
     let mut filter_config = FilterConfig::from_config(config);
     attach_private_keys(source, &mut filter_config)?;
+    callers::attach_caller_keys(source, &mut filter_config)?;
     let filter_json = serde_json::to_string(&filter_config)?;
     let mut files = Vec::new();
     let mut clusters = clusters::target_clusters(source, opts, &mut files)?;
     clusters.extend(clusters::token_clusters(source, opts, &mut files)?);
     clusters.push(clusters::admin_cluster(&opts.admin));
-    let mut listeners = vec![listener::egress_listener(config, &filter_json, &opts.wasm)];
+    let mut egress = listener::egress_listener(config, &filter_json, &opts.wasm);
+    callers::secure_listener(&mut egress, source, &mut files);
+    let mut listeners = vec![egress];
     if let Some(push) = &opts.push {
         let mut push_config = filter_config.clone();
         push_config.role = egress_core::plan::Role::Push;

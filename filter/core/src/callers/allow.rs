@@ -179,3 +179,57 @@ pub fn spiffe_matches(pattern: &str, id: &str) -> bool {
         None => pattern == id,
     }
 }
+
+impl std::fmt::Display for Allow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut parts = Vec::new();
+        for (name, list) in [
+            ("spiffe_ids", &self.spiffe_ids),
+            ("subjects", &self.subjects),
+            ("roles", &self.roles),
+        ] {
+            if !list.is_empty() {
+                parts.push(format!("{name}: {}", list.join(", ")));
+            }
+        }
+        write!(f, "{}", parts.join("; "))
+    }
+}
+
+/// Who may call a route, in words (`egressctl routes`): `identified` is whether
+/// `egress.callers` is set.
+pub fn describe(target: Option<&Allow>, route: Option<&Allow>, identified: bool) -> String {
+    if !identified {
+        return "anyone (callers not identified)".into();
+    }
+    match (target, route) {
+        (None, None) => "any authenticated caller".into(),
+        (Some(t), None) => t.to_string(),
+        (None, Some(r)) => r.to_string(),
+        (Some(t), Some(r)) => format!("({t}) and ({r})"),
+    }
+}
+
+/// Why a caller is admitted or refused, in words (`egressctl explain`).
+pub fn explain_verdict(verdict: &Verdict) -> String {
+    match verdict {
+        Verdict::Allowed { target, route } => {
+            let mut why = Vec::new();
+            match target {
+                Some(m) => why.push(format!("the target's allow matches by its {m}")),
+                None => why.push("the target has no allow block".to_string()),
+            }
+            match route {
+                Some(m) => why.push(format!("the route's allow matches by its {m}")),
+                None => why.push("the route has no allow block".to_string()),
+            }
+            why.join("; ")
+        }
+        Verdict::Refused { by_route: false } => {
+            "no entry of the target's allow matches this caller".into()
+        }
+        Verdict::Refused { by_route: true } => {
+            "the target admits this caller, but no entry of the route's allow matches".into()
+        }
+    }
+}

@@ -69,7 +69,7 @@ pub enum EngineError {
     BadPrefix { index: usize, reason: String },
     #[error("targets[{index}] repeats the name {name:?}")]
     DuplicateTarget { index: usize, name: String },
-    #[error("callers: {0}")]
+    #[error(transparent)]
     Callers(#[from] KeyError),
     #[error("{0} has an allow block but the config has no callers section")]
     AllowWithoutCallers(String),
