@@ -1,7 +1,8 @@
 //! What `apply` changes: routes and targets added, removed, changed. Values of credentials are
 //! never printed, only that they changed.
 
-use egress_core::plan::{FilterConfig, FilterRoute, FilterTarget};
+use egress_core::plan::{Credential, FilterConfig, FilterRoute, FilterTarget};
+use egress_core::secret::Secret;
 use serde_json::Value;
 use std::collections::BTreeMap;
 
@@ -39,6 +40,7 @@ pub fn changes(
     new: &FilterConfig,
     old_clusters: &BTreeMap<String, Value>,
     new_clusters: &BTreeMap<String, Value>,
+    changed_secrets: &std::collections::BTreeSet<String>,
 ) -> Vec<Change> {
     let mut out = Vec::new();
     let old_targets: BTreeMap<&str, &FilterTarget> = old
@@ -67,7 +69,9 @@ pub fn changes(
                         o.credential.kind(),
                         t.credential.kind()
                     ));
-                } else if o.credential != t.credential {
+                } else if changed_secrets.contains(*name)
+                    || without_values(&o.credential) != without_values(&t.credential)
+                {
                     what.push("credential changed (values not shown)".into());
                 }
                 let cluster = egress_core::plan::wire::target_cluster(name);
@@ -136,6 +140,23 @@ pub fn changes(
         }
     }
     out
+}
+
+/// A credential with its secret values left out (they are compared through `secrets.env`):
+/// the header name, user name, client id, scopes and so on.
+fn without_values(c: &Credential) -> Value {
+    let mut c = c.clone();
+    match &mut c {
+        Credential::ApiKey { key, .. } => *key = Secret::default(),
+        Credential::Bearer { token } => *token = Secret::default(),
+        Credential::Basic { password, .. } => *password = Secret::default(),
+        Credential::Oauth2(o) => {
+            o.client_secret = o.client_secret.as_ref().map(|_| Secret::default());
+            o.private_key_pem = o.private_key_pem.as_ref().map(|_| Secret::default());
+        }
+        Credential::None | Credential::Mtls => {}
+    }
+    serde_json::to_value(&c).unwrap_or(Value::Null)
 }
 
 /// Clusters by name, from rendered resources or a `cds.yaml` file's `resources`.

@@ -6,6 +6,7 @@
 //! - [`envoy`]: rendering the Envoy bootstrap (listener, clusters, TLS, access log) and finding
 //!   the Envoy binary.
 //! - [`source`]: reading a config file and printing its errors.
+//! - [`secrets`]: credential variables (`secrets.env`), kept out of Envoy's configuration.
 //! - [`state`]: the state directory shared by compile, up and apply.
 //! - [`admin`]: Envoy's admin API (update counters, stats).
 //! - [`oci`]: the filter module as an OCI image (`package`, and the digest `render` pins).
@@ -19,6 +20,7 @@ pub mod envoy;
 pub mod exit;
 pub mod oci;
 pub mod proxy;
+pub mod secrets;
 pub mod source;
 pub mod state;
 

@@ -2,7 +2,10 @@
 //!
 //! - `envoy.yaml`: the bootstrap (admin; listeners and clusters from the two files below).
 //! - `lds.yaml`, `cds.yaml`: listeners and clusters, watched by Envoy (file-based xDS).
-//! - `filter.json`: the filter's config, as inlined in the listener.
+//! - `filter.json`: the filter's config, as inlined in the listener (credential references and
+//!   sealed values, no credential in clear).
+//! - `secrets.env`: the credential variables and the seal key Envoy must be started with (see
+//!   [`crate::secrets`]).
 //! - `state.json`: what later commands need without repeating flags (admin address, module,
 //!   CA bundle, the config file compiled).
 //!
@@ -11,8 +14,11 @@
 
 use crate::envoy::{self, Rendered, CLUSTER_TYPE, LISTENER_TYPE};
 use anyhow::Context;
+use egress_core::build::SecretVar;
 use egress_core::config::ListenAddr;
 use egress_core::plan::FilterConfig;
+use egress_core::secret::Secret;
+use egress_core::secret_ref::SealKey;
 use serde::{Deserialize, Serialize};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -57,6 +63,29 @@ impl StateDir {
     pub fn state_json(&self) -> PathBuf {
         self.dir.join("state.json")
     }
+    pub fn secrets_env(&self) -> PathBuf {
+        self.dir.join("secrets.env")
+    }
+
+    /// The variables of `secrets.env` (empty when there is none).
+    pub fn read_secrets(&self) -> anyhow::Result<Vec<(String, Secret)>> {
+        crate::secrets::read_env_file(&self.secrets_env())
+    }
+
+    /// The seal key of `secrets.env`, or a new one when there is none: kept across compiles, so a
+    /// running Envoy (started with the key) can open what a later compile or apply seals.
+    pub fn seal_key(&self) -> anyhow::Result<SealKey> {
+        Ok(crate::secrets::seal_key_of(&self.read_secrets()?)
+            .unwrap_or_else(crate::secrets::new_seal_key))
+    }
+
+    pub fn write_secrets(&self, vars: &[SecretVar], key: &SealKey) -> anyhow::Result<()> {
+        write_private(
+            &self.secrets_env(),
+            crate::secrets::env_file(vars, key).as_bytes(),
+        )
+    }
+
     /// Ed25519 private key signing token pushes (mode 0600); the proxies know only the public key.
     pub fn push_key(&self) -> PathBuf {
         self.dir.join("push.key")

@@ -615,7 +615,7 @@ fn up_without_envoy_says_how_to_install_it() {
 const PKJWT: &str = "http:\n  addr: \"127.0.0.1:18080\"\negress:\n  targets:\n    crm:\n      url: https://crm.example.com\n      auth:\n        type: oauth2_client_credentials\n        token_url: https://login.example.com/token\n        client_id: c1\n        client_auth: private_key_jwt\n        private_key: keys/client.pem\n        signing_alg: ES256\n        key_id: k1\n  routes:\n    - {path_prefix: /egress/crm, target: crm}\n";
 
 #[test]
-fn compile_inlines_the_private_key_jwt_key_into_the_filter_config() {
+fn compile_passes_the_private_key_jwt_key_through_secrets_env_not_the_filter_config() {
     let ctl = Ctl::new(PKJWT);
     std::fs::create_dir_all(ctl.path("keys")).unwrap();
     let out = Command::new("openssl")
@@ -637,13 +637,25 @@ fn compile_inlines_the_private_key_jwt_key_into_the_filter_config() {
     let egress_core::plan::Credential::Oauth2(cred) = &filter.targets[0].credential else {
         panic!("crm is oauth2");
     };
-    assert!(cred
+    let reference = cred
         .private_key_pem
         .as_ref()
         .unwrap()
-        .expose()
-        .contains("PRIVATE KEY"));
+        .as_reference()
+        .unwrap();
+    assert_eq!(reference.env, "EGRESS_SECRET_CRM__PRIVATE_KEY");
+    assert!(reference.base64 && reference.sealed.is_some());
     assert_eq!(cred.key_id.as_deref(), Some("k1"));
+    let pem = std::fs::read_to_string(ctl.path("keys/client.pem")).unwrap();
+    let secrets = std::fs::read_to_string(ctl.path("out/secrets.env")).unwrap();
+    let line = secrets
+        .lines()
+        .find(|l| l.starts_with("EGRESS_SECRET_CRM__PRIVATE_KEY="))
+        .unwrap();
+    assert!(!line.contains("PRIVATE KEY"), "base64 on one line");
+    let lds = std::fs::read_to_string(ctl.path("out/lds.yaml")).unwrap();
+    let body: Vec<&str> = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    assert!(!lds.contains("PRIVATE KEY") && body.iter().all(|l| !lds.contains(l)));
 }
 
 #[test]

@@ -306,18 +306,35 @@ fn render_istio_traffic_extension_carries_the_same_plugin() {
 }
 
 #[test]
-fn render_refuses_a_credential_it_would_put_in_a_configmap_and_writes_nothing() {
+fn render_puts_a_static_credential_only_in_a_secret_the_plugin_config_names() {
     let d = setup("    crm:\n      url: \"https://crm.example.com\"\n      auth: {type: api_key, header: X-API-Key, key: \"${FLEET_API_KEY}\"}\n");
     for what in ["k8s", "istio"] {
         let out = render(d.path(), what, &[]);
-        assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-        let t = text(&out);
-        assert!(t.contains("target crm"), "{t}");
-        assert!(!t.contains("fleet-secret-value-1234"), "{t}");
+        assert!(out.status.success(), "{what}: {}", text(&out));
+        assert!(!text(&out).contains("fleet-secret-value-1234"));
+        let mut in_secret = false;
+        for f in yaml_files(&d.path().join("out")) {
+            let body = std::fs::read_to_string(&f).unwrap();
+            let o = load(&f);
+            if o["kind"] == "Secret" {
+                in_secret |= o["stringData"]["EGRESS_SECRET_CRM__KEY"] == "fleet-secret-value-1234"
+                    || body.contains("fleet-secret-value-1234");
+            } else {
+                assert!(
+                    !body.contains("fleet-secret-value-1234"),
+                    "{what}: {} holds the credential",
+                    f.display()
+                );
+                if what == "istio" && o["kind"] == "WasmPlugin" {
+                    assert!(body.contains("EGRESS_SECRET_CRM__KEY"), "{body}");
+                }
+            }
+        }
         assert!(
-            !d.path().join("out").exists(),
-            "{what}: something was written"
+            what == "istio" || in_secret,
+            "{what}: the credential is in no Secret"
         );
+        std::fs::remove_dir_all(d.path().join("out")).unwrap();
     }
 }
 

@@ -28,7 +28,7 @@ enum ConfigError {
     #[error("the plugin configuration is empty")]
     Empty,
     #[error("invalid filter config: {0}")]
-    Parse(#[from] serde_json::Error),
+    Parse(#[from] egress_core::plan::FilterConfigError),
     #[error("{0}")]
     Engine(#[from] egress_core::engine::EngineError),
     #[error("the push role needs push_public_key")]

@@ -39,7 +39,17 @@ pub fn run(args: &ApplyArgs) -> anyhow::Result<ExitCode> {
         }),
         None => None,
     };
+    let old_secrets = dir.read_secrets()?;
+    let Some(seal_key) = crate::secrets::seal_key_of(&old_secrets) else {
+        anyhow::bail!(
+            "{} has no {}: the running Envoy cannot open changed credentials; compile into {} and restart Envoy with it (egressctl up)",
+            dir.secrets_env().display(),
+            egress_core::secret_ref::SEAL_KEY_ENV,
+            dir.dir.display()
+        );
+    };
     let opts = RenderOptions {
+        seal_key: Some(seal_key.clone()),
         push,
         admin: ListenAddr::parse(&state.admin)
             .map_err(|e| anyhow::anyhow!("{}: admin: {e}", dir.state_json().display()))?,
@@ -55,6 +65,7 @@ pub fn run(args: &ApplyArgs) -> anyhow::Result<ExitCode> {
         &rendered.filter_config,
         &clusters_by_name(&old_clusters),
         &new_clusters,
+        &crate::secrets::changed_targets(&old_secrets, &rendered.secret_vars),
     );
     if list.is_empty() {
         println!("no route or target changes");
@@ -76,6 +87,7 @@ pub fn run(args: &ApplyArgs) -> anyhow::Result<ExitCode> {
         listeners: rendered.listeners.clone(),
         clusters: rendered.clusters.clone(),
         filter_config: rendered.filter_config.clone(),
+        secret_vars: Vec::new(),
         missing_files: Vec::new(),
     };
     let new_names: std::collections::BTreeSet<String> = new_clusters.keys().cloned().collect();
@@ -110,6 +122,9 @@ pub fn run(args: &ApplyArgs) -> anyhow::Result<ExitCode> {
             .context("removing clusters no longer used")?;
     }
     dir.write_filter_config(&rendered.filter_config)?;
+    // The running Envoy got changed credentials sealed in the listeners; the next start gets
+    // them from secrets.env (same key).
+    dir.write_secrets(&rendered.secret_vars, &seal_key)?;
     let mut state = state;
     state.config = std::path::absolute(&source.path).unwrap_or_else(|_| source.path.clone());
     dir.write_state(&state)?;

@@ -21,11 +21,16 @@ pub fn run(args: &CompileArgs) -> anyhow::Result<ExitCode> {
         dir.lds(),
         dir.cds(),
         dir.filter_json(),
+        dir.secrets_env(),
         dir.state_json(),
     ] {
         println!("wrote {}", f.display());
     }
-    println!("run: envoy -c {}", dir.envoy_yaml().display());
+    println!(
+        "run: env $(grep -v '^#' {}) envoy -c {}  (or egressctl up: Envoy needs the variables of secrets.env)",
+        dir.secrets_env().display(),
+        dir.envoy_yaml().display()
+    );
     Ok(ExitCode::Success)
 }
 
@@ -48,6 +53,7 @@ pub fn render_options(render: &RenderArgs, dir: &StateDir) -> anyhow::Result<Ren
         push: Some(push),
         wasm,
         system_ca,
+        seal_key: Some(dir.seal_key()?),
     })
 }
 
@@ -73,6 +79,9 @@ pub fn compile(source: &Source, render_args: &RenderArgs, out: &Path) -> anyhow:
     dir.write_listeners(&rendered)?;
     dir.write_bootstrap(&opts.admin)?;
     dir.write_filter_config(&rendered.filter_config)?;
+    if let Some(key) = &opts.seal_key {
+        dir.write_secrets(&rendered.secret_vars, key)?;
+    }
     dir.write_state(&State {
         admin: opts.admin.to_string(),
         wasm: opts.wasm,

@@ -35,12 +35,7 @@ pub fn rows(config: &Config) -> Vec<RouteRow> {
             Some(RouteRow {
                 path_prefix: r.path_prefix.clone(),
                 target: t.name.clone(),
-                outgoing_url: format!(
-                    "{}://{}{}",
-                    t.url.scheme.as_str(),
-                    t.url.authority(),
-                    outgoing
-                ),
+                outgoing_url: t.url.url_for(&outgoing),
                 methods: match &r.methods {
                     Some(ms) => ms.iter().map(|m| m.as_str().to_string()).collect(),
                     None => vec!["*".to_string()],

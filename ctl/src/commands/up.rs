@@ -34,6 +34,12 @@ pub fn run(args: &UpArgs) -> anyhow::Result<ExitCode> {
         LogLevel::Error => "error",
     };
     let mut cmd = Command::new(&envoy);
+    // The credentials: the listeners name these variables, the filter reads them.
+    cmd.envs(
+        dir.read_secrets()?
+            .into_iter()
+            .map(|(k, v)| (k, v.expose().to_string())),
+    );
     cmd.arg("-c")
         .arg(dir.envoy_yaml())
         .arg("--concurrency")

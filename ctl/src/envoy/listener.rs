@@ -1,10 +1,11 @@
 //! The egress listener: connection manager, routes per target, wasm filter, access log.
 
 use super::access_log::access_logs;
+use super::limits;
 use super::socket_address;
 use egress_core::config::{Config, ListenAddr, Target};
 use egress_core::duration::envoy_duration;
-use egress_core::plan::wire;
+use egress_core::plan::{wire, Method};
 use serde_json::{json, Value};
 use std::path::Path;
 
@@ -13,31 +14,48 @@ pub const ADMIN_CLUSTER: &str = "egress_admin";
 /// The wasm `vm_id`: listeners with the same id share the token store (shared data).
 pub const VM_ID: &str = "egress";
 
-/// Methods Envoy may replay after a request may have reached the target.
-const IDEMPOTENT_METHODS: [&str; 6] = ["GET", "HEAD", "PUT", "DELETE", "OPTIONS", "TRACE"];
-/// Methods with a route of their own that retries only what cannot have reached the target.
-const NON_IDEMPOTENT_METHODS: [&str; 2] = ["POST", "PATCH"];
+/// Methods Envoy may replay after a request may have reached the target, or (`false`) that get
+/// a route of their own retrying only what cannot have reached it: `Method::is_idempotent`.
+fn methods(idempotent: bool) -> impl Iterator<Item = &'static str> {
+    Method::ALL
+        .into_iter()
+        .filter(move |m| m.is_idempotent() == idempotent)
+        .map(Method::as_str)
+}
 
-pub fn egress_listener(config: &Config, filter_json: &str, wasm: &Path) -> Value {
+/// The wasm module and the environment variables its VM gets (names only: Envoy reads the
+/// values from its own environment).
+pub struct WasmModule<'a> {
+    pub path: &'a Path,
+    pub env_keys: &'a [String],
+}
+
+pub fn egress_listener(config: &Config, filter_json: &str, wasm: &WasmModule) -> Value {
     let mut hcm = json!({
         "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
         "stat_prefix": "egress",
         "codec_type": "AUTO",
         "route_config": route_config(config),
-        "http_filters": [wasm_filter(filter_json, wasm), router_filter()],
+        "http_filters": [wasm_filter(filter_json, wasm), limits::ratelimit_filter(), router_filter()],
         "access_log": access_logs(&config.logger, config.callers.is_some()),
         // The filter refuses dot segments, `//` and encoded slashes with a JSON 400 itself;
         // Envoy must hand it the path exactly as the caller sent it.
         "normalize_path": false,
         "merge_slashes": false,
     });
-    if let Some(t) = config.http.read_timeout {
-        hcm["request_timeout"] = json!(envoy_duration(t));
-    }
     if let Some(t) = config.http.write_timeout {
         hcm["common_http_protocol_options"] = json!({ "max_stream_duration": envoy_duration(t) });
     }
-    json!({
+    let longest_target = config.targets.iter().map(|t| t.timeout).max();
+    limits::harden(
+        &mut hcm,
+        config
+            .http
+            .read_timeout
+            .unwrap_or(limits::EGRESS_REQUEST_TIMEOUT),
+        longest_target.unwrap_or_default(),
+    );
+    let mut listener = json!({
         "name": "egress",
         "address": socket_address(&config.http.listen),
         "filter_chains": [{
@@ -46,12 +64,14 @@ pub fn egress_listener(config: &Config, filter_json: &str, wasm: &Path) -> Value
                 "typed_config": hcm,
             }],
         }],
-    })
+    });
+    limits::listener_limits(&mut listener);
+    listener
 }
 
 /// The token push listener: the same module and `vm_id` (so pushed tokens land in the shared
 /// data the egress listener reads), in the push role. No route: the filter answers everything.
-pub fn push_listener(addr: &ListenAddr, filter_json: &str, wasm: &Path) -> Value {
+pub fn push_listener(addr: &ListenAddr, filter_json: &str, wasm: &WasmModule) -> Value {
     let hcm = json!({
         "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
         "stat_prefix": "egress_push",
@@ -67,11 +87,19 @@ pub fn push_listener(addr: &ListenAddr, filter_json: &str, wasm: &Path) -> Value
         // the buffer filter holds them back from the router until the filter has answered.
         "http_filters": [wasm_filter(filter_json, wasm), push_buffer_filter(), router_filter()],
     });
-    json!({
+    let mut hcm = hcm;
+    limits::harden(
+        &mut hcm,
+        limits::PUSH_REQUEST_TIMEOUT,
+        limits::PUSH_REQUEST_TIMEOUT,
+    );
+    let mut listener = json!({
         "name": "egress_push",
         "address": socket_address(addr),
         "filter_chains": [{ "filters": [{ "name": "envoy.filters.network.http_connection_manager", "typed_config": hcm }] }],
-    })
+    });
+    limits::listener_limits(&mut listener);
+    listener
 }
 
 fn push_buffer_filter() -> Value {
@@ -84,7 +112,7 @@ fn push_buffer_filter() -> Value {
     })
 }
 
-fn wasm_filter(filter_json: &str, wasm: &Path) -> Value {
+fn wasm_filter(filter_json: &str, wasm: &WasmModule) -> Value {
     json!({
         "name": "envoy.filters.http.wasm",
         "typed_config": {
@@ -96,7 +124,10 @@ fn wasm_filter(filter_json: &str, wasm: &Path) -> Value {
                 "vm_config": {
                     "vm_id": VM_ID,
                     "runtime": "envoy.wasm.runtime.v8",
-                    "code": { "local": { "filename": wasm.display().to_string() } },
+                    "code": { "local": { "filename": wasm.path.display().to_string() } },
+                    // Credentials: the VM reads them from these variables of Envoy's
+                    // environment (see egress_core::secret_ref); the config holds names only.
+                    "environment_variables": { "host_env_keys": wasm.env_keys },
                 },
                 "configuration": {
                     "@type": "type.googleapis.com/google.protobuf.StringValue",
@@ -125,6 +156,7 @@ fn route_config(config: &Config) -> Value {
             "name": "metrics",
             "match": { "path": metrics },
             "route": { "cluster": ADMIN_CLUSTER, "prefix_rewrite": "/stats/prometheus" },
+            "typed_per_filter_config": limits::metrics_ratelimit(),
         }));
     }
     for target in &config.targets {
@@ -142,7 +174,12 @@ fn route_config(config: &Config) -> Value {
     }));
     json!({
         "name": "egress",
-        "virtual_hosts": [{ "name": "egress", "domains": ["*"], "routes": routes }],
+        "virtual_hosts": [{
+            "name": "egress",
+            "domains": ["*"],
+            "routes": routes,
+            "request_headers_to_remove": limits::FORWARDING_HEADERS,
+        }],
     })
 }
 
@@ -171,16 +208,14 @@ fn target_routes(config: &Config, target: &Target) -> Vec<Value> {
                 },
             });
             if idempotent_only {
-                r["retry_policy"]["retriable_request_headers"] = IDEMPOTENT_METHODS
-                    .iter()
+                r["retry_policy"]["retriable_request_headers"] = methods(true)
                     .map(|m| json!({ "name": ":method", "string_match": { "exact": m } }))
                     .collect();
             }
         }
         r
     };
-    let mut routes: Vec<Value> = NON_IDEMPOTENT_METHODS
-        .iter()
+    let mut routes: Vec<Value> = methods(false)
         .map(|m| {
             json!({
                 "name": format!("{}_{}", target.name, m.to_ascii_lowercase()),

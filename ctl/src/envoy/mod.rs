@@ -8,12 +8,15 @@
 pub mod access_log;
 pub mod callers;
 pub mod clusters;
+pub mod limits;
 pub mod listener;
 pub mod locate;
 
 use crate::source::Source;
+use egress_core::build::{self, host_env_keys, secret_env, BuildOptions, SecretMode, SecretVar};
 use egress_core::config::ListenAddr;
-use egress_core::plan::FilterConfig;
+use egress_core::plan::{FilterConfig, Role};
+use egress_core::secret_ref::SealKey;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 
@@ -27,6 +30,9 @@ pub struct RenderOptions {
     /// CA bundle for TLS targets without `ca_cert`; `None` when none was found (then such a
     /// target is an error).
     pub system_ca: Option<PathBuf>,
+    /// Seals every credential value into the filter config (what `egressctl` runs with); `None`:
+    /// references only, the values come from the environment alone (Kubernetes).
+    pub seal_key: Option<SealKey>,
 }
 
 #[derive(Debug, Clone)]
@@ -39,12 +45,8 @@ pub struct PushListener {
 pub enum RenderError {
     #[error("target {target}: TLS verification needs a CA bundle, and no system bundle was found; set tls.ca_cert or pass --system-ca")]
     NoCaBundle { target: String },
-    #[error("target {target}: auth.private_key {path}: {reason}")]
-    PrivateKey {
-        target: String,
-        path: String,
-        reason: String,
-    },
+    #[error(transparent)]
+    PrivateKey(#[from] crate::secrets::PrivateKeyError),
     #[error("egress.callers.jwt issuer {issuer:?}: {reason}")]
     CallerKey { issuer: String, reason: String },
     #[error("cannot serialize the filter config: {0}")]
@@ -57,31 +59,53 @@ pub struct Rendered {
     pub listeners: Vec<Value>,
     pub clusters: Vec<Value>,
     pub filter_config: FilterConfig,
+    /// The credential variables the listeners name (`secrets.env`).
+    pub secret_vars: Vec<SecretVar>,
     /// Files the bootstrap references that do not exist (yet): printed as warnings.
     pub missing_files: Vec<PathBuf>,
 }
 
 pub fn render(source: &Source, opts: &RenderOptions) -> Result<Rendered, RenderError> {
     let config = &source.config;
-    let mut filter_config = FilterConfig::from_config(config);
-    attach_private_keys(source, &mut filter_config)?;
+    let private_keys = crate::secrets::private_keys(source)?;
+    let secret_vars = secret_env(config, &private_keys);
+    let env_keys = host_env_keys(&secret_vars, opts.seal_key.is_some());
+    let build = |role: Role, push_public_key: Option<String>| {
+        build::filter_config(
+            config,
+            &BuildOptions {
+                role,
+                push_public_key,
+                private_keys: private_keys.clone(),
+                secrets: match &opts.seal_key {
+                    Some(k) => SecretMode::Sealed(k.clone()),
+                    None => SecretMode::Env,
+                },
+                for_fetcher: false,
+            },
+        )
+    };
+    let mut filter_config = build(Role::Egress, None);
     callers::attach_caller_keys(source, &mut filter_config)?;
-    let filter_json = serde_json::to_string(&filter_config)?;
     let mut files = Vec::new();
     let mut clusters = clusters::target_clusters(source, opts, &mut files)?;
     clusters.extend(clusters::token_clusters(source, opts, &mut files)?);
     clusters.push(clusters::admin_cluster(&opts.admin));
-    let mut egress = listener::egress_listener(config, &filter_json, &opts.wasm);
+    let wasm = listener::WasmModule {
+        path: &opts.wasm,
+        env_keys: &env_keys,
+    };
+    let mut egress =
+        listener::egress_listener(config, &serde_json::to_string(&filter_config)?, &wasm);
     callers::secure_listener(&mut egress, source, &mut files);
     let mut listeners = vec![egress];
     if let Some(push) = &opts.push {
-        let mut push_config = filter_config.clone();
-        push_config.role = egress_core::plan::Role::Push;
-        push_config.push_public_key = Some(push.public_key_pem.clone());
+        let mut push_config = build(Role::Push, Some(push.public_key_pem.clone()));
+        callers::attach_caller_keys(source, &mut push_config)?;
         listeners.push(listener::push_listener(
             &push.addr,
             &serde_json::to_string(&push_config)?,
-            &opts.wasm,
+            &wasm,
         ));
     }
     files.push(opts.wasm.clone());
@@ -93,40 +117,9 @@ pub fn render(source: &Source, opts: &RenderOptions) -> Result<Rendered, RenderE
         listeners,
         clusters,
         filter_config,
+        secret_vars,
         missing_files,
     })
-}
-
-/// Reads each `private_key_jwt` key into the filter config (the filter has no file system),
-/// checking that it parses for the configured algorithm.
-fn attach_private_keys(source: &Source, fc: &mut FilterConfig) -> Result<(), RenderError> {
-    use egress_core::config::Auth;
-    use egress_core::plan::Credential;
-    use egress_core::tokens::assertion::AssertionSigner;
-    for ft in &mut fc.targets {
-        let (Credential::Oauth2(cred), Some(t)) =
-            (&mut ft.credential, source.config.target(&ft.name))
-        else {
-            continue;
-        };
-        let Auth::OAuth2(o) = &t.auth else { continue };
-        // Push-only (token_store: redis): the proxy never fetches, so it gets no key.
-        if !cred.fetch {
-            continue;
-        }
-        let Some(path) = &o.private_key else { continue };
-        let full = source.resolve(path);
-        let err = |reason: String| RenderError::PrivateKey {
-            target: t.name.clone(),
-            path: full.display().to_string(),
-            reason,
-        };
-        let pem = std::fs::read_to_string(&full).map_err(|e| err(e.to_string()))?;
-        AssertionSigner::from_pem(o.signing_alg, &pem, o.key_id.as_deref())
-            .map_err(|e| err(e.to_string()))?;
-        cred.private_key_pem = Some(egress_core::secret::Secret::new(pem));
-    }
-    Ok(())
 }
 
 /// The bootstrap: admin, and listeners and clusters from files Envoy watches (file-based xDS).
@@ -141,6 +134,7 @@ pub fn bootstrap(admin: &ListenAddr, lds: &Path, cds: &Path) -> Value {
     json!({
         "node": { "id": "egress", "cluster": "egress" },
         "admin": { "address": socket_address(admin) },
+        "overload_manager": limits::overload_manager(),
         "dynamic_resources": { "lds_config": source(lds), "cds_config": source(cds) },
     })
 }

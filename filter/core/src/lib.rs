@@ -11,6 +11,7 @@
 //! - [`engine`]: one request head in, one decision out (forward with header edits, or a local
 //!   JSON response). The wasm glue only moves headers between the host and this.
 
+pub mod build;
 pub mod callers;
 pub mod config;
 pub mod credentials;
@@ -21,5 +22,7 @@ pub mod plan;
 pub mod push;
 pub mod routing;
 pub mod secret;
+pub mod secret_ref;
 pub mod target_url;
 pub mod tokens;
+pub mod types;

@@ -4,9 +4,9 @@
 //! whatever reaches the filter was checked by `egressctl validate` first. The filter still parses
 //! it strictly (`deny_unknown_fields`) and refuses to start on anything off.
 
-use crate::config::{Auth, ClientAuth, Config, SigningAlg, TokenStore};
 use crate::secret::Secret;
 use crate::target_url::TargetUrl;
+pub use crate::types::{ClientAuth, LogLevel, Method, SigningAlg};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -60,52 +60,6 @@ pub mod wire {
     }
 }
 
-/// HTTP methods a route may allow.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "UPPERCASE")]
-pub enum Method {
-    Get,
-    Head,
-    Post,
-    Put,
-    Patch,
-    Delete,
-    Options,
-}
-
-impl Method {
-    pub const ALL: [Method; 7] = [
-        Method::Get,
-        Method::Head,
-        Method::Post,
-        Method::Put,
-        Method::Patch,
-        Method::Delete,
-        Method::Options,
-    ];
-
-    pub fn parse(text: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|m| m.as_str() == text)
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Method::Get => "GET",
-            Method::Head => "HEAD",
-            Method::Post => "POST",
-            Method::Put => "PUT",
-            Method::Patch => "PATCH",
-            Method::Delete => "DELETE",
-            Method::Options => "OPTIONS",
-        }
-    }
-
-    /// Whether replaying the request after it may have reached the target is safe.
-    pub fn is_idempotent(self) -> bool {
-        !matches!(self, Method::Post | Method::Patch)
-    }
-}
-
 /// The listener a filter instance serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
@@ -115,40 +69,6 @@ pub enum Role {
     Egress,
     /// Token pushes and status for `egressctl` (see `egress_core::push`).
     Push,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum LogLevel {
-    Trace,
-    Debug,
-    #[default]
-    Info,
-    Warn,
-    Error,
-}
-
-impl LogLevel {
-    pub fn parse(text: &str) -> Option<Self> {
-        match text {
-            "trace" => Some(Self::Trace),
-            "debug" => Some(Self::Debug),
-            "info" => Some(Self::Info),
-            "warn" | "warning" => Some(Self::Warn),
-            "error" => Some(Self::Error),
-            _ => None,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Trace => "trace",
-            Self::Debug => "debug",
-            Self::Info => "info",
-            Self::Warn => "warn",
-            Self::Error => "error",
-        }
-    }
 }
 
 /// The filter's whole configuration (the plugin `configuration` in Envoy).
@@ -204,13 +124,16 @@ pub enum Credential {
     None,
     ApiKey {
         header: String,
+        #[serde(deserialize_with = "crate::secret::value_or_ref")]
         key: Secret,
     },
     Bearer {
+        #[serde(deserialize_with = "crate::secret::value_or_ref")]
         token: Secret,
     },
     Basic {
         username: String,
+        #[serde(deserialize_with = "crate::secret::value_or_ref")]
         password: Secret,
     },
     /// Nothing on the request: the target's cluster presents the client certificate.
@@ -243,6 +166,7 @@ pub struct OAuth2Credential {
     pub fetch: bool,
     pub token_url: TargetUrl,
     pub client_id: String,
+    #[serde(default, deserialize_with = "crate::secret::opt_value_or_ref")]
     pub client_secret: Option<Secret>,
     pub scopes: Vec<String>,
     pub params: BTreeMap<String, String>,
@@ -251,6 +175,7 @@ pub struct OAuth2Credential {
     pub key_id: Option<String>,
     /// `private_key_jwt`: the PEM key, read from `auth.private_key` by `egressctl compile`
     /// (the filter has no file system).
+    #[serde(default, deserialize_with = "crate::secret::opt_value_or_ref")]
     pub private_key_pem: Option<Secret>,
     pub refresh_before_expiry_ms: u64,
     pub token_timeout_ms: u64,
@@ -275,89 +200,25 @@ fn yes() -> bool {
     true
 }
 
-fn millis(d: std::time::Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+/// Why the plugin configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum FilterConfigError {
+    #[error("{0}")]
+    Json(#[from] serde_json::Error),
+    #[error("{0}")]
+    Secret(#[from] crate::secret_ref::SecretError),
 }
 
 impl FilterConfig {
-    /// The filter's view of a validated config.
-    pub fn from_config(config: &Config) -> Self {
-        let push_only = matches!(config.token_store, TokenStore::Redis(_));
-        let targets = config
-            .targets
-            .iter()
-            .map(|t| FilterTarget {
-                name: t.name.clone(),
-                url: t.url.clone(),
-                credential: match &t.auth {
-                    Auth::None => Credential::None,
-                    Auth::ApiKey { header, key } => Credential::ApiKey {
-                        header: header.clone(),
-                        key: key.clone(),
-                    },
-                    Auth::Bearer { token } => Credential::Bearer {
-                        token: token.clone(),
-                    },
-                    Auth::Basic { username, password } => Credential::Basic {
-                        username: username.clone(),
-                        password: password.clone(),
-                    },
-                    Auth::Mtls => Credential::Mtls,
-                    Auth::OAuth2(o) => Credential::Oauth2(OAuth2Credential {
-                        token_cluster: wire::token_cluster(&t.name),
-                        fetch: !push_only,
-                        token_url: o.token_url.clone(),
-                        client_id: o.client_id.clone(),
-                        client_secret: if push_only {
-                            None
-                        } else {
-                            o.client_secret.clone()
-                        },
-                        scopes: o.scopes.clone(),
-                        params: o.params.clone(),
-                        client_auth: o.client_auth,
-                        signing_alg: o.signing_alg,
-                        key_id: o.key_id.clone(),
-                        private_key_pem: None,
-                        refresh_before_expiry_ms: millis(o.refresh_before_expiry),
-                        token_timeout_ms: millis(o.token_timeout),
-                        default_lifetime_ms: millis(o.default_lifetime),
-                    }),
-                },
-                allow: t.allow.clone(),
-            })
-            .collect();
-        let routes = config
-            .routes
-            .iter()
-            .map(|r| FilterRoute {
-                path_prefix: r.path_prefix.clone(),
-                target: r.target.clone(),
-                strip_prefix: r.strip_prefix.clone(),
-                rewrite_prefix: r.rewrite_prefix.clone(),
-                methods: r.methods.clone(),
-                allow: r.allow.clone(),
-            })
-            .collect();
-        FilterConfig {
-            version: FILTER_CONFIG_VERSION,
-            enabled: config.enabled,
-            log_level: config.logger.level,
-            role: Role::Egress,
-            push_public_key: None,
-            endpoints: FilterEndpoints {
-                health: config.endpoints.health.clone(),
-                ready: config.endpoints.ready.clone(),
-                passthrough: config.endpoints.metrics.iter().cloned().collect(),
-            },
-            targets,
-            routes,
-            callers: config.callers.as_ref().map(|c| c.plan()),
+    /// Parses the filter config from the plugin configuration bytes and resolves every
+    /// secret reference from the VM's environment variables (see [`crate::secret_ref`]).
+    pub fn from_json(bytes: &[u8]) -> Result<Self, FilterConfigError> {
+        let mut config: Self = serde_json::from_slice(bytes)?;
+        // A config of another version is refused by the engine with that reason; its
+        // references are not read.
+        if config.version == FILTER_CONFIG_VERSION {
+            crate::secret_ref::resolve(&mut config, &crate::secret_ref::process_env)?;
         }
-    }
-
-    /// Parses the filter config from the plugin configuration bytes.
-    pub fn from_json(bytes: &[u8]) -> Result<Self, serde_json::Error> {
-        serde_json::from_slice(bytes)
+        Ok(config)
     }
 }

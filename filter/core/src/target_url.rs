@@ -119,14 +119,19 @@ impl TargetUrl {
         }
     }
 
+    /// `scheme://authority`: the one place it is built (logs, explain, routes, token calls).
+    pub fn origin(&self) -> String {
+        format!("{}://{}", self.scheme.as_str(), self.authority())
+    }
+
+    /// [`TargetUrl::origin`] followed by `path` (which starts with `/` or is empty).
+    pub fn url_for(&self, path: &str) -> String {
+        format!("{}{path}", self.origin())
+    }
+
     /// `scheme://authority` followed by the base path: what the logs call the target URL prefix.
     pub fn origin_and_base(&self) -> String {
-        format!(
-            "{}://{}{}",
-            self.scheme.as_str(),
-            self.authority(),
-            self.base_path
-        )
+        self.url_for(&self.base_path)
     }
 
     /// Whether the host is an IP literal (Envoy connects with a STATIC cluster, no DNS).
@@ -197,6 +202,8 @@ mod tests {
         assert_eq!(erp.port, 8443);
         assert_eq!(erp.authority(), "erp.internal:8443");
         assert_eq!(erp.origin_and_base(), "https://erp.internal:8443/api");
+        assert_eq!(erp.origin(), "https://erp.internal:8443");
+        assert_eq!(erp.url_for("/x"), "https://erp.internal:8443/x");
 
         let n = TargetUrl::parse("https://notify.internal.svc").unwrap();
         assert_eq!(n.base_path, "");

@@ -41,6 +41,17 @@ impl Envoy {
         let base_id = std::process::id().wrapping_mul(1000).wrapping_add(n);
 
         let mut cmd = Command::new(&bin);
+        // Like `egressctl up`: the variables of the `secrets.env` next to the bootstrap (the
+        // credentials the listeners name), when there is one.
+        if let Some(secrets) = bootstrap.parent().map(|d| d.join("secrets.env")) {
+            if let Ok(text) = std::fs::read_to_string(&secrets) {
+                cmd.envs(
+                    text.lines()
+                        .filter(|l| !l.starts_with('#'))
+                        .filter_map(|l| l.split_once('=')),
+                );
+            }
+        }
         cmd.arg("-c")
             .arg(bootstrap)
             .arg("--admin-address-path")

@@ -101,14 +101,21 @@ impl Host {
 
     /// Instantiates a new worker (not started: call [`Worker::start`]).
     ///
-    /// WASI gets an empty context (no args, env, preopens); stderr is
+    /// WASI gets the variables set with [`Host::set_env`] (like Envoy's
+    /// `vm_config.environment_variables`), no args or preopens; stderr is
     /// inherited only when `HARNESS_LOG` is set. `random_get` and clocks work.
     pub fn worker(&self) -> Result<Worker> {
         let id = self.next_worker_id.get();
         self.next_worker_id.set(id + 1);
         let mut wasi = WasiCtxBuilder::new();
-        if self.shared.lock().echo_logs {
-            wasi.inherit_stderr();
+        {
+            let shared = self.shared.lock();
+            if shared.echo_logs {
+                wasi.inherit_stderr();
+            }
+            for (k, v) in &shared.env {
+                wasi.env(k, v);
+            }
         }
         let mut store = Store::new(
             &self.engine,
@@ -379,6 +386,15 @@ impl Host {
     ) {
         let func: ForeignFn = std::sync::Arc::new(func);
         self.shared.lock().foreign.insert(name.to_string(), func);
+    }
+
+    /// Sets an environment variable of the VMs created from now on (WASI
+    /// `environ_get`/`environ_sizes_get`), as Envoy does from
+    /// `vm_config.environment_variables`. Workers already created keep theirs.
+    pub fn set_env(&self, name: &str, value: &str) {
+        let mut shared = self.shared.lock();
+        shared.env.retain(|(k, _)| k != name);
+        shared.env.push((name.to_string(), value.to_string()));
     }
 
     /// Turns echoing of module logs to stderr on or off (default: on when

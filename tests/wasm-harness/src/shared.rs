@@ -43,6 +43,8 @@ pub(crate) struct SharedState {
     pub(crate) rejected_upstreams: HashMap<String, Status>,
     pub(crate) foreign: HashMap<String, ForeignFn>,
     pub(crate) echo_logs: bool,
+    /// Environment variables of every worker created from now on (WASI `environ_get`).
+    pub(crate) env: Vec<(String, String)>,
 }
 
 impl SharedState {
@@ -57,6 +59,7 @@ impl SharedState {
             properties: BTreeMap::new(),
             rejected_upstreams: HashMap::new(),
             foreign: HashMap::new(),
+            env: Vec::new(),
             echo_logs: std::env::var("HARNESS_LOG").is_ok_and(|v| !v.is_empty() && v != "0"),
         }
     }

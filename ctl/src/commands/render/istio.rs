@@ -47,7 +47,7 @@ pub fn run(a: &IstioArgs) -> anyhow::Result<ExitCode> {
     if !reasons.is_empty() {
         return Ok(objects::refuse(&reasons));
     }
-    let filter_config = plugin_filter_config(src);
+    let filter_config = plugin_filter_config(src)?;
     let plugin_config = serde_json::to_value(&filter_config)?;
     if let Err(r) = refuse_inlined_credentials(src, &plugin_config.to_string()) {
         return Ok(objects::refuse(&r));
@@ -62,7 +62,7 @@ pub fn run(a: &IstioArgs) -> anyhow::Result<ExitCode> {
     let mut objs = Vec::new();
 
     // The plugin.
-    let env: Vec<Value> = credential_env_pairs(src)
+    let env: Vec<Value> = credential_env_pairs(src)?
         .iter()
         .map(|(n, _)| json!({ "name": n, "valueFrom": "HOST" }))
         .collect();

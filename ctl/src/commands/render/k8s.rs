@@ -81,7 +81,7 @@ pub fn run(a: &K8sArgs) -> anyhow::Result<ExitCode> {
     }
     let ns = a.fleet.namespace.clone().unwrap_or_else(|| "egress".into());
     let name = a.fleet.name.as_str();
-    let env_pairs = credential_env_pairs(src);
+    let env_pairs = credential_env_pairs(src)?;
     let mut objs = Vec::new();
     let mut config_data = files.config.clone();
     if redis {
@@ -228,6 +228,8 @@ pub fn envoy_files(src: &crate::source::Source, signer: &PushSigner) -> anyhow::
         }),
         wasm: PathBuf::from(MODULE_DIR).join(crate::oci::MODULE_FILE),
         system_ca: Some(PathBuf::from(SYSTEM_CA)),
+        // Credentials come from the pod's environment (the credentials Secret) alone.
+        seal_key: None,
     };
     let rendered = envoy::render(src, &opts)?;
     let mut ca = BTreeMap::new();

@@ -226,20 +226,27 @@ pub fn credential_values(source: &Source) -> Vec<Secret> {
 }
 
 /// The credentials the compiled config reads from environment variables, as
-/// (variable name, value) pairs: they go into a Secret the proxy mounts with `envFrom`.
-///
-/// This build's `compile` still writes credential values into the filter config, so there
-/// are no such variables yet and the pairs are empty; [`refuse_inlined_credentials`] then
-/// stops any config with static credentials from reaching a ConfigMap. When `compile` moves
-/// them to `secrets.env` (`EGRESS_SECRET_<TARGET>_<FIELD>=value`), this returns those pairs.
-pub fn credential_env_pairs(_source: &Source) -> Vec<(String, Secret)> {
-    Vec::new()
+/// (variable name, value) pairs: they go into a Secret the proxy mounts with `envFrom`. The
+/// same list `compile` writes to `secrets.env` ([`crate::secrets::vars`]).
+pub fn credential_env_pairs(source: &Source) -> anyhow::Result<Vec<(String, Secret)>> {
+    Ok(crate::secrets::vars(source)?
+        .into_iter()
+        .map(|v| (v.name, v.value))
+        .collect())
 }
 
 /// The filter config a gateway plugin carries (Istio's `pluginConfig`): the one `compile`
-/// puts in the egress listener.
-pub fn plugin_filter_config(source: &Source) -> egress_core::plan::FilterConfig {
-    egress_core::plan::FilterConfig::from_config(&source.config)
+/// puts in the egress listener, with references to the variables of
+/// [`credential_env_pairs`] only (no sealed values: the gateway has no seal key).
+pub fn plugin_filter_config(source: &Source) -> anyhow::Result<egress_core::plan::FilterConfig> {
+    Ok(egress_core::build::filter_config(
+        &source.config,
+        &egress_core::build::BuildOptions {
+            private_keys: crate::secrets::private_keys(source)?,
+            secrets: egress_core::build::SecretMode::Env,
+            ..Default::default()
+        },
+    ))
 }
 
 /// Fails (naming the targets, never the values) when a credential of the config appears in
@@ -259,7 +266,7 @@ pub fn refuse_inlined_credentials(source: &Source, public_text: &str) -> Result<
             .any(|s| public_text.contains(s.expose()));
         if leaked {
             bad.push(format!(
-                "target {}: its credential ({}) would be written into a ConfigMap or plugin config; this build of compile inlines credential values, so render only carries targets whose secrets are files (mtls) or pushed tokens (oauth2 with token_store: redis)",
+                "target {}: its credential ({}) would be written into a ConfigMap or plugin config (credentials belong in the Secret of environment variables; this is a bug, please report it)",
                 t.name,
                 t.auth.kind()
             ));

@@ -4,8 +4,8 @@
 use crate::proxy::{error_chain, now_ms, random_id};
 use crate::source::Source;
 use anyhow::Context;
-use egress_core::config::{Auth, TokenStore};
-use egress_core::plan::{Credential, FilterConfig, OAuth2Credential};
+use egress_core::config::Auth;
+use egress_core::plan::{Credential, OAuth2Credential};
 use egress_core::tokens::assertion::AssertionSigner;
 use egress_core::tokens::request::assertion_audience;
 use egress_core::tokens::{build_request, parse_reply, FetchError, TokenRecord, TokenSource};
@@ -43,11 +43,15 @@ impl From<FetchError> for FetchFailure {
 
 /// The fetchers of every OAuth2 target (or only `only`). Errors name the target.
 pub fn fetchers(source: &Source, only: Option<&str>) -> anyhow::Result<Vec<Fetcher>> {
-    // The credential as the filter would see it when it fetches itself (redis mode strips the
-    // secret from the proxy's copy; the refresher needs it).
-    let mut config = source.config.clone();
-    config.token_store = TokenStore::Memory;
-    let plan = FilterConfig::from_config(&config);
+    // The credential as a fetcher needs it (redis mode strips the secret from the proxy's
+    // copy; the refresher needs it).
+    let plan = egress_core::build::filter_config(
+        &source.config,
+        &egress_core::build::BuildOptions {
+            for_fetcher: true,
+            ..Default::default()
+        },
+    );
     let mut out = Vec::new();
     for ft in plan.targets {
         let Credential::Oauth2(cred) = ft.credential else {
@@ -145,12 +149,7 @@ impl Fetcher {
                 .map(|(_, v)| v.as_str())
                 .unwrap_or_default()
         };
-        let url = format!(
-            "{}://{}{}",
-            self.cred.token_url.scheme.as_str(),
-            pseudo(":authority"),
-            pseudo(":path")
-        );
+        let url = self.cred.token_url.url_for(pseudo(":path"));
         let mut builder = self.http.post(&url);
         for (k, v) in &req.headers {
             if !k.starts_with(':') {

@@ -139,7 +139,10 @@ pub struct IssuerPlan {
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum KeySource {
     /// HS*: the shared secret.
-    Secret { secret: Secret },
+    Secret {
+        #[serde(deserialize_with = "crate::secret::value_or_ref")]
+        secret: Secret,
+    },
     /// A PEM public key; `pem` is filled by `egressctl compile` from `file` (the filter has no
     /// file system).
     PublicKey {

@@ -1,8 +1,9 @@
 //! The validated config: every string parsed, every cross-reference resolved.
 
-use crate::plan::{LogLevel, Method};
 use crate::secret::Secret;
 use crate::target_url::TargetUrl;
+pub use crate::types::{ClientAuth, SigningAlg};
+use crate::types::{LogLevel, Method};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -140,20 +141,6 @@ impl Auth {
             Auth::OAuth2(_) => "oauth2_client_credentials",
         }
     }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ClientAuth {
-    ClientSecretBasic,
-    ClientSecretPost,
-    PrivateKeyJwt,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub enum SigningAlg {
-    RS256,
-    ES256,
 }
 
 #[derive(Debug, Clone)]

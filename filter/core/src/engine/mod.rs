@@ -180,7 +180,7 @@ impl Engine {
                 name: t.name.clone(),
                 authority: t.url.authority(),
                 base_path: t.url.base_path.clone(),
-                origin: format!("{}://{}", t.url.scheme.as_str(), t.url.authority()),
+                origin: t.url.origin(),
                 kind: t.credential.kind(),
                 injection,
                 strip,

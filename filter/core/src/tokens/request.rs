@@ -91,12 +91,7 @@ pub fn build_request(cred: &OAuth2Credential, client_assertion: Option<&str>) ->
 /// The claims of a `private_key_jwt` client assertion: issuer and subject are the client id,
 /// the audience is the token endpoint URL.
 pub fn assertion_audience(cred: &OAuth2Credential) -> String {
-    format!(
-        "{}://{}{}",
-        cred.token_url.scheme.as_str(),
-        cred.token_url.authority(),
-        cred.token_url.base_path
-    )
+    cred.token_url.origin_and_base()
 }
 
 /// `application/x-www-form-urlencoded` encoding of one name or value.
