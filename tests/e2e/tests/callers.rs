@@ -397,6 +397,11 @@ fn callers_by_client_certificate_and_by_jwt_are_verified_and_allowed_per_route()
                 .any(|l| l["caller"] == "spiffe://jia.app/billing-evil" && l["status"] == 403))
     })
     .unwrap();
+    // The HS secret is a reference in the listener config, never its value.
+    let dump = p.envoy.admin_get("/config_dump").unwrap().body;
+    assert!(!dump.contains(HS_SECRET), "the caller HS secret is in Envoy's admin interface");
+    let lds = std::fs::read_to_string(p.file("out/lds.yaml")).unwrap();
+    assert!(!lds.contains(HS_SECRET), "the caller HS secret is in lds.yaml");
     let log = std::fs::read_to_string(p.file("requests.log")).unwrap();
     assert!(
         !log.contains(&hs) && !log.contains(&rs),
