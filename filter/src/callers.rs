@@ -31,7 +31,7 @@ pub fn authorize(
     fwd: &Forward,
     headers: &Headers,
     cache: &RefCell<TokenCache>,
-) -> Result<Authorized, Refusal> {
+) -> Result<Authorized, Box<Refusal>> {
     if !engine.has_callers() {
         return Ok(Authorized::default());
     }

@@ -78,7 +78,7 @@ impl Authenticator {
         input: &CallerInput<'_>,
         now: u64,
         cache: &mut TokenCache,
-    ) -> Result<Caller, Refusal> {
+    ) -> Result<Caller, Box<Refusal>> {
         let mut caller = Caller {
             spiffe_id: if self.mtls {
                 input
@@ -113,11 +113,11 @@ impl Authenticator {
                 Some(_) if self.mtls => "the peer certificate's URI SAN is not a SPIFFE ID",
                 _ => "no client certificate and no token",
             };
-            return Err(Refusal {
+            return Err(Box::new(Refusal {
                 reply,
                 reason: reason.into(),
                 caller,
-            });
+            }));
         }
         Ok(caller)
     }
@@ -146,17 +146,17 @@ impl Authenticator {
         Ok(caller)
     }
 
-    fn invalid_token(&self, e: TokenError) -> Refusal {
+    fn invalid_token(&self, e: TokenError) -> Box<Refusal> {
         let mut reply = LocalReply::error(401, "invalid_token", "the caller's token is not valid");
         reply.headers.push((
             "www-authenticate",
             r#"Bearer error="invalid_token""#.to_string(),
         ));
-        Refusal {
+        Box::new(Refusal {
             reply,
             reason: e.to_string(),
             caller: Caller::default(),
-        }
+        })
     }
 
     /// Identifies the caller, applies the target's and the route's `allow`, and lists the
@@ -168,7 +168,7 @@ impl Authenticator {
         input: &CallerInput<'_>,
         now: u64,
         cache: &mut TokenCache,
-    ) -> Result<Authorized, Refusal> {
+    ) -> Result<Authorized, Box<Refusal>> {
         let caller = self.identify(input, now, cache)?;
         if let Verdict::Refused { by_route } = evaluate(target, route, &caller) {
             let reason = if by_route {
@@ -176,11 +176,11 @@ impl Authenticator {
             } else {
                 "the target's allow does not list this caller"
             };
-            return Err(Refusal {
+            return Err(Box::new(Refusal {
                 reply: LocalReply::error(403, "forbidden", "this caller may not use this route"),
                 reason: reason.into(),
                 caller,
-            });
+            }));
         }
         let (remove, cookie) = self.sources.removal(input.header);
         Ok(Authorized {

@@ -276,7 +276,7 @@ impl Engine {
         input: &CallerInput<'_>,
         now: u64,
         cache: &mut TokenCache,
-    ) -> Result<Authorized, Refusal> {
+    ) -> Result<Authorized, Box<Refusal>> {
         let Some(callers) = &self.callers else {
             return Ok(Authorized::default());
         };
