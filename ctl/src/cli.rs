@@ -113,7 +113,7 @@ pub enum TokenCommand {
     /// Fetch each OAuth2 target's token (client credentials) and push it to every proxy.
     /// With `token_store: redis`, refreshers share one token through redis.
     #[command(
-        after_help = "Example:\n  egressctl token refresh config.yaml --out .egressctl\n  egressctl token refresh config.yaml --target salesforce --proxy http://10.0.0.5:9902 --proxy http://10.0.0.6:9902\n  egressctl token refresh config.yaml --watch\n\nExit 0: every target's token reached every proxy (with --watch: stopped by Ctrl-C or SIGTERM); 1: invalid config; 3: a fetch or push failed (each failure is named)."
+        after_help = "Example:\n  egressctl token refresh config.yaml --out .egressctl\n  egressctl token refresh config.yaml --target salesforce --proxy http://10.0.0.5:9902 --proxy http://10.0.0.6:9902\n  egressctl token refresh config.yaml --watch\n  egressctl token refresh config.yaml --watch --proxy-dns egress-push.egress.svc:9902\n\nExit 0: every target's token reached every proxy (with --watch: stopped by Ctrl-C or SIGTERM); 1: invalid config; 3: a fetch or push failed (each failure is named)."
     )]
     Refresh(TokenRefreshArgs),
 }
@@ -134,9 +134,14 @@ pub struct TokenRefreshArgs {
     #[arg(long)]
     pub watch: bool,
     /// A proxy's push listener, e.g. http://127.0.0.1:9902 (repeatable). Default: the push
-    /// address in DIR/state.json.
+    /// address in DIR/state.json (unless --proxy-dns is given).
     #[arg(long = "proxy", value_name = "URL")]
     pub proxies: Vec<String>,
+    /// A DNS name whose every A/AAAA record is a proxy's push listener on PORT (repeatable),
+    /// looked up again every round so replicas that start or go are followed, e.g. a
+    /// Kubernetes headless Service: --proxy-dns egress-push.egress.svc:9902.
+    #[arg(long = "proxy-dns", value_name = "NAME:PORT")]
+    pub proxy_dns: Vec<crate::commands::token::targets::DnsProxy>,
 }
 
 #[derive(Debug, Args)]

@@ -372,7 +372,7 @@ fn package_is_reproducible_and_refuses_what_is_not_wasm() {
 }
 
 #[test]
-fn render_k8s_redis_store_runs_the_refresher_beside_envoy_with_its_secrets_only_in_secrets() {
+fn render_k8s_redis_store_runs_the_refresher_as_its_own_deployment_pushing_to_every_envoy_pod() {
     let d = tempfile::tempdir().unwrap();
     std::fs::write(d.path().join("m.wasm"), MODULE).unwrap();
     std::fs::write(
@@ -401,6 +401,7 @@ fn render_k8s_redis_store_runs_the_refresher_beside_envoy_with_its_secrets_only_
     let files = yaml_files(&d.path().join("out"));
     let v = kubernetes_validate(&files);
     assert!(v.status.success(), "{}", text(&v));
+    let objs: Vec<Value> = files.iter().map(|f| load(f)).collect();
     for f in &files {
         let body = std::fs::read_to_string(f).unwrap();
         let o = load(f);
@@ -412,21 +413,81 @@ fn render_k8s_redis_store_runs_the_refresher_beside_envoy_with_its_secrets_only_
             "{}",
             f.display()
         );
-        if o["kind"] == "Deployment" {
-            let c = &o["spec"]["template"]["spec"]["containers"][1];
-            assert_eq!(c["name"], "token-refresher");
-            let args: Vec<&str> = c["args"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|a| a.as_str().unwrap())
-                .collect();
-            assert!(
-                args.contains(&"--watch") && args.contains(&"http://127.0.0.1:9902"),
-                "{args:?}"
-            );
-        }
     }
+    let find = |kind: &str, name: &str| {
+        objs.iter()
+            .find(|o| o["kind"] == kind && o["metadata"]["name"] == name)
+            .unwrap_or_else(|| panic!("no {kind} {name}"))
+    };
+    // The refresher is its own Deployment, not a container beside Envoy.
+    let envoy = find("Deployment", "egress");
+    let envoy_pod = &envoy["spec"]["template"];
+    assert_eq!(envoy_pod["spec"]["containers"].as_array().unwrap().len(), 1);
+    let push_port = envoy_pod["spec"]["containers"][0]["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "push")
+        .expect("Envoy exposes its push port");
+    assert_eq!(push_port["containerPort"], 9902);
+    let refresher = find("Deployment", "egress-token-refresher");
+    let rpod = &refresher["spec"]["template"];
+    let c = &rpod["spec"]["containers"][0];
+    let args: Vec<&str> = c["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert!(
+        args.windows(2)
+            .any(|w| w == ["--proxy-dns", "egress-push.egress.svc:9902"])
+            && args.contains(&"--watch"),
+        "{args:?}"
+    );
+    assert_eq!(c["envFrom"][0]["secretRef"]["name"], "egress-refresher-env");
+    let vols = rpod["spec"]["volumes"].to_string();
+    assert!(vols.contains("egress-push-key"), "{vols}");
+    // The refresher mounts the same hashed ConfigMap (with config.yaml: the redis address).
+    let cm = objs.iter().find(|o| o["kind"] == "ConfigMap").unwrap();
+    assert!(
+        vols.contains(cm["metadata"]["name"].as_str().unwrap()),
+        "{vols}"
+    );
+    assert!(cm["data"]["config.yaml"]
+        .as_str()
+        .unwrap()
+        .contains("redis.egress:6379"));
+    // The two Deployments' selectors do not overlap.
+    let sel = |d: &Value| d["spec"]["selector"]["matchLabels"].clone();
+    assert_ne!(sel(envoy), sel(refresher));
+    for (k, v) in sel(refresher).as_object().unwrap() {
+        assert_eq!(&rpod["metadata"]["labels"][k], v);
+    }
+    // The headless Service lists every Envoy pod, ready or not, on the push port.
+    let headless = find("Service", "egress-push");
+    assert_eq!(headless["spec"]["clusterIP"], "None");
+    assert_eq!(headless["spec"]["publishNotReadyAddresses"], true);
+    assert_eq!(headless["spec"]["selector"], sel(envoy));
+    assert_eq!(headless["spec"]["ports"][0]["port"], 9902);
+    // Envoy's push listener takes the pod's addresses.
+    let lds = cm["data"]["lds.yaml"].as_str().unwrap();
+    assert!(lds.contains("0.0.0.0") && lds.contains("9902"), "{lds}");
+    // Only the refresher pods reach the push port.
+    let np = find("NetworkPolicy", "egress");
+    let rules = np["spec"]["ingress"].as_array().unwrap();
+    let push_rule = rules
+        .iter()
+        .find(|r| r["ports"][0]["port"] == 9902)
+        .expect("a rule for the push port");
+    assert_eq!(
+        push_rule["from"],
+        serde_json::json!([{ "podSelector": { "matchLabels": sel(refresher) } }])
+    );
+    assert!(rules
+        .iter()
+        .filter(|r| r["ports"][0]["port"] != 9902)
+        .all(|r| !r.to_string().contains("token-refresher")));
 }
 
 fn configmap_name(dir: &Path) -> String {
@@ -553,4 +614,48 @@ fn render_k8s_a_rotated_client_certificate_rolls_the_pods() {
     assert!(gen.status.success());
     assert!(render(d.path(), "k8s", &[]).status.success());
     assert_ne!(before, hash(d.path()));
+}
+
+#[test]
+fn embedded_schemas_equal_what_the_generator_makes_from_the_pinned_package() {
+    assert!(
+        schemas().join(".venv/bin/python").exists(),
+        "run bash tests/support/install-fleet-deps.sh"
+    );
+    let out = tempfile::tempdir().unwrap();
+    let gen = Command::new("bash")
+        .arg(repo().join("ctl/schemas/generate.sh"))
+        .arg(out.path())
+        .output()
+        .unwrap();
+    assert!(gen.status.success(), "{}", text(&gen));
+    let checked_in = repo().join("ctl/schemas/k8s");
+    let names = |d: &Path| {
+        let mut v: Vec<String> = std::fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(names(out.path()), names(&checked_in));
+    for n in names(&checked_in) {
+        assert!(
+            std::fs::read(out.path().join(&n)).unwrap()
+                == std::fs::read(checked_in.join(&n)).unwrap(),
+            "ctl/schemas/k8s/{n} differs from what ctl/schemas/generate.sh makes: regenerate it"
+        );
+    }
+}
+
+#[test]
+fn render_help_names_the_schemas_it_checks_and_the_kind_without_one() {
+    let d = tempfile::tempdir().unwrap();
+    let o = ctl(d.path(), &["render", "istio", "--help"]);
+    let h = text(&o);
+    assert!(h.contains("kubernetes-validate"), "{h}");
+    assert!(
+        h.contains("TrafficExtension has no published schema"),
+        "{h}"
+    );
 }

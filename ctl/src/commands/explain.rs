@@ -6,7 +6,7 @@ use crate::exit::ExitCode;
 use egress_core::callers::allow::{explain_verdict, Verdict};
 use egress_core::callers::{Caller, JwtCaller};
 use egress_core::engine::{Decision, Engine};
-use egress_core::plan::{wire, FilterConfig};
+use egress_core::plan::FilterConfig;
 use serde::Serialize;
 
 #[derive(Debug, Serialize, PartialEq, Eq)]
@@ -21,7 +21,11 @@ pub enum Explanation {
         credential: String,
         /// Header carrying the credential (value never shown).
         credential_header: Option<String>,
+        /// Caller headers removed before the request leaves, as the engine's rules print
+        /// (`x-envoy-*` is a prefix).
         removed_headers: Vec<String>,
+        /// Headers the proxy sets, as the engine sets them (the credential `<redacted>`).
+        set_headers: Vec<SetHeader>,
         /// With `egress.callers`: whether the given caller may use the route, and why.
         #[serde(skip_serializing_if = "Option::is_none")]
         caller: Option<CallerCheck>,
@@ -33,6 +37,12 @@ pub enum Explanation {
     },
     Ready,
     Passthrough,
+}
+
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct SetHeader {
+    pub name: String,
+    pub value: String,
 }
 
 /// The engine's verdict on one caller for one route.
@@ -93,25 +103,25 @@ pub fn explain(engine: &Engine, method: &str, path: &str, caller: Option<&Caller
             let Some(target) = engine.target(fwd.target) else {
                 return Explanation::Passthrough;
             };
-            let credential = target.kind.to_string();
-            let mut removed = vec![
-                "authorization".to_string(),
-                "proxy-authorization".to_string(),
-            ];
-            if let Some(h) = target.injection.header_name() {
-                if !removed.iter().any(|r| r == h) {
-                    removed.push(h.to_string());
-                }
-            }
-            removed.push(format!("{}*", wire::INTERNAL_HEADER_PREFIX));
+            // Both lists come from the engine: what the filter does is what is shown.
+            let removed_headers = engine
+                .remove_rules(fwd.target)
+                .map(|r| r.to_string())
+                .collect();
+            let set_headers = engine
+                .describe_set(&fwd)
+                .into_iter()
+                .map(|(name, value)| SetHeader { name, value })
+                .collect();
             Explanation::Forward {
                 target: target.name.clone(),
                 method: method.to_string(),
                 outgoing_url: fwd.target_url.clone(),
                 outgoing_path: fwd.path.clone(),
-                credential,
+                credential: target.kind.to_string(),
                 credential_header: target.injection.header_name().map(str::to_string),
-                removed_headers: removed,
+                removed_headers,
+                set_headers,
                 caller: check(engine, &fwd, caller),
             }
         }
@@ -157,6 +167,7 @@ fn render(method: &str, path: &str, e: &Explanation) -> String {
             credential,
             credential_header,
             removed_headers,
+            set_headers,
             caller,
         } => {
             s += &format!("  target:      {target}\n");
@@ -170,6 +181,10 @@ fn render(method: &str, path: &str, e: &Explanation) -> String {
                 None => "none".to_string(),
             };
             s += &format!("  credential:  {credential} ({header})\n");
+            s += "  set:\n";
+            for h in set_headers {
+                s += &format!("    {}: {}\n", h.name, h.value);
+            }
             s += &format!("  removed:     {}\n", removed_headers.join(", "));
             if let Some(c) = caller {
                 let verdict = match c.status {
@@ -193,4 +208,94 @@ fn render(method: &str, path: &str, e: &Explanation) -> String {
         Explanation::Passthrough => s += "  left to Envoy (metrics endpoint)\n",
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use egress_core::engine::Decision;
+
+    fn seed_engine() -> Engine {
+        let yaml = include_str!("../../../examples/config.yaml");
+        let env = |name: &str| Some(format!("{name}-value"));
+        let config = egress_core::config::load::load_str(yaml, &env).unwrap();
+        Engine::new(&FilterConfig::from_config(&config)).unwrap()
+    }
+
+    /// Regression: explain hard-coded its own list and missed `host`; now it prints the
+    /// engine's rules, and those remove exactly what the filter removes.
+    #[test]
+    fn removed_and_set_headers_are_what_the_engine_does() {
+        let engine = seed_engine();
+        let names = [
+            "host",
+            "x-forwarded-for",
+            "x-envoy-retry-on",
+            "x_api_key",
+            "x-http-method-override",
+            "x-api-key",
+            "authorization",
+            "accept",
+        ];
+        for (method, path) in [
+            ("POST", "/egress/notify/email"),
+            ("GET", "/egress/analytics/stats?x=1"),
+            ("GET", "/egress/erp/customers"),
+        ] {
+            let Explanation::Forward {
+                removed_headers,
+                set_headers,
+                ..
+            } = explain(&engine, method, path)
+            else {
+                panic!("{path} is not forwarded");
+            };
+            for must in [
+                "host",
+                "x-envoy-*",
+                "x-forwarded-*",
+                "forwarded",
+                "x-real-ip",
+            ] {
+                assert!(removed_headers.iter().any(|r| r == must), "{path}: {must}");
+            }
+            let Decision::Forward(fwd) = engine.decide(method, path) else {
+                panic!("{path}");
+            };
+            let (edits, _) = engine.header_edits(&fwd, names, Some("t"));
+            let rules: Vec<_> = engine.remove_rules(fwd.target).collect();
+            for name in names {
+                let shown = rules.iter().any(|r| r.matches(name));
+                assert_eq!(
+                    edits.remove.iter().any(|r| r == name),
+                    shown,
+                    "{path}: {name}"
+                );
+            }
+            let set: Vec<&str> = set_headers.iter().map(|h| h.name.as_str()).collect();
+            let done: Vec<&str> = edits.set.iter().map(|(k, _)| k.as_str()).collect();
+            assert_eq!(set, done, "{path}");
+            for h in &set_headers {
+                assert!(
+                    !h.value.ends_with("-value"),
+                    "{path}: {} shows a secret",
+                    h.name
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_table_shows_set_and_removed_headers_without_secrets() {
+        let engine = seed_engine();
+        let e = explain(&engine, "POST", "/egress/notify/email");
+        let text = render("POST", "/egress/notify/email", &e);
+        assert!(
+            text.contains("    :authority: notify.internal.svc\n"),
+            "{text}"
+        );
+        assert!(text.contains("    x-api-key: <redacted>\n"), "{text}");
+        assert!(text.contains("x-envoy-*"), "{text}");
+        assert!(!text.contains("NOTIFICATION_API_KEY-value"), "{text}");
+    }
 }

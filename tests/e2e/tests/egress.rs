@@ -195,8 +195,13 @@ fn crm_requests_carry_a_token_the_filter_fetched_and_ready_turns_200() {
 
 #[test]
 fn oauth2_target_whose_token_endpoint_is_down_gets_503_credentials_unavailable() {
-    let mut p = Proxy::start().unwrap();
-    p.standins.remove(1).stop().unwrap(); // the token endpoint
+    // The token endpoint is down before Envoy starts: the filter's first fetch (made at start)
+    // cannot succeed before the test looks.
+    let p = Proxy::start_with(Setup {
+        token_endpoint_down: true,
+        ..Setup::default()
+    })
+    .unwrap();
     let started = Instant::now();
     let r = p.send("POST", "/egress/crm/Contact");
     assert_eq!(r.status, 503);

@@ -156,3 +156,45 @@ fn watch_repushes_the_current_token_to_a_proxy_that_restarted() -> Result<()> {
     assert_eq!(watcher.stop()?, Some(0), "{}", watcher.output());
     Ok(())
 }
+
+#[test]
+fn refresh_pushes_to_every_address_of_a_proxy_dns_name() -> Result<()> {
+    let redis = Redis::start()?;
+    let up = Upstreams::start(60)?;
+    // Push-only: the only token it can have is the one pushed through the name.
+    let proxy = up.proxy(Some(&redis), None)?;
+    let port = proxy
+        .push_url
+        .rsplit(':')
+        .next()
+        .context("push url without a port")?;
+    let out = egressctl()?
+        .args(["token", "refresh"])
+        .arg(&proxy.config)
+        .arg("--out")
+        .arg(&proxy.out)
+        .args(["--proxy-dns", &format!("localhost:{port}")])
+        .stdin(std::process::Stdio::null())
+        .output()?;
+    let text = output_text(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains(&format!("pushed to http://127.0.0.1:{port} (version ")),
+        "{text}"
+    );
+    proxy.wait_token().with_context(|| text.clone())?;
+    assert!(bearer(&proxy.get("/egress/crm/x")?).is_ok());
+    // A name that resolves to nothing is a failure, named.
+    let out = egressctl()?
+        .args(["token", "refresh"])
+        .arg(&proxy.config)
+        .arg("--out")
+        .arg(&proxy.out)
+        .args(["--proxy-dns", "no-such-host.invalid:9902"])
+        .stdin(std::process::Stdio::null())
+        .output()?;
+    let text = output_text(&out);
+    assert_eq!(out.status.code(), Some(3), "{text}");
+    assert!(text.contains("no-such-host.invalid:9902"), "{text}");
+    Ok(())
+}

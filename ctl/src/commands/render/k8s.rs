@@ -6,6 +6,12 @@
 //! (CA certificates, a ConfigMap), `/etc/egress/tls/<cluster>` (client certificates and keys,
 //! one `kubernetes.io/tls` Secret each) and `/var/lib/egress/module/plugin.wasm` (the module
 //! image, mounted as an `image` volume pinned by digest).
+//!
+//! With `token_store: redis` the filter fetches nothing: `egressctl token refresh --watch`
+//! runs as its own Deployment (`<name>-token-refresher`) and pushes each token to every Envoy
+//! pod, found through the headless Service `<name>-push` (`--proxy-dns`); the push listener
+//! binds the pod's addresses, signed pushes only, and the NetworkPolicy admits only the
+//! refresher pods to it.
 
 use super::objects::{self, dns_part, label_pair, labels, meta, Object};
 use super::{credential_env_pairs, input, refuse_inlined_credentials, K8sArgs};
@@ -26,9 +32,17 @@ pub const MODULE_DIR: &str = "/var/lib/egress/module";
 /// The CA bundle of the Envoy image (Ubuntu's ca-certificates).
 pub const SYSTEM_CA: &str = "/etc/ssl/certs/ca-certificates.crt";
 pub const ADMIN: &str = "127.0.0.1:9901";
-/// The push listener stays on the pod's loopback: only the refresher beside Envoy pushes.
+/// Without redis no one pushes: the push listener stays on the pod's loopback.
 pub const PUSH: &str = "127.0.0.1:9902";
+/// With `token_store: redis` the refresher Deployment pushes to every Envoy pod through the
+/// headless Service `<name>-push`: the listener takes the pod's addresses. Pushes are signed
+/// (the push key), and the NetworkPolicy admits only the refresher pods to this port.
+pub const PUSH_POD: &str = "0.0.0.0:9902";
+pub const PUSH_PORT: u16 = 9902;
 const REFRESHER_STATE: &str = "/var/run/egress";
+/// `app.kubernetes.io/component` of the Envoy pods and of the refresher pods.
+const PROXY: &str = "proxy";
+const REFRESHER: &str = "token-refresher";
 
 /// The Envoy config as the ConfigMap carries it, and the files it names, by mount.
 pub struct EnvoyFiles {
@@ -66,11 +80,11 @@ pub fn run(a: &K8sArgs) -> anyhow::Result<ExitCode> {
             .map_err(|e| anyhow::anyhow!("{} is not a valid push key: {e}", key_path.display()))?,
         Err(_) => PushSigner::generate(),
     };
-    let files = match envoy_files(src, &signer) {
+    let redis = matches!(src.config.token_store, TokenStore::Redis(_));
+    let files = match envoy_files(src, &signer, if redis { PUSH_POD } else { PUSH }) {
         Ok(f) => f,
         Err(e) => return Ok(objects::refuse(&[format!("{e:#}")])),
     };
-    let redis = matches!(src.config.token_store, TokenStore::Redis(_));
     let raw_config = std::fs::read_to_string(&src.path)?;
     let mut public: String = files.config.values().map(String::as_str).collect();
     if redis {
@@ -140,13 +154,13 @@ pub fn run(a: &K8sArgs) -> anyhow::Result<ExitCode> {
         })));
         envoy_c["envFrom"] = json!([{ "secretRef": { "name": secret } }]);
     }
-    let mut containers = vec![envoy_c];
     if redis {
-        let (c, vols, secrets) = refresher(a, &ns, &raw_config, &signer);
-        containers.push(c);
-        volumes.extend(vols);
-        objs.extend(secrets);
+        envoy_c["ports"].as_array_mut().into_iter().for_each(|p| {
+            p.push(json!({ "name": "push", "containerPort": PUSH_PORT, "protocol": "TCP" }))
+        });
+        objs.extend(refresher_secrets(a, &ns, &raw_config, &signer));
     }
+    let containers = vec![envoy_c];
     // Envoy and the refresher read certificate files and environment variables once, at
     // start: a changed credential changes this hash, so applying the new render rolls the pods.
     let secret_data: BTreeMap<String, String> = objs
@@ -155,8 +169,9 @@ pub fn run(a: &K8sArgs) -> anyhow::Result<ExitCode> {
         .map(|o| (o.file.clone(), o.value["stringData"].to_string()))
         .collect();
     let secrets_hash = content_hash(&secret_data);
-    let selector =
-        json!({ "app.kubernetes.io/name": "egress", "app.kubernetes.io/instance": name });
+    let selector = component_selector(name, PROXY);
+    let mut pod_labels = labels(name);
+    pod_labels["app.kubernetes.io/component"] = json!(PROXY);
     objs.push(Object::new(json!({
         "apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": meta(name, &ns, name),
@@ -168,7 +183,7 @@ pub fn run(a: &K8sArgs) -> anyhow::Result<ExitCode> {
             "strategy": { "type": "RollingUpdate", "rollingUpdate": { "maxUnavailable": 0, "maxSurge": 1 } },
             "template": {
                 "metadata": {
-                    "labels": labels(name),
+                    "labels": pod_labels,
                     "annotations": { "egress.io/config-hash": hash, "egress.io/secrets-hash": secrets_hash },
                 },
                 "spec": {
@@ -194,16 +209,31 @@ pub fn run(a: &K8sArgs) -> anyhow::Result<ExitCode> {
         "metadata": meta(name, &ns, name),
         "spec": { "maxUnavailable": 1, "selector": { "matchLabels": selector } },
     })));
+    let mut ingress = vec![json!({
+        "from": [{ "namespaceSelector": {}, "podSelector": { "matchLabels": caller } }],
+        "ports": [{ "protocol": "TCP", "port": listen.port }],
+    })];
+    if redis {
+        // Only the refresher pods (this namespace) reach the push port.
+        ingress.push(json!({
+            "from": [{ "podSelector": { "matchLabels": component_selector(name, REFRESHER) } }],
+            "ports": [{ "protocol": "TCP", "port": PUSH_PORT }],
+        }));
+        objs.extend(refresher_objects(
+            a,
+            &ns,
+            &config_name,
+            &selector,
+            &secrets_hash,
+        ));
+    }
     objs.push(Object::new(json!({
         "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
         "metadata": meta(name, &ns, name),
         "spec": {
             "podSelector": { "matchLabels": selector },
             "policyTypes": ["Ingress"],
-            "ingress": [{
-                "from": [{ "namespaceSelector": {}, "podSelector": { "matchLabels": caller } }],
-                "ports": [{ "protocol": "TCP", "port": listen.port }],
-            }],
+            "ingress": ingress,
         },
     })));
     let code = objects::check_and_write(&objs, &a.fleet.out)?;
@@ -218,12 +248,16 @@ pub fn run(a: &K8sArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// The Envoy config `compile` renders, with the files it names mapped to the pod's mounts.
-pub fn envoy_files(src: &crate::source::Source, signer: &PushSigner) -> anyhow::Result<EnvoyFiles> {
+pub fn envoy_files(
+    src: &crate::source::Source,
+    signer: &PushSigner,
+    push: &str,
+) -> anyhow::Result<EnvoyFiles> {
     let admin = ListenAddr::parse(ADMIN).map_err(|e| anyhow::anyhow!("{e}"))?;
     let opts = RenderOptions {
         admin: admin.clone(),
         push: Some(PushListener {
-            addr: ListenAddr::parse(PUSH).map_err(|e| anyhow::anyhow!("{e}"))?,
+            addr: ListenAddr::parse(push).map_err(|e| anyhow::anyhow!("{e}"))?,
             public_key_pem: signer.public_pem(),
         }),
         wasm: PathBuf::from(MODULE_DIR).join(crate::oci::MODULE_FILE),
@@ -360,39 +394,62 @@ fn envoy_container(
     })
 }
 
-/// `egressctl token refresh --watch` beside Envoy: it pushes to this pod's Envoy on loopback
-/// and shares one token per target with every other replica's refresher through redis.
-fn refresher(
-    a: &K8sArgs,
-    ns: &str,
-    raw_config: &str,
-    signer: &PushSigner,
-) -> (Value, Vec<Value>, Vec<Object>) {
+/// The selector of one component's pods.
+fn component_selector(instance: &str, component: &str) -> Value {
+    json!({
+        "app.kubernetes.io/name": "egress",
+        "app.kubernetes.io/instance": instance,
+        "app.kubernetes.io/component": component,
+    })
+}
+
+/// The refresher's Secrets: the push key, and the variables the config refers to (redis
+/// password, client secrets), read from this environment at render time.
+fn refresher_secrets(a: &K8sArgs, ns: &str, raw_config: &str, signer: &PushSigner) -> Vec<Object> {
     let name = a.fleet.name.as_str();
-    let key_secret = format!("{name}-push-key");
-    let env_secret = format!("{name}-refresher-env");
-    let pem = signer.to_pem();
-    let mut objs = vec![Object::new(json!({
-        "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-        "metadata": meta(&key_secret, ns, name),
-        "stringData": { "push.key": pem },
-    }))];
     let env: Map<String, Value> = referenced_env(raw_config)
         .into_iter()
         .filter_map(|n| std::env::var(&n).ok().map(|v| (n, Value::String(v))))
         .collect();
-    objs.push(Object::new(json!({
-        "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-        "metadata": meta(&env_secret, ns, name),
-        "stringData": env,
-    })));
-    let c = json!({
-        "name": "token-refresher",
+    vec![
+        Object::new(json!({
+            "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+            "metadata": meta(&format!("{name}-push-key"), ns, name),
+            "stringData": { "push.key": signer.to_pem() },
+        })),
+        Object::new(json!({
+            "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+            "metadata": meta(&format!("{name}-refresher-env"), ns, name),
+            "stringData": env,
+        })),
+    ]
+}
+
+/// `token_store: redis`: `egressctl token refresh --watch` as its own Deployment, pushing to
+/// every Envoy pod the headless Service `<name>-push` resolves to (looked up again every
+/// round, so new pods get the token at once); its replicas share one token per target
+/// through redis (the address is in the config it mounts).
+fn refresher_objects(
+    a: &K8sArgs,
+    ns: &str,
+    config_name: &str,
+    proxy_selector: &Value,
+    secrets_hash: &str,
+) -> Vec<Object> {
+    let name = a.fleet.name.as_str();
+    let push_service = format!("{name}-push");
+    let refresher = format!("{name}-{REFRESHER}");
+    let selector = component_selector(name, REFRESHER);
+    let mut pod_labels = labels(name);
+    pod_labels["app.kubernetes.io/component"] = json!(REFRESHER);
+    let container = json!({
+        "name": REFRESHER,
         "image": a.egressctl_image,
         "command": ["egressctl"],
         "args": ["token", "refresh", format!("{CONFIG_DIR}/config.yaml"), "--watch",
-                 "--out", REFRESHER_STATE, "--proxy", format!("http://{PUSH}")],
-        "envFrom": [{ "secretRef": { "name": env_secret } }],
+                 "--out", REFRESHER_STATE,
+                 "--proxy-dns", format!("{push_service}.{ns}.svc:{PUSH_PORT}")],
+        "envFrom": [{ "secretRef": { "name": format!("{name}-refresher-env") } }],
         "resources": { "requests": { "cpu": "10m", "memory": "32Mi" }, "limits": { "memory": "128Mi" } },
         "securityContext": { "allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true, "capabilities": { "drop": ["ALL"] } },
         "volumeMounts": [
@@ -400,10 +457,45 @@ fn refresher(
             { "name": "push-key", "mountPath": REFRESHER_STATE, "readOnly": true },
         ],
     });
-    let vols = vec![
-        json!({ "name": "push-key", "secret": { "secretName": key_secret, "defaultMode": 0o440 } }),
-    ];
-    (c, vols, objs)
+    vec![
+        // Every Envoy pod's address, ready or not: a pod waiting for its first token is not
+        // ready, and it is exactly the one the refresher must reach.
+        Object::new(json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": meta(&push_service, ns, name),
+            "spec": {
+                "clusterIP": "None",
+                "publishNotReadyAddresses": true,
+                "selector": proxy_selector,
+                "ports": [{ "name": "push", "port": PUSH_PORT, "targetPort": "push", "protocol": "TCP" }],
+            },
+        })),
+        Object::new(json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": meta(&refresher, ns, name),
+            "spec": {
+                // Two, for availability: they share each token through redis (one fetch per
+                // lifetime) and both push it.
+                "replicas": 2,
+                "selector": { "matchLabels": selector },
+                "template": {
+                    "metadata": {
+                        "labels": pod_labels,
+                        "annotations": { "egress.io/secrets-hash": secrets_hash },
+                    },
+                    "spec": {
+                        "automountServiceAccountToken": false,
+                        "securityContext": { "runAsNonRoot": true, "runAsUser": 101, "runAsGroup": 101, "fsGroup": 101, "seccompProfile": { "type": "RuntimeDefault" } },
+                        "containers": [container],
+                        "volumes": [
+                            { "name": "config", "configMap": { "name": config_name } },
+                            { "name": "push-key", "secret": { "secretName": format!("{name}-push-key"), "defaultMode": 0o440 } },
+                        ],
+                    },
+                },
+            },
+        })),
+    ]
 }
 
 /// The `${NAME}` and `${NAME:-default}` variables a config text refers to.

@@ -2,14 +2,17 @@
 //! and the same Envoy rendering `compile` uses.
 //!
 //! - [`k8s`]: Envoy as a Deployment (config in a ConfigMap, credentials in Secrets, module from
-//!   an image volume pinned by digest), Service, PodDisruptionBudget, NetworkPolicy.
+//!   an image volume pinned by digest), Service, PodDisruptionBudget, NetworkPolicy; with
+//!   `token_store: redis` the refresher Deployment and the headless push Service.
 //! - [`istio`]: the filter as a WasmPlugin or TrafficExtension on the egress gateway, a
 //!   ServiceEntry and DestinationRule per target, mesh routing to the gateway.
 //! - [`objects`]: what both share: names, checks before writing, writing.
+//! - [`schemas`]: the published schemas every object passes before anything is written.
 
 pub mod istio;
 pub mod k8s;
 pub mod objects;
+pub mod schemas;
 
 use super::load_or_report;
 use crate::exit::ExitCode;
@@ -23,8 +26,9 @@ use std::path::PathBuf;
 #[derive(Debug, Subcommand)]
 pub enum RenderCommand {
     /// Plain Kubernetes: a Deployment of Envoy with the filter, its ConfigMap and Secrets, a
-    /// Service, a PodDisruptionBudget and a NetworkPolicy (with `token_store: redis`, the
-    /// token refresher runs beside each Envoy).
+    /// Service, a PodDisruptionBudget and a NetworkPolicy (with `token_store: redis`, also the
+    /// token refresher as its own Deployment, pushing to every Envoy pod through a headless
+    /// Service).
     #[command(after_help = K8S_AFTER)]
     K8s(K8sArgs),
     /// Istio: the filter on the egress gateway (WasmPlugin, or TrafficExtension with
@@ -42,9 +46,16 @@ Example:
 
 The config's http.addr must not be loopback (pods are reached through a Service), e.g.
   addr: \"${EGRESS_LISTEN:-0.0.0.0:8080}\"
-Every object is checked before anything is written; Secrets are written readable by the owner
-only. A changed config gets a new ConfigMap name (content hash), so the Deployment rolls pods
+Every object is checked before anything is written, against the published Kubernetes 1.35
+schemas (PyPI kubernetes-validate 1.37.0, strict: unknown fields refused; embedded in
+egressctl); Secrets are written readable by the owner only. A changed config gets a new ConfigMap name (content hash), so the Deployment rolls pods
 one by one (maxUnavailable 0, readiness on the ready endpoint, PodDisruptionBudget).
+
+With token_store: redis, `egressctl token refresh --watch` runs as its own Deployment
+(<name>-token-refresher, --egressctl-image) and pushes signed tokens to every Envoy pod through
+the headless Service <name>-push (--proxy-dns); only the refresher pods may reach port 9902.
+Its Secret <name>-refresher-env holds the ${VAR}s the config names, read from the environment
+render runs in.
 
 Exit 0: written; 1: invalid config or a config this output cannot carry (each reason printed);
 2: bad usage; 3: other failure (I/O, module not found).";
@@ -58,6 +69,13 @@ Example:
 Callers reach the proxy at http://HOST/<egress prefix>/... (HOST: --host). Credential values
 never go into the plugin config: it names environment variables the gateway reads (see
 README \"Running with Istio\").
+
+Checked before writing: names, labels, ports and Secret keys for every object, and the
+Kubernetes objects (Secrets) against the published schemas (PyPI kubernetes-validate 1.37.0,
+Kubernetes 1.35). The Istio kinds are not checked against schemas here: the registry package
+with Istio's CRD schemas (npm @kubernetes-models/istio 3.0.1) ships compiled validators, not
+JSON Schema, so egressctl cannot embed them; the project's tests validate every Istio object
+with it. TrafficExtension has no published schema at all: its fields follow Istio's docs.
 
 Exit 0: written; 1: invalid config or a config this output cannot carry; 2: bad usage; 3:
 other failure.";
@@ -98,7 +116,7 @@ pub struct K8sArgs {
     /// Envoy image (1.40 or later with the V8 wasm runtime). Pin it by digest in production.
     #[arg(long, default_value = "envoyproxy/envoy:v1.40.0", value_name = "IMAGE")]
     pub envoy_image: String,
-    /// Image with egressctl, for the token refresher (`token_store: redis` only).
+    /// Image with egressctl, for the token refresher Deployment (`token_store: redis` only).
     #[arg(long, default_value = concat!("egressctl:", env!("CARGO_PKG_VERSION")), value_name = "IMAGE")]
     pub egressctl_image: String,
     /// Envoy replicas.

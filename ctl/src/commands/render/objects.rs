@@ -111,7 +111,8 @@ pub fn is_dns_subdomain(s: &str) -> bool {
 }
 
 /// The checks the API server would make first: names, namespaces, label values, ports,
-/// ConfigMap and Secret keys and sizes. Returns every problem.
+/// ConfigMap and Secret keys and sizes, and the kind's published schema
+/// ([`super::schemas`]). Returns every problem.
 pub fn check(objects: &[Object]) -> Vec<String> {
     let mut problems = Vec::new();
     let mut files = BTreeMap::new();
@@ -168,6 +169,11 @@ pub fn check(objects: &[Object]) -> Vec<String> {
                 ));
             }
         }
+        problems.extend(
+            super::schemas::validate(v)
+                .into_iter()
+                .map(|e| format!("{at}: fails its published schema at {e}")),
+        );
         if let Some(prev) = files.insert(o.file.clone(), at.clone()) {
             problems.push(format!("{at} and {prev} have the same name"));
         }
@@ -262,6 +268,21 @@ mod tests {
         assert!(p.contains("port 70000"), "{p}");
         assert!(p.contains("label x"), "{p}");
         assert!(p.contains("key bad/key"), "{p}");
+    }
+
+    #[test]
+    fn check_refuses_an_object_that_fails_its_published_schema() {
+        let objs = [Object::new(json!({
+            "apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+            "metadata": { "name": "egress", "namespace": "egress" },
+            "spec": { "maxUnavailable": 1, "selector": { "matchLabels": { "a": "b" } }, "minAvailabel": 1 },
+        }))];
+        let p = check(&objs).join("\n");
+        assert!(
+            p.contains("PodDisruptionBudget egress: fails its published schema"),
+            "{p}"
+        );
+        assert!(p.contains("minAvailabel"), "{p}");
     }
 
     #[test]

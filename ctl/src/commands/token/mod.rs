@@ -7,6 +7,7 @@
 
 pub mod fetch;
 pub mod store;
+pub mod targets;
 pub mod watch;
 
 use super::load_or_report;
@@ -25,7 +26,7 @@ use store::{ObtainError, Origin, Redis};
 /// What every target's refresh shares: where to push, how to sign, the redis store.
 pub struct Ctx {
     pub client: ProxyClient,
-    pub proxies: Vec<String>,
+    pub proxies: targets::Proxies,
     pub redis: Option<Redis>,
 }
 
@@ -82,7 +83,16 @@ pub fn run(args: &TokenRefreshArgs) -> anyhow::Result<ExitCode> {
     let dir = StateDir::new(&args.out);
     let signer = proxy::signer(&dir)?;
     let state = dir.read_state().ok();
-    let proxies = proxy::proxy_urls(&args.proxies, state.as_ref())?;
+    let fixed = if args.proxies.is_empty() && !args.proxy_dns.is_empty() {
+        Vec::new()
+    } else {
+        proxy::proxy_urls(&args.proxies, state.as_ref())?
+    };
+    let proxies = targets::Proxies {
+        fixed,
+        dns: args.proxy_dns.clone(),
+        lookup: targets::system_lookup(),
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -117,10 +127,11 @@ async fn once(ctx: &Arc<Ctx>, fetchers: &[Fetcher]) -> anyhow::Result<ExitCode> 
                 continue;
             }
         };
-        let body = push_body(&f.target, &record);
+        let (results, unresolved) = push_everywhere(ctx, &push_body(&f.target, &record)).await;
+        failed.extend(unresolved);
         let mut pushed = Vec::new();
-        for url in &ctx.proxies {
-            match ctx.client.push(url, &body).await {
+        for (url, r) in results {
+            match r {
                 Ok(v) => pushed.push(format!("pushed to {url} (version {v})")),
                 Err(e) => {
                     pushed.push(format!("push to {url} failed: {e:#}"));
@@ -139,5 +150,147 @@ async fn once(ctx: &Arc<Ctx>, fetchers: &[Fetcher]) -> anyhow::Result<ExitCode> 
     } else {
         eprintln!("egressctl: token refresh failed: {}", failed.join("; "));
         Ok(ExitCode::Failure)
+    }
+}
+
+/// Pushes one token to every proxy there is now (names looked up afresh, pushes in
+/// parallel): each URL with its result, and the names that did not resolve.
+pub async fn push_everywhere(
+    ctx: &Arc<Ctx>,
+    body: &PushBody,
+) -> (Vec<(String, anyhow::Result<u64>)>, Vec<String>) {
+    let resolved = ctx.proxies.resolve().await;
+    let mut calls = tokio::task::JoinSet::new();
+    for (i, url) in resolved.urls.iter().enumerate() {
+        let (ctx, url, body) = (ctx.clone(), url.clone(), body.clone());
+        calls.spawn(async move { (i, ctx.client.push(&url, &body).await) });
+    }
+    let mut results: Vec<(usize, anyhow::Result<u64>)> = Vec::new();
+    while let Some(j) = calls.join_next().await {
+        match j {
+            Ok(r) => results.push(r),
+            Err(e) => results.push((usize::MAX, Err(anyhow::anyhow!("push task failed: {e}")))),
+        }
+    }
+    results.sort_by_key(|(i, _)| *i);
+    let out = results
+        .into_iter()
+        .map(|(i, r)| {
+            let url = resolved.urls.get(i).cloned().unwrap_or_default();
+            (url, r)
+        })
+        .collect();
+    (out, resolved.failed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use egress_core::push::PushSigner;
+    use std::net::SocketAddr;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A stand-in push listener: answers every signed push with its version and records the
+    /// pushed bodies.
+    async fn stub(addr: SocketAddr, version: u64) -> (u16, tokio::sync::mpsc::Receiver<String>) {
+        let l = tokio::net::TcpListener::bind(addr).await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        let (tx, rx) = tokio::sync::mpsc::channel(8);
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut s, _)) = l.accept().await else {
+                    return;
+                };
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    loop {
+                        let n = s.read(&mut chunk).await.unwrap_or(0);
+                        if n == 0 {
+                            return;
+                        }
+                        buf.extend_from_slice(&chunk[..n]);
+                        let text = String::from_utf8_lossy(&buf).to_string();
+                        let Some((head, body)) = text.split_once("\r\n\r\n") else {
+                            continue;
+                        };
+                        let len = head
+                            .lines()
+                            .find_map(|l| {
+                                l.to_ascii_lowercase()
+                                    .strip_prefix("content-length:")
+                                    .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                            })
+                            .unwrap_or(0);
+                        if body.len() < len {
+                            continue;
+                        }
+                        let signed = head.to_ascii_lowercase().contains("authorization: bearer ");
+                        let _ = tx
+                            .send(format!(
+                                "{} {body}",
+                                if signed { "signed" } else { "unsigned" }
+                            ))
+                            .await;
+                        let reply = format!("{{\"version\":{version}}}");
+                        let _ = s
+                            .write_all(format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{reply}", reply.len()).as_bytes())
+                            .await;
+                        return;
+                    }
+                });
+            }
+        });
+        (port, rx)
+    }
+
+    #[tokio::test]
+    async fn one_name_with_two_addresses_is_two_proxies_and_both_get_the_push() {
+        // Two proxies on the same port, one on 127.0.0.1, one on ::1: what a headless Service
+        // name over two pods looks like.
+        let (port, mut v4) = stub("127.0.0.1:0".parse().unwrap(), 4).await;
+        let (_, mut v6) = stub(format!("[::1]:{port}").parse().unwrap(), 6).await;
+        let lookup: targets::Lookup = Arc::new(move |d: targets::DnsProxy| {
+            Box::pin(async move {
+                assert_eq!(d.host, "egress-push.egress.svc");
+                Ok(vec![
+                    SocketAddr::from(([127, 0, 0, 1], d.port)),
+                    format!("[::1]:{}", d.port).parse().unwrap(),
+                ])
+            })
+        });
+        let ctx = Arc::new(Ctx {
+            client: ProxyClient::new(PushSigner::generate()).unwrap(),
+            proxies: targets::Proxies {
+                fixed: vec![],
+                dns: vec![format!("egress-push.egress.svc:{port}").parse().unwrap()],
+                lookup,
+            },
+            redis: None,
+        });
+        let body = PushBody {
+            target: "crm".into(),
+            access_token: egress_core::secret::Secret::new("tok-1".to_string()),
+            token_type: "Bearer".into(),
+            expires_at_ms: 4_000_000_000_000,
+        };
+        let (results, unresolved) = push_everywhere(&ctx, &body).await;
+        assert!(unresolved.is_empty());
+        let got: Vec<(String, u64)> = results.into_iter().map(|(u, r)| (u, r.unwrap())).collect();
+        assert_eq!(
+            got,
+            vec![
+                (format!("http://127.0.0.1:{port}"), 4),
+                (format!("http://[::1]:{port}"), 6)
+            ]
+        );
+        for rx in [&mut v4, &mut v6] {
+            let seen = rx.recv().await.unwrap();
+            assert!(
+                seen.starts_with("signed ") && seen.contains("\"crm\""),
+                "{seen}"
+            );
+        }
     }
 }

@@ -9,6 +9,9 @@
 //!   without a valid token, or with a lower version than we gave it (it restarted), gets the
 //!   current token again at once.
 //! - With redis, a token another refresher stored is adopted and pushed.
+//! - Every [`RESOLVE_EVERY_MS`], `--proxy-dns` names are looked up again: a new address gets
+//!   the current token at once, a vanished one is dropped (kept while its name fails to
+//!   resolve: a DNS hiccup is not a scale-down).
 //! - Ctrl-C or SIGTERM stops every task (exit 0).
 
 use super::{obtained_line, push_body, Ctx};
@@ -26,6 +29,8 @@ use super::fetch::Fetcher;
 
 /// How often each proxy's status is checked (restart detection).
 pub const STATUS_EVERY_MS: u64 = 2_000;
+/// How often `--proxy-dns` names are looked up again.
+pub const RESOLVE_EVERY_MS: u64 = 2_000;
 /// How often the redis store is read for a token another refresher stored.
 const REDIS_EVERY_MS: u64 = 1_000;
 /// Longest sleep between two looks at the schedule.
@@ -40,7 +45,7 @@ pub async fn run(ctx: Arc<Ctx>, fetchers: Vec<Fetcher>) -> anyhow::Result<ExitCo
     eprintln!(
         "egressctl: watching {} target(s), pushing to {}; Ctrl-C stops",
         tasks.len(),
-        ctx.proxies.join(", ")
+        ctx.proxies.describe()
     );
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
@@ -80,23 +85,27 @@ async fn watch_target(ctx: Arc<Ctx>, f: Fetcher, mut stop: watch::Receiver<bool>
     let mut failures = 0u32;
     let mut next_fetch_ms = 0u64;
     let mut next_redis_ms = 0u64;
-    let mut proxies: Vec<ProxyState> = ctx
-        .proxies
-        .iter()
-        .map(|u| ProxyState {
-            url: u.clone(),
-            pushed_expires_ms: 0,
-            pushed_version: None,
-            failures: 0,
-            next_push_ms: 0,
-            next_status_ms: 0,
-        })
-        .collect();
+    let mut proxies: Vec<ProxyState> = Vec::new();
+    let mut next_resolve_ms = 0u64;
+    let mut resolve_failed: Vec<String> = Vec::new();
     loop {
         if *stop.borrow() {
             return;
         }
         let now = now_ms();
+
+        // Which proxies there are now.
+        if now >= next_resolve_ms {
+            next_resolve_ms = now + RESOLVE_EVERY_MS;
+            let r = ctx.proxies.resolve().await;
+            if r.failed != resolve_failed {
+                for e in &r.failed {
+                    eprintln!("{}: cannot look up proxies: {e}", f.target);
+                }
+                resolve_failed = r.failed.clone();
+            }
+            reconcile(&mut proxies, &r.urls, r.failed.is_empty(), &f.target);
+        }
 
         // A token another refresher stored (redis) replaces ours when it lives longer.
         if let Some(redis) = &ctx.redis {
@@ -270,6 +279,9 @@ async fn watch_target(ctx: Arc<Ctx>, f: Fetcher, mut stop: watch::Receiver<bool>
         for p in proxies.iter().filter(|p| p.pushed_version.is_some()) {
             next = next.min(p.next_status_ms);
         }
+        if !ctx.proxies.dns.is_empty() {
+            next = next.min(next_resolve_ms);
+        }
         if ctx.redis.is_some() {
             next = next.min(next_redis_ms);
         }
@@ -278,5 +290,57 @@ async fn watch_target(ctx: Arc<Ctx>, f: Fetcher, mut stop: watch::Receiver<bool>
             _ = tokio::time::sleep(Duration::from_millis(wait)) => {}
             _ = stop.changed() => return,
         }
+    }
+}
+
+/// Makes `proxies` the `urls` of this round: new ones start with nothing pushed; ones no
+/// longer listed are dropped only when every name resolved (`complete`).
+fn reconcile(proxies: &mut Vec<ProxyState>, urls: &[String], complete: bool, target: &str) {
+    if complete {
+        proxies.retain(|p| {
+            let keep = urls.contains(&p.url);
+            if !keep {
+                println!("{target}: {} is gone (no longer resolved)", p.url);
+            }
+            keep
+        });
+    }
+    for u in urls {
+        if !proxies.iter().any(|p| &p.url == u) {
+            proxies.push(ProxyState {
+                url: u.clone(),
+                pushed_expires_ms: 0,
+                pushed_version: None,
+                failures: 0,
+                next_push_ms: 0,
+                next_status_ms: 0,
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn urls(p: &[ProxyState]) -> Vec<&str> {
+        p.iter().map(|p| p.url.as_str()).collect()
+    }
+
+    #[test]
+    fn reconcile_adds_new_replicas_and_drops_gone_ones_only_on_a_complete_lookup() {
+        let mut p = Vec::new();
+        let a = "http://10.0.0.1:9902".to_string();
+        let b = "http://10.0.0.2:9902".to_string();
+        reconcile(&mut p, &[a.clone(), b.clone()], true, "t");
+        assert_eq!(urls(&p), [a.as_str(), b.as_str()]);
+        p[0].pushed_version = Some(3);
+        // The lookup failed: b is kept.
+        reconcile(&mut p, std::slice::from_ref(&a), false, "t");
+        assert_eq!(urls(&p), [a.as_str(), b.as_str()]);
+        reconcile(&mut p, std::slice::from_ref(&a), true, "t");
+        assert_eq!(urls(&p), [a.as_str()]);
+        // What we knew about a is kept.
+        assert_eq!(p[0].pushed_version, Some(3));
     }
 }

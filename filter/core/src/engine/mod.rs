@@ -1,6 +1,13 @@
 //! One request head in, one decision out. The wasm glue only moves headers between the host
 //! and this module, so everything here is tested natively.
 
+// Request path: no index may panic on hostile input.
+#![deny(clippy::indexing_slicing)]
+
+mod headers;
+
+pub use headers::{RemoveRule, ALWAYS_REMOVED, FORWARDED_PROTO};
+
 use crate::callers::allow::{evaluate, Verdict};
 use crate::callers::auth::CallerInput;
 use crate::callers::jwt::KeyError;
@@ -35,6 +42,8 @@ pub struct CompiledTarget {
     pub base_path: String,
     /// `scheme://authority` (logs only).
     pub origin: String,
+    /// The target's scheme, sent as `x-forwarded-proto` in place of the caller's.
+    scheme: &'static str,
     /// The credential kind (`api_key`, `bearer`, ...), for logs and `egressctl explain`.
     pub kind: &'static str,
     pub injection: Injection,
@@ -50,6 +59,7 @@ struct CompiledRoute {
     target: usize,
     strip_prefix: Option<String>,
     rewrite_prefix: Option<String>,
+    /// `None`: every standard method ([`Method::ALL`]).
     methods: Option<Vec<Method>>,
     /// `Allow` header value, built once.
     allow: String,
@@ -181,6 +191,7 @@ impl Engine {
                 authority: t.url.authority(),
                 base_path: t.url.base_path.clone(),
                 origin: t.url.origin(),
+                scheme: t.url.scheme.as_str(),
                 kind: t.credential.kind(),
                 injection,
                 strip,
@@ -211,10 +222,14 @@ impl Engine {
             if !table.insert(&prefix, routes.len()) {
                 return Err(EngineError::DuplicatePrefix { index, prefix });
             }
-            let allow = match &r.methods {
-                Some(ms) => ms.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(", "),
-                None => String::new(),
-            };
+            let allow = r
+                .methods
+                .as_deref()
+                .unwrap_or(&Method::ALL)
+                .iter()
+                .map(|m| m.as_str())
+                .collect::<Vec<_>>()
+                .join(", ");
             routes.push(CompiledRoute {
                 target,
                 strip_prefix: r.strip_prefix.clone(),
@@ -304,20 +319,21 @@ impl Engine {
                 return Decision::Respond(LocalReply::error(400, "invalid_path", &e.to_string()))
             }
         };
-        if self.health.as_deref() == Some(req.path) {
+        let req_path: &str = &req.path;
+        if self.health.as_deref() == Some(req_path) {
             return Decision::Respond(LocalReply::json(
                 200,
                 "ok",
                 r#"{"status":"ok"}"#.to_string(),
             ));
         }
-        if self.ready.as_deref() == Some(req.path) {
+        if self.ready.as_deref() == Some(req_path) {
             return Decision::Ready;
         }
-        if self.passthrough.iter().any(|p| p == req.path) {
+        if self.passthrough.iter().any(|p| p == req_path) {
             return Decision::Pass;
         }
-        let Some((_, &route_index)) = self.table.lookup(req.path) else {
+        let Some((_, &route_index)) = self.table.lookup(req_path) else {
             return Decision::Respond(LocalReply::error(
                 404,
                 "route_not_found",
@@ -338,19 +354,15 @@ impl Engine {
                 "route table is inconsistent",
             ));
         };
-        if let Some(methods) = &route.methods {
-            if !methods.iter().any(|m| m.as_str() == method) {
-                let allowed: Vec<&str> = methods.iter().map(|m| m.as_str()).collect();
-                let body = serde_json::json!({
-                    "error": "method_not_allowed",
-                    "message": "this route does not allow the request's method",
-                    "allowed": allowed,
-                })
-                .to_string();
-                let mut reply = LocalReply::json(405, "method_not_allowed", body);
-                reply.headers.push(("allow", route.allow.clone()));
-                return Decision::Respond(reply);
-            }
+        let allowed = match &route.methods {
+            Some(methods) => methods.iter().any(|m| m.as_str() == method),
+            // No list: the standard methods only. TRACE echoes the request (credential
+            // included) back to the caller, CONNECT opens a tunnel, and over HTTP/2 any token
+            // is a method that some upstream may read as another.
+            None => Method::parse(method).is_some(),
+        };
+        if !allowed {
+            return Decision::Respond(self.method_not_allowed(route));
         }
         let Some(target) = self.targets.get(route.target) else {
             return Decision::Respond(LocalReply::error(
@@ -360,7 +372,7 @@ impl Engine {
             ));
         };
         let path = rewrite(
-            req.path,
+            req_path,
             req.query,
             route.strip_prefix.as_deref(),
             route.rewrite_prefix.as_deref(),
@@ -371,7 +383,7 @@ impl Engine {
         Decision::Forward(Forward {
             target: route.target,
             route: route_index,
-            original_path: req.path.to_string(),
+            original_path: req_path.to_string(),
             target_url,
             path,
         })
@@ -397,17 +409,9 @@ impl Engine {
             return (edits, Edited::NeedsToken);
         };
         for name in names {
-            // Case-insensitive without allocating: this runs for every header of every request.
-            let is = |other: &str| name.eq_ignore_ascii_case(other);
-            let internal = name
-                .as_bytes()
-                .get(..wire::INTERNAL_HEADER_PREFIX.len())
-                .is_some_and(|p| p.eq_ignore_ascii_case(wire::INTERNAL_HEADER_PREFIX.as_bytes()));
-            let strip = internal
-                || CALLER_CREDENTIAL_HEADERS.iter().any(|h| is(h))
-                || target.strip.iter().any(|h| is(h))
-                || is("host");
-            if strip && !edits.remove.iter().any(|r| r.eq_ignore_ascii_case(name)) {
+            if self.removes(target, name)
+                && !edits.remove.iter().any(|r| r.eq_ignore_ascii_case(name))
+            {
                 edits.remove.push(name.to_string());
             }
         }
@@ -418,6 +422,11 @@ impl Engine {
         edits
             .set
             .push((wire::TARGET_HEADER.into(), target.name.clone()));
+        // Replaces the caller's value. Envoy needs the header: its route lookup finds no route
+        // without one (and the filter's header changes make Envoy look the route up again).
+        edits
+            .set
+            .push((FORWARDED_PROTO.into(), target.scheme.to_string()));
         let edited = match &target.injection {
             Injection::None => Edited::Complete,
             Injection::Header { name, value } => {
@@ -455,6 +464,61 @@ impl Engine {
         edited
     }
 
+    /// The rules that remove caller headers from a request to this target:
+    /// [`ALWAYS_REMOVED`], then the target's own credential header. `egressctl explain`
+    /// prints these; [`Engine::header_edits`] applies them.
+    pub fn remove_rules(&self, target: usize) -> impl Iterator<Item = RemoveRule<'_>> {
+        let own = self
+            .targets
+            .get(target)
+            .into_iter()
+            .flat_map(|t| t.strip.iter().map(|h| RemoveRule::Name(h)));
+        ALWAYS_REMOVED.iter().copied().chain(own)
+    }
+
+    fn removes(&self, target: &CompiledTarget, name: &str) -> bool {
+        ALWAYS_REMOVED.iter().any(|r| r.matches(name))
+            || target.strip.iter().any(|h| name.eq_ignore_ascii_case(h))
+    }
+
+    /// What a forward sets, with the credential's value replaced by `<redacted>`: for
+    /// `egressctl explain`, from the same code as the request path.
+    pub fn describe_set(&self, fwd: &Forward) -> Vec<(String, String)> {
+        let (mut edits, _) = self.header_edits(fwd, std::iter::empty(), Some(""));
+        if let Some(name) = self
+            .targets
+            .get(fwd.target)
+            .and_then(|t| t.injection.header_name())
+        {
+            for (k, v) in &mut edits.set {
+                if k.eq_ignore_ascii_case(name) {
+                    *v = "<redacted>".to_string();
+                }
+            }
+        }
+        edits.set
+    }
+
+    /// 405 for a method the route does not allow, with the route's methods in `Allow`.
+    fn method_not_allowed(&self, route: &CompiledRoute) -> LocalReply {
+        let allowed: Vec<&str> = route
+            .methods
+            .as_deref()
+            .unwrap_or(&Method::ALL)
+            .iter()
+            .map(|m| m.as_str())
+            .collect();
+        let body = serde_json::json!({
+            "error": "method_not_allowed",
+            "message": "this route does not allow the request's method",
+            "allowed": allowed,
+        })
+        .to_string();
+        let mut reply = LocalReply::json(405, "method_not_allowed", body);
+        reply.headers.push(("allow", route.allow.clone()));
+        reply
+    }
+
     /// 503 for an OAuth2 target that has no usable token.
     pub fn credentials_unavailable(&self, target: usize) -> LocalReply {
         let name = self.targets.get(target).map_or("", |t| t.name.as_str());
@@ -468,6 +532,10 @@ impl Engine {
     }
 }
 
+// `cfg(test)` alone first: clippy's allow-unwrap-in-tests recognizes only that form.
 #[cfg(test)]
 #[cfg(all(test, feature = "yaml"))]
 mod tests;
+
+#[cfg(test)]
+mod hostile_tests;

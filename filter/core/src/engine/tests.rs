@@ -1,5 +1,7 @@
 //! The engine against the spec's seed config (section 1) and its routing table (section 5).
 
+#![allow(clippy::indexing_slicing)]
+
 use super::*;
 use crate::config::load::load_str;
 use crate::plan::FilterConfig;
@@ -239,26 +241,41 @@ fn endpoints_health_ready_and_metrics_are_recognized() {
 #[test]
 fn local_replies_never_contain_configured_secrets() {
     let e = seed_engine();
-    let probes = [
-        ("GET", "/egress/notify/email"),
-        ("GET", "/nope"),
-        ("GET", "/egress/crm/%2e%2e"),
-        ("GET", "/health"),
+    let secrets = [
+        "notify-key-123",
+        "analytics-token-456",
+        "erp-pass",
+        "sf-secret",
+        "sf-client",
+        "redis-pw",
     ];
-    for (m, p) in probes {
-        if let Decision::Respond(r) = e.decide(m, p) {
-            for secret in [
-                "notify-key-123",
-                "analytics-token-456",
-                "erp-pass",
-                "sf-secret",
-            ] {
-                assert!(!r.body.contains(secret));
-            }
+    // Every kind of local reply, each probe must be one (a forward would be a broken probe).
+    let probes = [
+        ("GET", "/egress/notify/email", 405),
+        ("TRACE", "/egress/erp/customers", 405),
+        ("GET", "/nope", 404),
+        ("GET", "/egress/crm/%2e%2e", 400),
+        ("GET", "/egress/analytics/%c0%ae", 400),
+        ("GET", "/egress/analytics/x?notify-key-123\n", 400),
+        ("GET", "/health", 200),
+    ];
+    for (m, p, status) in probes {
+        let Decision::Respond(r) = e.decide(m, p) else {
+            panic!("{m} {p}: expected a local reply");
+        };
+        assert_eq!(r.status, status, "{m} {p}");
+        for secret in secrets {
+            assert!(!r.body.contains(secret), "{m} {p}: {}", r.body);
+            assert!(r.headers.iter().all(|(_, v)| !v.contains(secret)));
         }
     }
-    let r = e.credentials_unavailable(0);
-    assert!(!r.body.contains("sf-secret"));
+    for target in 0..e.targets().len() {
+        let r = e.credentials_unavailable(target);
+        assert_eq!(r.status, 503);
+        for secret in secrets {
+            assert!(!r.body.contains(secret));
+        }
+    }
 }
 
 #[test]

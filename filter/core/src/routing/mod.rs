@@ -1,5 +1,8 @@
 //! Which route a request takes, and the path it leaves with.
 
+// Request path: no index may panic on hostile input.
+#![deny(clippy::indexing_slicing)]
+
 pub mod path;
 pub mod table;
 

@@ -47,13 +47,12 @@ impl<T> RouteTable<T> {
     /// The value of the longest prefix matching `path` at a segment boundary.
     /// Returns the matched prefix too.
     pub fn lookup<'p>(&self, path: &'p str) -> Option<(&'p str, &T)> {
-        let mut end = path.len();
+        let mut candidate = path;
         // A trailing slash does not make a segment of its own.
-        if end > 1 && path.ends_with('/') {
-            end -= 1;
+        if candidate.len() > 1 {
+            candidate = candidate.strip_suffix('/').unwrap_or(candidate);
         }
         loop {
-            let candidate = &path[..end];
             if candidate.len() > 1 {
                 if let Some(v) = self.by_prefix.get(candidate) {
                     debug_assert!(is_boundary_prefix(candidate, path));
@@ -62,10 +61,12 @@ impl<T> RouteTable<T> {
             }
             match candidate.rfind('/') {
                 Some(0) | None => break,
-                Some(i) => end = i,
+                Some(i) => candidate = candidate.get(..i).unwrap_or_default(),
             }
         }
-        self.root.as_ref().map(|v| (&path[..1], v))
+        // The root prefix matches absolute paths only.
+        let root = path.get(..1).filter(|r| *r == "/")?;
+        self.root.as_ref().map(|v| (root, v))
     }
 }
 
@@ -103,6 +104,18 @@ mod tests {
         let t = table(&["/", "/a"]);
         assert_eq!(t.lookup("/a/b").map(|(_, v)| *v), Some(1));
         assert_eq!(t.lookup("/b").map(|(p, v)| (p, *v)), Some(("/", 0)));
+    }
+
+    /// Regression: the root lookup sliced `&path[..1]`, which panics on an empty path.
+    #[test]
+    fn lookup_never_panics_on_empty_or_relative_paths() {
+        let t = table(&["/", "/a"]);
+        assert_eq!(t.lookup(""), None);
+        assert_eq!(t.lookup("a"), None);
+        assert_eq!(t.lookup("/").map(|(p, v)| (p, *v)), Some(("/", 0)));
+        let t = table(&["/a"]);
+        assert_eq!(t.lookup(""), None);
+        assert_eq!(t.lookup("/"), None);
     }
 
     #[test]

@@ -39,6 +39,9 @@ pub struct Setup {
     pub notification_wrong_ca: bool,
     /// Extra environment for the config (e.g. a different CA path).
     pub env: Vec<(String, String)>,
+    /// Stop the OAuth2 token endpoint before Envoy starts (so no fetch can succeed; the
+    /// stand-in is removed from `standins`).
+    pub token_endpoint_down: bool,
 }
 
 impl Proxy {
@@ -95,6 +98,10 @@ impl Proxy {
         env.push(("DEMO_PKI".into(), pki.dir().display().to_string()));
         env.push(("DEMO_STATE".into(), state.path().display().to_string()));
         env.extend(setup.env);
+        let mut standins = standins;
+        if setup.token_endpoint_down {
+            standins.remove(1).stop()?;
+        }
 
         let out = state.path().join("out");
         let compiled = ctl(
