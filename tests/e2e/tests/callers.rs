@@ -399,9 +399,49 @@ fn callers_by_client_certificate_and_by_jwt_are_verified_and_allowed_per_route()
     .unwrap();
     // The HS secret is a reference in the listener config, never its value.
     let dump = p.envoy.admin_get("/config_dump").unwrap().body;
-    assert!(!dump.contains(HS_SECRET), "the caller HS secret is in Envoy's admin interface");
+    assert!(
+        !dump.contains(HS_SECRET),
+        "the caller HS secret is in Envoy's admin interface"
+    );
     let lds = std::fs::read_to_string(p.file("out/lds.yaml")).unwrap();
-    assert!(!lds.contains(HS_SECRET), "the caller HS secret is in lds.yaml");
+    assert!(
+        !lds.contains(HS_SECRET),
+        "the caller HS secret is in lds.yaml"
+    );
+    // `apply` changes an allow list without a restart.
+    let cfg = p.file("config.yaml");
+    let text = std::fs::read_to_string(&cfg).unwrap().replace(
+        r#"spiffe_ids: ["spiffe://jia.app/billing/*"]"#,
+        r#"spiffe_ids: ["spiffe://jia.app/billing/*", "spiffe://jia.app/billing-evil"]"#,
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let timeout = patience().as_secs().to_string();
+    let o = egressctl()
+        .unwrap()
+        .args([
+            "apply",
+            cfg.to_str().unwrap(),
+            "--out",
+            p.file("out").to_str().unwrap(),
+            "--timeout-secs",
+            &timeout,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    wait_for("the applied allow list to admit billing-evil", || {
+        Ok(matches!(
+            p.call("/egress/crm/x", Some("evil"), &[]),
+            Ok((200, _))
+        ))
+    })
+    .unwrap();
+    assert!(p.envoy.exited().is_none());
     let log = std::fs::read_to_string(p.file("requests.log")).unwrap();
     assert!(
         !log.contains(&hs) && !log.contains(&rs),
