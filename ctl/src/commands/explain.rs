@@ -246,7 +246,7 @@ mod tests {
                 removed_headers,
                 set_headers,
                 ..
-            } = explain(&engine, method, path)
+            } = explain(&engine, method, path, None)
             else {
                 panic!("{path} is not forwarded");
             };
@@ -288,7 +288,7 @@ mod tests {
     #[test]
     fn the_table_shows_set_and_removed_headers_without_secrets() {
         let engine = seed_engine();
-        let e = explain(&engine, "POST", "/egress/notify/email");
+        let e = explain(&engine, "POST", "/egress/notify/email", None);
         let text = render("POST", "/egress/notify/email", &e);
         assert!(
             text.contains("    :authority: notify.internal.svc\n"),
