@@ -154,6 +154,12 @@ fn without_values(c: &Credential) -> Value {
             o.client_secret = o.client_secret.as_ref().map(|_| Secret::default());
             o.private_key_pem = o.private_key_pem.as_ref().map(|_| Secret::default());
         }
+        Credential::AwsSigv4(a) => {
+            if let Some(k) = &mut a.keys {
+                k.secret_access_key = Secret::default();
+                k.session_token = k.session_token.as_ref().map(|_| Secret::default());
+            }
+        }
         Credential::None | Credential::Mtls => {}
     }
     serde_json::to_value(&c).unwrap_or(Value::Null)

@@ -120,6 +120,11 @@ pub fn set_property(name: &str, value: &str) -> Result<(), HostError> {
     hostcalls::set_property(vec![name], Some(value.as_bytes())).map_err(map("set_property"))
 }
 
+/// A filter-state property set by a wasm filter of this stream (`None` when unset).
+pub fn get_property(name: &str) -> Option<Vec<u8>> {
+    hostcalls::get_property(vec![name]).ok().flatten()
+}
+
 pub fn send_local_reply(reply: &LocalReply) -> Result<(), HostError> {
     let headers: Vec<(&str, &str)> = reply
         .headers

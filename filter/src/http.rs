@@ -19,6 +19,8 @@ pub struct EgressHttp {
     log_level: LogLevel,
     /// The OAuth2 token this request carries: (target, version), to mark it stale on a 401.
     injected: Option<(usize, u64)>,
+    /// AWS SigV4 targets: signing after the rewrite (`crate::sigv4`).
+    sigv4: crate::sigv4::Signing,
 }
 
 impl EgressHttp {
@@ -36,6 +38,7 @@ impl EgressHttp {
             callers,
             log_level,
             injected: None,
+            sigv4: crate::sigv4::Signing::default(),
         }
     }
 
@@ -57,7 +60,7 @@ impl EgressHttp {
         }
     }
 
-    fn handle(&mut self) -> Result<Action, HostError> {
+    fn handle(&mut self, end_of_stream: bool) -> Result<Action, HostError> {
         let headers = host::request_headers()?;
         let method = pseudo(&headers, ":method");
         let path = pseudo(&headers, ":path");
@@ -137,6 +140,12 @@ impl EgressHttp {
                 for (name, value) in &edits.set {
                     host::set_request_header(name, value)?;
                 }
+                let signing =
+                    self.sigv4
+                        .on_forward(&self.engine, &fwd, method, &headers, end_of_stream)?;
+                if let Some(action) = signing {
+                    return Ok(action);
+                }
                 if edited == Edited::NeedsToken {
                     // Wait for the fetch in flight; the tick or the callout reply resumes us.
                     let waiting = self
@@ -197,8 +206,8 @@ impl Context for EgressHttp {
 }
 
 impl HttpContext for EgressHttp {
-    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        match self.handle() {
+    fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        match self.handle(end_of_stream) {
             Ok(action) => action,
             Err(e) => {
                 host::log(LogLevel::Error, &format!("egress: {e}"));
@@ -209,6 +218,10 @@ impl HttpContext for EgressHttp {
                 ))
             }
         }
+    }
+
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        self.sigv4.on_body(body_size, end_of_stream)
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {

@@ -25,6 +25,8 @@ mod push;
 mod refused;
 #[cfg(target_arch = "wasm32")]
 mod root;
+#[cfg(target_arch = "wasm32")]
+mod sigv4;
 
 #[cfg(target_arch = "wasm32")]
 proxy_wasm::main! {{

@@ -52,6 +52,8 @@ enum Running {
         engine: Rc<Engine>,
         verifier: Rc<PushVerifier>,
     },
+    /// Signs `aws_sigv4` requests of `payload: signed` targets (`crate::sigv4::SignHttp`).
+    Sign { engine: Rc<Engine> },
 }
 
 pub struct EgressRoot {
@@ -77,6 +79,9 @@ impl EgressRoot {
         host::set_log_level(level);
         self.log_level = level;
         self.running = match config.role {
+            Role::Sign => Running::Sign {
+                engine: engine.clone(),
+            },
             Role::Push => {
                 let pem = config
                     .push_public_key
@@ -193,6 +198,9 @@ impl RootContext for EgressRoot {
             Running::Refused => Box::new(RefusedHttp),
             Running::Push { engine, verifier } => {
                 Box::new(PushHttp::new(verifier.clone(), engine.clone()))
+            }
+            Running::Sign { engine } => {
+                Box::new(crate::sigv4::SignHttp::new(engine.clone(), self.log_level))
             }
             Running::Egress {
                 engine,

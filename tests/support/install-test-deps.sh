@@ -107,4 +107,5 @@ install_nginx_and_redis() {
 install_oauth_server
 install_nginx_and_redis
 # More installers: one line each, calling the script that installs what a test file needs.
+bash "${repo_root}/tests/support/install-cloud-deps.sh"  # botocore + moto: AWS SigV4 tests
 bash "${repo_root}/tests/support/install-fleet-deps.sh"

@@ -36,7 +36,7 @@ pub fn egress_listener(config: &Config, filter_json: &str, wasm: &WasmModule) ->
         "stat_prefix": "egress",
         "codec_type": "AUTO",
         "route_config": route_config(config),
-        "http_filters": [wasm_filter(filter_json, wasm), limits::ratelimit_filter(), router_filter()],
+        "http_filters": http_filters(config, filter_json, wasm),
         "access_log": access_logs(&config.logger, config.callers.is_some()),
         // The filter refuses dot segments, `//` and encoded slashes with a JSON 400 itself;
         // Envoy must hand it the path exactly as the caller sent it.
@@ -102,6 +102,57 @@ pub fn push_listener(addr: &ListenAddr, filter_json: &str, wasm: &WasmModule) ->
     listener
 }
 
+/// The wasm filter and the router. With an `aws_sigv4` target in `payload: signed` mode, a
+/// buffer filter and the module in the sign role go between them: the egress filter hashes
+/// the body as it passes, the buffer filter holds the headers back until the body is complete
+/// (other routes disable it), and the signer then signs them (see filter/src/sigv4.rs).
+fn http_filters(config: &Config, filter_json: &str, wasm: &WasmModule<'_>) -> Value {
+    if config.targets.iter().any(signs_payload) {
+        let mut signer_config: Value = serde_json::from_str(filter_json).unwrap_or(Value::Null);
+        signer_config["role"] = json!(egress_core::plan::Role::Sign);
+        let mut signer = wasm_filter(&signer_config.to_string(), wasm);
+        signer["name"] = json!("egress.sigv4_signer");
+        signer["typed_config"]["config"]["name"] = json!("egress_sigv4_signer");
+        json!([
+            wasm_filter(filter_json, wasm),
+            json!({
+                "name": SIGNED_BODY_BUFFER,
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.filters.http.buffer.v3.Buffer",
+                    "max_request_bytes": egress_core::sigv4::SIGNED_PAYLOAD_MAX_BYTES,
+                },
+            }),
+            signer,
+            limits::ratelimit_filter(),
+            router_filter()
+        ])
+    } else {
+        json!([
+            wasm_filter(filter_json, wasm),
+            limits::ratelimit_filter(),
+            router_filter()
+        ])
+    }
+}
+
+/// Name of the buffer filter of `payload: signed` targets.
+const SIGNED_BODY_BUFFER: &str = "envoy.filters.http.buffer";
+
+fn signs_payload(t: &Target) -> bool {
+    matches!(&t.auth, egress_core::config::Auth::AwsSigv4(a) if a.payload == egress_core::sigv4::PayloadMode::Signed)
+}
+
+/// Per-route config turning the signed-body buffer off (Envoy resolves it on the route the
+/// filter's target header re-picked).
+fn without_body_buffer(config: &Config, route: &mut Value) {
+    if config.targets.iter().any(signs_payload) {
+        route["typed_per_filter_config"] = json!({ SIGNED_BODY_BUFFER: {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.buffer.v3.BufferPerRoute",
+            "disabled": true,
+        }});
+    }
+}
+
 fn push_buffer_filter() -> Value {
     json!({
         "name": "envoy.filters.http.buffer",
@@ -160,10 +211,20 @@ fn route_config(config: &Config) -> Value {
         }));
     }
     for target in &config.targets {
-        routes.extend(target_routes(config, target));
+        let mut rs = target_routes(config, target);
+        if !signs_payload(target) {
+            rs.iter_mut().for_each(|r| without_body_buffer(config, r));
+        }
+        routes.extend(rs);
+    }
+    if let Some(m) = routes
+        .first_mut()
+        .filter(|_| config.endpoints.metrics.is_some())
+    {
+        without_body_buffer(config, m);
     }
     // Only reached if a request got past the filter without a target: never forward it.
-    routes.push(json!({
+    let mut no_target = json!({
         "name": "no_target",
         "match": { "prefix": "/" },
         "direct_response": {
@@ -171,7 +232,9 @@ fn route_config(config: &Config) -> Value {
             "body": { "inline_string": "{\"error\":\"route_not_found\",\"message\":\"no egress route matches this path\"}" },
         },
         "response_headers_to_add": [{ "header": { "key": "content-type", "value": "application/json" } }],
-    }));
+    });
+    without_body_buffer(config, &mut no_target);
+    routes.push(no_target);
     json!({
         "name": "egress",
         "virtual_hosts": [{

@@ -98,6 +98,16 @@ pub fn filter_config(config: &Config, opts: &BuildOptions) -> FilterConfig {
                     token_timeout_ms: millis(o.token_timeout),
                     default_lifetime_ms: millis(o.default_lifetime),
                 }),
+                Auth::AwsSigv4(a) => Credential::AwsSigv4(crate::sigv4::AwsSigv4Credential {
+                    region: a.region.clone(),
+                    service: a.service.clone(),
+                    payload: a.payload,
+                    // Temporary credentials reach the filter only by push.
+                    keys: match &a.source {
+                        crate::config::AwsCredentialSource::Static(k) => Some(k.clone()),
+                        crate::config::AwsCredentialSource::WebIdentity(_) => None,
+                    },
+                }),
             },
             allow: t.allow.clone(),
         })
@@ -186,6 +196,14 @@ pub fn secret_env(config: &Config, private_keys: &BTreeMap<String, Secret>) -> V
                 }
                 if let Some(s) = &o.private_key_pem {
                     push(SecretField::PrivateKey, s);
+                }
+            }
+            Credential::AwsSigv4(a) => {
+                if let Some(k) = &a.keys {
+                    push(SecretField::AwsSecretAccessKey, &k.secret_access_key);
+                    if let Some(s) = &k.session_token {
+                        push(SecretField::AwsSessionToken, s);
+                    }
                 }
             }
             Credential::None | Credential::Mtls => {}

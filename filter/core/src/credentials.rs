@@ -12,6 +12,9 @@ pub enum Injection {
     Header { name: String, value: String },
     /// `Authorization: Bearer <token>` with a token from the token cache.
     OAuth2Bearer,
+    /// An AWS SigV4 `Authorization` (with `x-amz-*` headers), computed per request by the
+    /// glue once the request's final path (and, for `payload: signed`, its body) is known.
+    AwsSigv4,
 }
 
 impl std::fmt::Debug for Injection {
@@ -20,6 +23,7 @@ impl std::fmt::Debug for Injection {
             Injection::None => f.write_str("None"),
             Injection::Header { name, .. } => write!(f, "Header({name}: <redacted>)"),
             Injection::OAuth2Bearer => f.write_str("OAuth2Bearer"),
+            Injection::AwsSigv4 => f.write_str("AwsSigv4"),
         }
     }
 }
@@ -41,6 +45,7 @@ impl Injection {
                 value: basic(username, password.expose()),
             },
             Credential::Oauth2(_) => Injection::OAuth2Bearer,
+            Credential::AwsSigv4(_) => Injection::AwsSigv4,
         }
     }
 
@@ -49,7 +54,7 @@ impl Injection {
         match self {
             Injection::None => None,
             Injection::Header { name, .. } => Some(name),
-            Injection::OAuth2Bearer => Some("authorization"),
+            Injection::OAuth2Bearer | Injection::AwsSigv4 => Some("authorization"),
         }
     }
 }

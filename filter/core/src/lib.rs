@@ -23,6 +23,7 @@ pub mod push;
 pub mod routing;
 pub mod secret;
 pub mod secret_ref;
+pub mod sigv4;
 pub mod target_url;
 pub mod tokens;
 pub mod types;

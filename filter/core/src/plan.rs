@@ -19,7 +19,7 @@ pub mod wire {
     /// the target's cluster, and strip it before the request leaves.
     pub const TARGET_HEADER: &str = "x-egress-target";
     /// Every header starting with this prefix is internal: callers' copies are removed.
-    pub const INTERNAL_HEADER_PREFIX: &str = "x-egress-";
+    pub use crate::types::INTERNAL_HEADER_PREFIX;
     /// The one filter-state property the access log reads, as
     /// `"target":"%FILTER_STATE(wasm.egress_log:PLAIN)%"`: its value ([`log_fragment`])
     /// continues the JSON line with the method, path and target URL. One property, because
@@ -30,6 +30,9 @@ pub mod wire {
     /// (rendered only with `egress.callers`): the caller's SPIFFE ID or `<iss>/<sub>`,
     /// JSON-escaped.
     pub const PROP_CALLER: &str = "egress_caller";
+    /// Filter-state property holding the SHA-256 (hex) of a request body, set by the egress
+    /// filter for `payload: signed` targets and read by the filter in the sign role.
+    pub const PROP_BODY_SHA256: &str = "egress_body_sha256";
 
     /// The value of [`PROP_LOG`]: `<target>","method":"<m>","path":"<p>","target_url":"<u>`,
     /// every part JSON-escaped, so it cannot break out of the line.
@@ -69,6 +72,10 @@ pub enum Role {
     Egress,
     /// Token pushes and status for `egressctl` (see `egress_core::push`).
     Push,
+    /// After the egress filter and a buffer filter: signs requests of `aws_sigv4` targets in
+    /// `payload: signed` mode with the body hash the egress filter recorded
+    /// ([`wire::PROP_BODY_SHA256`]).
+    Sign,
 }
 
 /// The filter's whole configuration (the plugin `configuration` in Envoy).
@@ -139,6 +146,8 @@ pub enum Credential {
     /// Nothing on the request: the target's cluster presents the client certificate.
     Mtls,
     Oauth2(OAuth2Credential),
+    /// Every request signed with AWS SigV4 after the rewrite (`crate::sigv4`).
+    AwsSigv4(crate::sigv4::AwsSigv4Credential),
 }
 
 impl Credential {
@@ -150,6 +159,7 @@ impl Credential {
             Credential::Basic { .. } => "basic",
             Credential::Mtls => "mtls",
             Credential::Oauth2(_) => "oauth2_client_credentials",
+            Credential::AwsSigv4(_) => "aws_sigv4",
         }
     }
 }

@@ -33,6 +33,8 @@ pub enum SecretField {
     Password,
     ClientSecret,
     PrivateKey,
+    AwsSecretAccessKey,
+    AwsSessionToken,
     /// An HS* caller JWT issuer's secret (`egress.callers.jwt[i].secret`); its "target" is
     /// [`caller_secret_owner`].
     CallerJwtSecret,
@@ -52,6 +54,8 @@ impl SecretField {
             SecretField::Password => "PASSWORD",
             SecretField::ClientSecret => "CLIENT_SECRET",
             SecretField::PrivateKey => "PRIVATE_KEY",
+            SecretField::AwsSecretAccessKey => "SECRET_ACCESS_KEY",
+            SecretField::AwsSessionToken => "SESSION_TOKEN",
             SecretField::CallerJwtSecret => "JWT_SECRET",
         }
     }
@@ -64,6 +68,8 @@ impl SecretField {
             SecretField::Password => "auth.password",
             SecretField::ClientSecret => "auth.client_secret",
             SecretField::PrivateKey => "auth.private_key",
+            SecretField::AwsSecretAccessKey => "auth.secret_access_key",
+            SecretField::AwsSessionToken => "auth.session_token",
             SecretField::CallerJwtSecret => "egress.callers.jwt[].secret",
         }
     }
@@ -221,6 +227,18 @@ fn slots(fc: &mut FilterConfig) -> Vec<(String, SecretField, &mut Secret)> {
                 }
                 if let Some(s) = &mut o.private_key_pem {
                     out.push((name, SecretField::PrivateKey, s));
+                }
+            }
+            Credential::AwsSigv4(a) => {
+                if let Some(k) = &mut a.keys {
+                    out.push((
+                        name.clone(),
+                        SecretField::AwsSecretAccessKey,
+                        &mut k.secret_access_key,
+                    ));
+                    if let Some(s) = &mut k.session_token {
+                        out.push((name, SecretField::AwsSessionToken, s));
+                    }
                 }
             }
             Credential::None | Credential::Mtls => {}

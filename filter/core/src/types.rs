@@ -3,6 +3,10 @@
 
 use serde::{Deserialize, Serialize};
 
+/// Prefix of the headers that carry the filter's own data between its parts (`x-egress-*`):
+/// a caller never sets them and a target never sees them, and no credential header may use it.
+pub const INTERNAL_HEADER_PREFIX: &str = "x-egress-";
+
 /// HTTP methods a route may allow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "UPPERCASE")]

@@ -233,6 +233,12 @@ pub fn credential_values(source: &Source) -> Vec<Secret> {
                     }
                 }
             }
+            Auth::AwsSigv4(a) => {
+                if let egress_core::config::AwsCredentialSource::Static(k) = &a.source {
+                    out.push(k.secret_access_key.clone());
+                    out.extend(k.session_token.clone());
+                }
+            }
             Auth::None | Auth::Mtls => {}
         }
     }

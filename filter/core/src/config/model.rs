@@ -127,6 +127,7 @@ pub enum Auth {
     Basic { username: String, password: Secret },
     Mtls,
     OAuth2(OAuth2Settings),
+    AwsSigv4(AwsSigv4Settings),
 }
 
 impl Auth {
@@ -139,6 +140,7 @@ impl Auth {
             Auth::Basic { .. } => "basic",
             Auth::Mtls => "mtls",
             Auth::OAuth2(_) => "oauth2_client_credentials",
+            Auth::AwsSigv4(_) => "aws_sigv4",
         }
     }
 }
@@ -159,6 +161,33 @@ pub struct OAuth2Settings {
     pub default_lifetime: Duration,
     /// TLS towards the token endpoint (verified against the target's `ca_cert`, or the system
     /// bundle), when `token_url` is https.
+    pub tls: Option<TlsSettings>,
+}
+
+/// `aws_sigv4`: every request signed with AWS Signature Version 4.
+#[derive(Debug, Clone)]
+pub struct AwsSigv4Settings {
+    pub region: String,
+    pub service: String,
+    pub payload: crate::sigv4::PayloadMode,
+    pub source: AwsCredentialSource,
+}
+
+#[derive(Debug, Clone)]
+pub enum AwsCredentialSource {
+    /// Keys in the config: the filter signs with them.
+    Static(crate::sigv4::AwsKeys),
+    /// Temporary credentials from STS, fetched and pushed by `egressctl token refresh`.
+    WebIdentity(WebIdentitySettings),
+}
+
+#[derive(Debug, Clone)]
+pub struct WebIdentitySettings {
+    pub role_arn: String,
+    pub token_file: String,
+    pub session_name: String,
+    pub sts_url: TargetUrl,
+    /// TLS towards STS when `sts_url` is https (the target's `ca_cert`, else the system bundle).
     pub tls: Option<TlsSettings>,
 }
 

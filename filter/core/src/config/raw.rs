@@ -135,7 +135,7 @@ pub struct RawTarget {
 /// `egress.targets.<name>.auth`. Which fields apply depends on `type`.
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct RawAuth {
-    /// `api_key`, `bearer`, `basic`, `mtls` or `oauth2_client_credentials`.
+    /// `api_key`, `bearer`, `basic`, `mtls`, `oauth2_client_credentials` or `aws_sigv4`.
     #[serde(rename = "type")]
     pub kind: String,
     /// `api_key`: header name carrying the key.
@@ -191,6 +191,45 @@ pub struct RawAuth {
     /// and the token is not a JWT with `exp` (default 300s).
     #[serde(default)]
     pub default_lifetime: Option<String>,
+    /// `aws_sigv4`: AWS region of the signing scope (`us-east-1`).
+    #[serde(default)]
+    pub region: Option<String>,
+    /// `aws_sigv4`: AWS service of the signing scope (`s3`, `sts`, `execute-api`, ...).
+    #[serde(default)]
+    pub service: Option<String>,
+    /// `aws_sigv4`: static access key id (with `secret_access_key`; not with `web_identity`).
+    #[serde(default)]
+    pub access_key_id: Option<String>,
+    /// `aws_sigv4`: static secret access key.
+    #[serde(default)]
+    pub secret_access_key: Option<String>,
+    /// `aws_sigv4`: session token of temporary static credentials (optional).
+    #[serde(default)]
+    pub session_token: Option<String>,
+    /// `aws_sigv4`: `unsigned` (default: `x-amz-content-sha256: UNSIGNED-PAYLOAD`, the body
+    /// streams) or `signed` (the body's SHA-256 is signed: the proxy holds the whole body).
+    #[serde(default)]
+    pub payload: Option<String>,
+    /// `aws_sigv4`: temporary credentials from STS `AssumeRoleWithWebIdentity`, fetched and
+    /// pushed by `egressctl token refresh` (instead of static keys).
+    #[serde(default)]
+    pub web_identity: Option<RawWebIdentity>,
+}
+
+/// `egress.targets.<name>.auth.web_identity` (`aws_sigv4`).
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct RawWebIdentity {
+    /// ARN of the role to assume (`arn:aws:iam::123456789012:role/name`).
+    pub role_arn: String,
+    /// File holding the web identity token (a projected service-account token), read on
+    /// every refresh.
+    pub token_file: String,
+    /// `RoleSessionName` (default `egress`).
+    #[serde(default)]
+    pub session_name: Option<String>,
+    /// STS endpoint (default `https://sts.<region>.amazonaws.com`).
+    #[serde(default)]
+    pub sts_url: Option<String>,
 }
 
 /// `egress.targets.<name>.tls`.

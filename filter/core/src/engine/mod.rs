@@ -52,6 +52,8 @@ pub struct CompiledTarget {
     pub oauth2: Option<OAuth2Credential>,
     /// Callers admitted; `None`: every authenticated caller.
     pub allow: Option<Allow>,
+    /// `aws_sigv4` targets: signed by the glue after [`Engine::header_edits`].
+    pub sigv4: Option<crate::sigv4::AwsSigv4Credential>,
 }
 
 #[derive(Debug)]
@@ -186,6 +188,12 @@ impl Engine {
                     strip.push(h.to_string());
                 }
             }
+            if let Credential::AwsSigv4(_) = &t.credential {
+                // The caller's own signature headers never reach the target.
+                for h in ["x-amz-date", "x-amz-content-sha256", "x-amz-security-token"] {
+                    strip.push(h.to_string());
+                }
+            }
             targets.push(CompiledTarget {
                 name: t.name.clone(),
                 authority: t.url.authority(),
@@ -200,6 +208,10 @@ impl Engine {
                     _ => None,
                 },
                 allow: t.allow.clone(),
+                sigv4: match &t.credential {
+                    Credential::AwsSigv4(a) => Some(a.clone()),
+                    _ => None,
+                },
             });
             if t.allow.is_some() && config.callers.is_none() {
                 return Err(EngineError::AllowWithoutCallers(format!(
@@ -428,7 +440,8 @@ impl Engine {
             .set
             .push((FORWARDED_PROTO.into(), target.scheme.to_string()));
         let edited = match &target.injection {
-            Injection::None => Edited::Complete,
+            // SigV4: the glue signs once the final request is known.
+            Injection::None | Injection::AwsSigv4 => Edited::Complete,
             Injection::Header { name, value } => {
                 edits.set.push((name.clone(), value.clone()));
                 Edited::Complete

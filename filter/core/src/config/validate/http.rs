@@ -4,7 +4,7 @@ use super::super::error::{ConfigErrors, FieldPath};
 use super::super::model::*;
 use super::super::raw::*;
 use super::opt_duration;
-use crate::plan::LogLevel;
+use crate::types::LogLevel;
 
 pub(super) fn http(raw: &RawHttp, http_path: &FieldPath, errs: &mut ConfigErrors) -> HttpSettings {
     let listen = match ListenAddr::parse(&raw.addr) {

@@ -3,8 +3,8 @@
 use super::super::error::{ConfigErrors, FieldPath};
 use super::super::model::*;
 use super::super::raw::*;
-use crate::plan::Method;
 use crate::routing::path::{is_boundary_prefix, validate_prefix};
+use crate::types::Method;
 use std::collections::HashMap;
 
 pub(super) fn routes(

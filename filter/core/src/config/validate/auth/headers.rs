@@ -90,7 +90,7 @@ fn check_credential_header(h: &str) -> Result<(), String> {
         "proxy-connection",
     ];
     if FORBIDDEN.contains(&lower.as_str())
-        || lower.starts_with(crate::plan::wire::INTERNAL_HEADER_PREFIX)
+        || lower.starts_with(crate::types::INTERNAL_HEADER_PREFIX)
     {
         return Err(format!("{h:?} cannot carry a credential"));
     }

@@ -4,6 +4,7 @@
 //! Adding an auth type: list it in [`KINDS`] and [`fields_for`], add its fields to
 //! [`set_fields`], and validate it in a new file beside [`headers`] and [`oauth2`].
 
+mod aws;
 mod headers;
 mod mtls;
 mod oauth2;
@@ -13,12 +14,13 @@ use super::super::model::*;
 use super::super::raw::*;
 
 /// Every `auth.type` spelling.
-const KINDS: [&str; 5] = [
+const KINDS: [&str; 6] = [
     "api_key",
     "bearer",
     "basic",
     "mtls",
     "oauth2_client_credentials",
+    "aws_sigv4",
 ];
 
 /// Which auth fields each type takes.
@@ -41,6 +43,15 @@ fn fields_for(kind: &str) -> &'static [&'static str] {
             "key_id",
             "token_timeout",
             "default_lifetime",
+        ],
+        "aws_sigv4" => &[
+            "region",
+            "service",
+            "access_key_id",
+            "secret_access_key",
+            "session_token",
+            "payload",
+            "web_identity",
         ],
         _ => &[],
     }
@@ -70,6 +81,13 @@ fn set_fields(a: &RawAuth) -> Vec<&'static str> {
     add("key_id", a.key_id.is_some());
     add("token_timeout", a.token_timeout.is_some());
     add("default_lifetime", a.default_lifetime.is_some());
+    add("region", a.region.is_some());
+    add("service", a.service.is_some());
+    add("access_key_id", a.access_key_id.is_some());
+    add("secret_access_key", a.secret_access_key.is_some());
+    add("session_token", a.session_token.is_some());
+    add("payload", a.payload.is_some());
+    add("web_identity", a.web_identity.is_some());
     v
 }
 
@@ -130,6 +148,7 @@ pub(in super::super) fn auth(
         "bearer" => headers::bearer(a, path, errs),
         "basic" => headers::basic(a, path, errs),
         "mtls" => mtls::mtls(tls, path, errs),
+        "aws_sigv4" => aws::aws_sigv4(a, tls, path, errs).map_or(Auth::None, Auth::AwsSigv4),
         _ => oauth2::oauth2(a, tls, path, errs)
             .map(Auth::OAuth2)
             .unwrap_or(Auth::None),

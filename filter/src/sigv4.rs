@@ -1,0 +1,217 @@
+//! AWS SigV4 glue, with the signer of `egress_core::sigv4`.
+//!
+//! `payload: unsigned`: the egress filter signs in the request-headers callback, once the
+//! final path is set.
+//!
+//! `payload: signed`: the signature needs the body's hash, and a proxy-wasm filter in Envoy
+//! cannot change request headers once it has seen the body (pausing the headers stops the body
+//! callbacks; letting them go makes them read-only). So `egressctl compile` renders, for
+//! configs with such targets, the egress filter, a buffer filter, a second instance of this
+//! module in the sign role, then the router. The egress filter hashes the body chunk by chunk
+//! as it passes and records the digest as a filter-state property; the buffer filter holds the
+//! headers back until the whole body is there; the signer then signs the headers with the
+//! recorded digest. The cost: the whole body is held in Envoy (up to
+//! `SIGNED_PAYLOAD_MAX_BYTES`, 413 beyond) and the request starts upstream only once it is
+//! complete.
+
+use crate::host::{self, Headers};
+use egress_core::engine::{Engine, Forward, LocalReply};
+use egress_core::plan::{wire, LogLevel};
+use egress_core::sigv4::{self, AwsSigv4Credential, Payload, PayloadMode};
+use egress_core::tokens::coord::HostError;
+use proxy_wasm::traits::{Context, HttpContext};
+use proxy_wasm::types::Action;
+use std::rc::Rc;
+
+/// The SigV4 state of one request in the egress filter.
+#[derive(Default)]
+pub struct Signing {
+    /// `payload: signed`: the running hash of the body seen so far.
+    hashing: Option<hmac_sha256::Hash>,
+}
+
+impl Signing {
+    /// Called after the forward's header edits are written. `None`: go on. `Some(action)`:
+    /// return it (the request was answered).
+    pub fn on_forward(
+        &mut self,
+        engine: &Engine,
+        fwd: &Forward,
+        method: &str,
+        headers: &Headers,
+        end_of_stream: bool,
+    ) -> Result<Option<Action>, HostError> {
+        let Some(target) = engine.target(fwd.target) else {
+            return Ok(None);
+        };
+        let Some(cred) = &target.sigv4 else {
+            return Ok(None);
+        };
+        if cred.keys.is_none() {
+            // Temporary credentials come by push; none is there.
+            host::reply_or_reset(&engine.credentials_unavailable(fwd.target));
+            return Ok(Some(Action::Pause));
+        }
+        match cred.payload {
+            PayloadMode::Unsigned => {
+                sign_now(cred, method, &target.authority, &fwd.path, headers, None)?;
+            }
+            // The signer instance signs; with a body, it needs the digest recorded here.
+            PayloadMode::Signed if !end_of_stream => {
+                self.hashing = Some(hmac_sha256::Hash::new());
+            }
+            PayloadMode::Signed => {}
+        }
+        Ok(None)
+    }
+
+    /// A body chunk passes: hash it; at the end, record the digest for the signer.
+    pub fn on_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        let Some(hash) = self.hashing.as_mut() else {
+            return Action::Continue;
+        };
+        let chunk = match host::request_body(body_size) {
+            Ok(c) if c.len() == body_size => c,
+            _ => return self.fail("could not read the request body"),
+        };
+        hash.update(&chunk);
+        if end_of_stream {
+            if let Some(h) = self.hashing.take() {
+                let digest = hex(&h.finalize());
+                if host::set_property(wire::PROP_BODY_SHA256, &digest).is_err() {
+                    return self.fail("could not record the body digest");
+                }
+            }
+        }
+        Action::Continue
+    }
+
+    fn fail(&mut self, why: &str) -> Action {
+        self.hashing = None;
+        host::log(LogLevel::Error, &format!("egress: aws_sigv4: {why}"));
+        host::reply_or_reset(&LocalReply::error(
+            500,
+            "internal_error",
+            "the egress filter could not sign the request",
+        ));
+        Action::Pause
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Signs with the host's clock and writes the signature headers. `digest`: the body's
+/// SHA-256 for `payload: signed` (`None` there means an empty body).
+fn sign_now(
+    cred: &AwsSigv4Credential,
+    method: &str,
+    host_name: &str,
+    path: &str,
+    headers: &Headers,
+    digest: Option<&str>,
+) -> Result<(), HostError> {
+    let Some(keys) = &cred.keys else {
+        return Ok(());
+    };
+    let req = sigv4::Request {
+        method,
+        host: host_name,
+        path,
+        headers: sigv4::caller_headers_to_sign(
+            headers.iter().map(|(k, v)| (k.as_str(), v.as_slice())),
+        ),
+    };
+    let payload = match cred.payload {
+        PayloadMode::Unsigned => Payload::Unsigned,
+        PayloadMode::Signed => match digest {
+            Some(d) => Payload::Sha256Hex(d),
+            None => Payload::Body(&[]),
+        },
+    };
+    let signed = sigv4::sign(
+        keys,
+        &cred.region,
+        &cred.service,
+        &req,
+        payload,
+        host::now_ms()?,
+    );
+    for (name, value) in &signed.headers {
+        host::set_request_header(name, value)?;
+    }
+    Ok(())
+}
+
+/// The module in the sign role: signs requests of `payload: signed` targets, whose headers
+/// the egress filter already rewrote and the buffer filter held until the body was complete.
+pub struct SignHttp {
+    engine: Rc<Engine>,
+    log_level: LogLevel,
+}
+
+impl SignHttp {
+    pub fn new(engine: Rc<Engine>, log_level: LogLevel) -> Self {
+        Self { engine, log_level }
+    }
+
+    fn handle(&self) -> Result<(), HostError> {
+        let headers = host::request_headers()?;
+        let get = |name: &str| {
+            headers
+                .iter()
+                .find(|(k, _)| k == name)
+                .and_then(|(_, v)| std::str::from_utf8(v).ok())
+        };
+        let Some(name) = get(wire::TARGET_HEADER) else {
+            return Ok(());
+        };
+        let Some(target) = self.engine.targets().iter().find(|t| t.name == name) else {
+            return Ok(());
+        };
+        let Some(cred) = target
+            .sigv4
+            .as_ref()
+            .filter(|c| c.payload == PayloadMode::Signed)
+        else {
+            return Ok(());
+        };
+        let digest = host::get_property(wire::PROP_BODY_SHA256)
+            .and_then(|d| String::from_utf8(d).ok())
+            .filter(|d| d.len() == 64 && d.bytes().all(|b| b.is_ascii_hexdigit()));
+        if self.log_level <= LogLevel::Debug {
+            host::log(
+                LogLevel::Debug,
+                &format!("egress: {name}: signing with payload digest {digest:?}"),
+            );
+        }
+        sign_now(
+            cred,
+            get(":method").unwrap_or(""),
+            &target.authority,
+            get(":path").unwrap_or(""),
+            &headers,
+            digest.as_deref(),
+        )
+    }
+}
+
+impl Context for SignHttp {}
+
+impl HttpContext for SignHttp {
+    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        match self.handle() {
+            Ok(()) => Action::Continue,
+            Err(e) => {
+                host::log(LogLevel::Error, &format!("egress: aws_sigv4: {e}"));
+                host::reply_or_reset(&LocalReply::error(
+                    500,
+                    "internal_error",
+                    "the egress filter could not sign the request",
+                ));
+                Action::Pause
+            }
+        }
+    }
+}
