@@ -51,8 +51,11 @@ pub enum Command {
     Routes(RoutesArgs),
 
     /// Show what one request becomes: outgoing URL, credential kind and header (value redacted),
-    /// or why it is refused (400, 404, 405).
-    #[command(after_help = "Example:\n  egressctl explain config.yaml GET /egress/crm/Contact/42")]
+    /// or why it is refused (400, 404, 405); with `egress.callers`, whether the caller given by
+    /// --spiffe-id, or --subject and --roles, may use the route, and why (401, 403).
+    #[command(
+        after_help = "Example:\n  egressctl explain config.yaml GET /egress/crm/Contact/42\n  egressctl explain config.yaml GET /egress/crm/Contact/42 --spiffe-id spiffe://jia.app/billing/invoices\n  egressctl explain config.yaml GET /egress/crm/Contact/42 --subject user-service --roles crm,crm-admin"
+    )]
     Explain(ExplainArgs),
 
     /// Change a running Envoy: validate, print what changes (secrets redacted), write the new
@@ -218,6 +221,15 @@ pub struct ExplainArgs {
     pub method: String,
     /// Request path as the caller sends it, query included, e.g. /egress/crm/Contact/42?x=1.
     pub path: String,
+    /// The caller's SPIFFE ID, as its client certificate would present it.
+    #[arg(long, value_name = "ID", conflicts_with_all = ["subject", "roles"])]
+    pub spiffe_id: Option<String>,
+    /// The caller's JWT subject (`sub`).
+    #[arg(long, value_name = "S")]
+    pub subject: Option<String>,
+    /// The caller's JWT roles, comma-separated.
+    #[arg(long, value_name = "a,b", value_delimiter = ',')]
+    pub roles: Option<Vec<String>>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,

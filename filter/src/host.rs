@@ -104,6 +104,17 @@ pub fn callout_body(size: usize) -> Vec<u8> {
         .unwrap_or_default()
 }
 
+/// The verified peer certificate's first URI SAN (`connection.uri_san_peer_certificate`).
+/// The egress listener `egressctl` renders refuses client certificates its CA does not sign,
+/// so a value here comes from a verified peer. Absent or not UTF-8: `None`.
+pub fn peer_uri_san() -> Option<String> {
+    hostcalls::get_property(vec!["connection", "uri_san_peer_certificate"])
+        .ok()
+        .flatten()
+        .and_then(|b| String::from_utf8(b).ok())
+        .filter(|s| !s.is_empty())
+}
+
 /// Filter state for the access log (`%FILTER_STATE(wasm.<name>:PLAIN)%`).
 pub fn set_property(name: &str, value: &str) -> Result<(), HostError> {
     hostcalls::set_property(vec![name], Some(value.as_bytes())).map_err(map("set_property"))

@@ -1,6 +1,8 @@
 //! One request: read the headers once, let the engine decide, write the headers once.
 
+use crate::callers;
 use crate::host::{self, Headers, Host};
+use egress_core::callers::TokenCache;
 use egress_core::engine::{Decision, Edited, Engine, LocalReply};
 use egress_core::plan::{wire, LogLevel};
 use egress_core::tokens::coord::{HostError, Lookup, TokenManager};
@@ -13,6 +15,7 @@ pub struct EgressHttp {
     context_id: u32,
     engine: Rc<Engine>,
     tokens: Rc<RefCell<TokenManager>>,
+    callers: Rc<RefCell<TokenCache>>,
     log_level: LogLevel,
     /// The OAuth2 token this request carries: (target, version), to mark it stale on a 401.
     injected: Option<(usize, u64)>,
@@ -25,12 +28,14 @@ impl EgressHttp {
         context_id: u32,
         engine: Rc<Engine>,
         tokens: Rc<RefCell<TokenManager>>,
+        callers: Rc<RefCell<TokenCache>>,
         log_level: LogLevel,
     ) -> Self {
         Self {
             context_id,
             engine,
             tokens,
+            callers,
             log_level,
             injected: None,
             sigv4: crate::sigv4::Signing::default(),
@@ -87,6 +92,15 @@ impl EgressHttp {
                     &fwd.original_path,
                     &fwd.target_url,
                 ));
+                // Who calls, before anything is spent on the request: a refusal never reaches
+                // the target nor starts a token fetch.
+                match callers::authorize(&self.engine, &fwd, &headers, &self.callers) {
+                    Ok(admitted) => callers::admit(&admitted)?,
+                    Err(refusal) => {
+                        callers::refused(&refusal, target_name, &self.tokens);
+                        return Ok(self.reply(&refusal.reply));
+                    }
+                }
                 let is_oauth2 = self
                     .engine
                     .target(fwd.target)

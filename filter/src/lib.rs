@@ -4,6 +4,7 @@
 //! - [`root`]: plugin start: parse and compile the config, refuse to start on a bad one.
 //! - [`http`]: one request: read the headers once, ask the engine, write the headers once.
 //! - [`push`]: the push listener's requests (token pushes, status).
+//! - [`callers`]: the caller's identity handed to the core, its verdict applied.
 //! - [`refused`]: what every request gets when the config was refused (a JSON 503).
 //! - [`host`]: the only place that calls proxy-wasm host functions and maps their `Status`;
 //!   it implements the core's `TokenHost`, so token coordination lives in `egress-core`.
@@ -12,6 +13,8 @@
 
 #![deny(clippy::indexing_slicing)]
 
+#[cfg(target_arch = "wasm32")]
+mod callers;
 #[cfg(target_arch = "wasm32")]
 mod host;
 #[cfg(target_arch = "wasm32")]

@@ -9,6 +9,7 @@ use crate::host::{self, Host};
 use crate::http::EgressHttp;
 use crate::push::PushHttp;
 use crate::refused::RefusedHttp;
+use egress_core::callers::TokenCache;
 use egress_core::engine::Engine;
 use egress_core::plan::{FilterConfig, LogLevel, Role};
 use egress_core::push::PushVerifier;
@@ -44,6 +45,8 @@ enum Running {
     Egress {
         engine: Rc<Engine>,
         tokens: Rc<RefCell<TokenManager>>,
+        /// This worker's verified caller tokens.
+        callers: Rc<RefCell<TokenCache>>,
     },
     Push {
         engine: Rc<Engine>,
@@ -107,6 +110,7 @@ impl EgressRoot {
                 Running::Egress {
                     engine: engine.clone(),
                     tokens: Rc::new(RefCell::new(tokens)),
+                    callers: Rc::new(RefCell::new(TokenCache::default())),
                 }
             }
         };
@@ -198,10 +202,15 @@ impl RootContext for EgressRoot {
             Running::Sign { engine } => {
                 Box::new(crate::sigv4::SignHttp::new(engine.clone(), self.log_level))
             }
-            Running::Egress { engine, tokens } => Box::new(EgressHttp::new(
+            Running::Egress {
+                engine,
+                tokens,
+                callers,
+            } => Box::new(EgressHttp::new(
                 context_id,
                 engine.clone(),
                 tokens.clone(),
+                callers.clone(),
                 self.log_level,
             )),
         })

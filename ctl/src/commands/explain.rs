@@ -3,6 +3,8 @@
 use super::load_or_report;
 use crate::cli::{ExplainArgs, Format};
 use crate::exit::ExitCode;
+use egress_core::callers::allow::{explain_verdict, Verdict};
+use egress_core::callers::{Caller, JwtCaller};
 use egress_core::engine::{Decision, Engine};
 use egress_core::plan::FilterConfig;
 use serde::Serialize;
@@ -24,6 +26,9 @@ pub enum Explanation {
         removed_headers: Vec<String>,
         /// Headers the proxy sets, as the engine sets them (the credential `<redacted>`).
         set_headers: Vec<SetHeader>,
+        /// With `egress.callers`: whether the given caller may use the route, and why.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        caller: Option<CallerCheck>,
     },
     Reply {
         status: u16,
@@ -40,7 +45,59 @@ pub struct SetHeader {
     pub value: String,
 }
 
-pub fn explain(engine: &Engine, method: &str, path: &str) -> Explanation {
+/// The engine's verdict on one caller for one route.
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct CallerCheck {
+    pub allowed: bool,
+    /// The refusal the proxy would send (401 or 403); absent when allowed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    pub reason: String,
+}
+
+/// The caller described on the command line; `None` when no identity was given.
+pub fn caller_from(
+    spiffe_id: Option<&str>,
+    subject: Option<&str>,
+    roles: Option<&[String]>,
+) -> Option<Caller> {
+    if spiffe_id.is_none() && subject.is_none() && roles.is_none() {
+        return None;
+    }
+    Some(Caller {
+        spiffe_id: spiffe_id.map(str::to_string),
+        jwt: (subject.is_some() || roles.is_some()).then(|| JwtCaller {
+            issuer: String::new(),
+            subject: subject.unwrap_or_default().to_string(),
+            roles: roles.map(<[String]>::to_vec).unwrap_or_default(),
+        }),
+    })
+}
+
+fn check(
+    engine: &Engine,
+    fwd: &egress_core::engine::Forward,
+    caller: Option<&Caller>,
+) -> Option<CallerCheck> {
+    if !engine.has_callers() {
+        return None;
+    }
+    let Some(caller) = caller else {
+        return Some(CallerCheck {
+            allowed: false,
+            status: Some(401),
+            reason: "no identity given: the proxy answers 401 unauthenticated (pass --spiffe-id, or --subject and --roles)".into(),
+        });
+    };
+    let verdict = engine.verdict(fwd, caller);
+    Some(CallerCheck {
+        allowed: matches!(verdict, Verdict::Allowed { .. }),
+        status: matches!(verdict, Verdict::Refused { .. }).then_some(403),
+        reason: explain_verdict(&verdict),
+    })
+}
+
+pub fn explain(engine: &Engine, method: &str, path: &str, caller: Option<&Caller>) -> Explanation {
     match engine.decide(method, path) {
         Decision::Forward(fwd) => {
             let Some(target) = engine.target(fwd.target) else {
@@ -65,6 +122,7 @@ pub fn explain(engine: &Engine, method: &str, path: &str) -> Explanation {
                 credential_header: target.injection.header_name().map(str::to_string),
                 removed_headers,
                 set_headers,
+                caller: check(engine, &fwd, caller),
             }
         }
         Decision::Respond(r) => Explanation::Reply {
@@ -82,8 +140,15 @@ pub fn run(args: &ExplainArgs) -> anyhow::Result<ExitCode> {
         Ok(s) => s,
         Err(code) => return Ok(code),
     };
-    let engine = Engine::new(&FilterConfig::from_config(&source.config))?;
-    let e = explain(&engine, &args.method, &args.path);
+    let mut plan = FilterConfig::from_config(&source.config);
+    crate::envoy::callers::attach_caller_keys(&source, &mut plan)?;
+    let engine = Engine::new(&plan)?;
+    let caller = caller_from(
+        args.spiffe_id.as_deref(),
+        args.subject.as_deref(),
+        args.roles.as_deref(),
+    );
+    let e = explain(&engine, &args.method, &args.path, caller.as_ref());
     match args.format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&e)?),
         Format::Table => print!("{}", render(&args.method, &args.path, &e)),
@@ -103,6 +168,7 @@ fn render(method: &str, path: &str, e: &Explanation) -> String {
             credential_header,
             removed_headers,
             set_headers,
+            caller,
         } => {
             s += &format!("  target:      {target}\n");
             s += &format!("  outgoing:    {method} {outgoing_url}\n");
@@ -120,6 +186,14 @@ fn render(method: &str, path: &str, e: &Explanation) -> String {
                 s += &format!("    {}: {}\n", h.name, h.value);
             }
             s += &format!("  removed:     {}\n", removed_headers.join(", "));
+            if let Some(c) = caller {
+                let verdict = match c.status {
+                    None => "allowed".to_string(),
+                    Some(401) => "refused (401 unauthenticated)".to_string(),
+                    Some(s) => format!("refused ({s} forbidden)"),
+                };
+                s += &format!("  caller:      {verdict}: {}\n", c.reason);
+            }
         }
         Explanation::Reply {
             status,
@@ -172,7 +246,7 @@ mod tests {
                 removed_headers,
                 set_headers,
                 ..
-            } = explain(&engine, method, path)
+            } = explain(&engine, method, path, None)
             else {
                 panic!("{path} is not forwarded");
             };
@@ -214,7 +288,7 @@ mod tests {
     #[test]
     fn the_table_shows_set_and_removed_headers_without_secrets() {
         let engine = seed_engine();
-        let e = explain(&engine, "POST", "/egress/notify/email");
+        let e = explain(&engine, "POST", "/egress/notify/email", None);
         let text = render("POST", "/egress/notify/email", &e);
         assert!(
             text.contains("    :authority: notify.internal.svc\n"),

@@ -14,6 +14,8 @@ pub struct RouteRow {
     pub outgoing_url: String,
     pub methods: Vec<String>,
     pub auth: String,
+    /// Who may call the route (the target's `allow` and the route's).
+    pub callers: String,
 }
 
 /// One row per route, longest prefix first (the order matching uses).
@@ -39,6 +41,11 @@ pub fn rows(config: &Config) -> Vec<RouteRow> {
                     None => vec!["*".to_string()],
                 },
                 auth: t.auth.kind().to_string(),
+                callers: egress_core::callers::allow::describe(
+                    t.allow.as_ref(),
+                    r.allow.as_ref(),
+                    config.callers.is_some(),
+                ),
             })
         })
         .collect();
@@ -71,8 +78,9 @@ pub fn table(rows: &[RouteRow]) -> String {
         "OUTGOING URL",
         "METHODS",
         "AUTH",
+        "CALLERS",
     ];
-    let cells: Vec<[String; 5]> = rows
+    let cells: Vec<[String; 6]> = rows
         .iter()
         .map(|r| {
             [
@@ -81,6 +89,7 @@ pub fn table(rows: &[RouteRow]) -> String {
                 format!("{}/...", r.outgoing_url.trim_end_matches('/')),
                 r.methods.join(","),
                 r.auth.clone(),
+                r.callers.clone(),
             ]
         })
         .collect();

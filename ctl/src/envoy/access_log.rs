@@ -6,7 +6,7 @@ use egress_core::plan::{wire, LogLevel};
 use serde_json::{json, Value};
 
 /// The access log of the egress listener, or none when `logger.level` drops info lines.
-pub fn access_logs(logger: &Logger) -> Vec<Value> {
+pub fn access_logs(logger: &Logger, with_caller: bool) -> Vec<Value> {
     if logger.level > LogLevel::Info {
         return Vec::new();
     }
@@ -20,7 +20,7 @@ pub fn access_logs(logger: &Logger) -> Vec<Value> {
         "typed_config": {
             "@type": "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog",
             "path": path,
-            "log_format": { "text_format_source": { "inline_string": egress_request_line() } },
+            "log_format": { "text_format_source": { "inline_string": egress_request_line(with_caller) } },
         },
     })]
 }
@@ -28,15 +28,26 @@ pub fn access_logs(logger: &Logger) -> Vec<Value> {
 /// The "Egress request" line with its keys in the spec's order (Envoy's `json_format` sorts
 /// keys). One filter-state value, set by the filter, carries target, method, path and target
 /// URL (see `wire::log_fragment`); a request the filter did not route logs `"target":"-"`.
-pub fn egress_request_line() -> String {
+/// With `egress.callers`, `"caller"` follows `status`: the SPIFFE ID or `<iss>/<sub>` the filter
+/// set (`wire::PROP_CALLER`), `-` for an unidentified caller.
+pub fn egress_request_line(with_caller: bool) -> String {
+    let caller = if with_caller {
+        format!(
+            r#","caller":"%FILTER_STATE(wasm.{}:PLAIN)%""#,
+            wire::PROP_CALLER
+        )
+    } else {
+        String::new()
+    };
     format!(
         concat!(
             r#"{{"level":"info","ts":"%START_TIME(%Y-%m-%dT%H:%M:%SZ)%","msg":"Egress request","#,
             r#""target":"%FILTER_STATE(wasm.{}:PLAIN)%","#,
-            r#""duration":"%DURATION%ms","status":%RESPONSE_CODE%}}"#,
+            r#""duration":"%DURATION%ms","status":%RESPONSE_CODE%{}}}"#,
             "\n"
         ),
         wire::PROP_LOG,
+        caller,
     )
 }
 
@@ -47,7 +58,7 @@ mod tests {
     /// What Envoy makes of the template: the filter-state operator replaced by its value (or
     /// `-`), the others by sample values.
     fn rendered(state: Option<&str>) -> serde_json::Value {
-        let line = egress_request_line()
+        let line = egress_request_line(false)
             .replace("%START_TIME(%Y-%m-%dT%H:%M:%SZ)%", "2025-01-15T10:30:00Z")
             .replace(
                 &format!("%FILTER_STATE(wasm.{}:PLAIN)%", wire::PROP_LOG),
@@ -75,7 +86,7 @@ mod tests {
         assert_eq!(v["duration"], "245ms");
         let keys: Vec<&String> = v.as_object().unwrap().keys().collect();
         assert_eq!(keys.len(), 9);
-        let line = egress_request_line().replace(
+        let line = egress_request_line(false).replace(
             &format!("%FILTER_STATE(wasm.{}:PLAIN)%", wire::PROP_LOG),
             &frag,
         );
@@ -102,5 +113,25 @@ mod tests {
         let v = rendered(None);
         assert_eq!(v["target"], "-");
         assert_eq!(v["msg"], "Egress request");
+    }
+
+    #[test]
+    fn with_callers_the_caller_follows_status_and_cannot_break_the_line() {
+        let line = egress_request_line(true)
+            .replace("%START_TIME(%Y-%m-%dT%H:%M:%SZ)%", "2025-01-15T10:30:00Z")
+            .replace(
+                &format!("%FILTER_STATE(wasm.{}:PLAIN)%", wire::PROP_LOG),
+                "crm",
+            )
+            .replace(
+                &format!("%FILTER_STATE(wasm.{}:PLAIN)%", wire::PROP_CALLER),
+                &wire::json_escape("auth-service/\"evil\",\"status\":200"),
+            )
+            .replace("%DURATION%", "245")
+            .replace("%RESPONSE_CODE%", "403");
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["caller"], "auth-service/\"evil\",\"status\":200");
+        assert_eq!(v["status"], 403);
+        assert!(line.find("\"status\"").unwrap() < line.find("\"caller\"").unwrap());
     }
 }

@@ -37,7 +37,7 @@ pub fn egress_listener(config: &Config, filter_json: &str, wasm: &WasmModule) ->
         "codec_type": "AUTO",
         "route_config": route_config(config),
         "http_filters": http_filters(config, filter_json, wasm),
-        "access_log": access_logs(&config.logger),
+        "access_log": access_logs(&config.logger, config.callers.is_some()),
         // The filter refuses dot segments, `//` and encoded slashes with a JSON 400 itself;
         // Envoy must hand it the path exactly as the caller sent it.
         "normalize_path": false,

@@ -6,6 +6,7 @@
 //! - [`locate`]: where the Envoy binary, the wasm module and the system CA bundle are.
 
 pub mod access_log;
+pub mod callers;
 pub mod clusters;
 pub mod limits;
 pub mod listener;
@@ -46,6 +47,8 @@ pub enum RenderError {
     NoCaBundle { target: String },
     #[error(transparent)]
     PrivateKey(#[from] crate::secrets::PrivateKeyError),
+    #[error("egress.callers.jwt issuer {issuer:?}: {reason}")]
+    CallerKey { issuer: String, reason: String },
     #[error("cannot serialize the filter config: {0}")]
     Json(#[from] serde_json::Error),
 }
@@ -82,7 +85,8 @@ pub fn render(source: &Source, opts: &RenderOptions) -> Result<Rendered, RenderE
             },
         )
     };
-    let filter_config = build(Role::Egress, None);
+    let mut filter_config = build(Role::Egress, None);
+    callers::attach_caller_keys(source, &mut filter_config)?;
     let mut files = Vec::new();
     let mut clusters = clusters::target_clusters(source, opts, &mut files)?;
     clusters.extend(clusters::token_clusters(source, opts, &mut files)?);
@@ -91,13 +95,13 @@ pub fn render(source: &Source, opts: &RenderOptions) -> Result<Rendered, RenderE
         path: &opts.wasm,
         env_keys: &env_keys,
     };
-    let mut listeners = vec![listener::egress_listener(
-        config,
-        &serde_json::to_string(&filter_config)?,
-        &wasm,
-    )];
+    let mut egress =
+        listener::egress_listener(config, &serde_json::to_string(&filter_config)?, &wasm);
+    callers::secure_listener(&mut egress, source, &mut files);
+    let mut listeners = vec![egress];
     if let Some(push) = &opts.push {
-        let push_config = build(Role::Push, Some(push.public_key_pem.clone()));
+        let mut push_config = build(Role::Push, Some(push.public_key_pem.clone()));
+        callers::attach_caller_keys(source, &mut push_config)?;
         listeners.push(listener::push_listener(
             &push.addr,
             &serde_json::to_string(&push_config)?,

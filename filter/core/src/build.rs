@@ -109,6 +109,7 @@ pub fn filter_config(config: &Config, opts: &BuildOptions) -> FilterConfig {
                     },
                 }),
             },
+            allow: t.allow.clone(),
         })
         .collect();
     let routes = config
@@ -120,6 +121,7 @@ pub fn filter_config(config: &Config, opts: &BuildOptions) -> FilterConfig {
             strip_prefix: r.strip_prefix.clone(),
             rewrite_prefix: r.rewrite_prefix.clone(),
             methods: r.methods.clone(),
+            allow: r.allow.clone(),
         })
         .collect();
     let mut fc = FilterConfig {
@@ -135,6 +137,7 @@ pub fn filter_config(config: &Config, opts: &BuildOptions) -> FilterConfig {
         },
         targets,
         routes,
+        callers: config.callers.as_ref().map(|c| c.plan()),
     };
     match &opts.secrets {
         SecretMode::Inline => {}
@@ -204,6 +207,17 @@ pub fn secret_env(config: &Config, private_keys: &BTreeMap<String, Secret>) -> V
                 }
             }
             Credential::None | Credential::Mtls => {}
+        }
+    }
+    for (i, issuer) in fc.callers.iter().flat_map(|c| c.jwt.iter()).enumerate() {
+        if let crate::callers::KeySource::Secret { secret } = &issuer.keys {
+            let owner = crate::secret_ref::caller_secret_owner(i);
+            out.push(SecretVar {
+                name: env_name(&owner, SecretField::CallerJwtSecret),
+                value: env_value(SecretField::CallerJwtSecret, secret),
+                target: owner,
+                field: SecretField::CallerJwtSecret,
+            });
         }
     }
     out

@@ -12,6 +12,7 @@
 //!   JSON response). The wasm glue only moves headers between the host and this.
 
 pub mod build;
+pub mod callers;
 pub mod config;
 pub mod credentials;
 pub mod duration;

@@ -26,6 +26,10 @@ pub mod wire {
     /// each `set_property` is a costly host call; if the filter did not set it, Envoy prints
     /// `-` and the line is still valid JSON (`"target":"-"`).
     pub const PROP_LOG: &str = "egress_log";
+    /// Filter state read by the access log as `"caller":"%FILTER_STATE(wasm.egress_caller:PLAIN)%"`
+    /// (rendered only with `egress.callers`): the caller's SPIFFE ID or `<iss>/<sub>`,
+    /// JSON-escaped.
+    pub const PROP_CALLER: &str = "egress_caller";
     /// Filter-state property holding the SHA-256 (hex) of a request body, set by the egress
     /// filter for `payload: signed` targets and read by the filter in the sign role.
     pub const PROP_BODY_SHA256: &str = "egress_body_sha256";
@@ -92,6 +96,9 @@ pub struct FilterConfig {
     pub endpoints: FilterEndpoints,
     pub targets: Vec<FilterTarget>,
     pub routes: Vec<FilterRoute>,
+    /// `egress.callers`: absent, every caller that reaches the listener is served.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub callers: Option<crate::callers::CallersPlan>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -111,6 +118,9 @@ pub struct FilterTarget {
     pub name: String,
     pub url: TargetUrl,
     pub credential: Credential,
+    /// Callers admitted to this target; `None`: every authenticated caller.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow: Option<crate::callers::Allow>,
 }
 
 /// What the filter attaches to a target's requests.
@@ -191,6 +201,9 @@ pub struct FilterRoute {
     pub rewrite_prefix: Option<String>,
     /// `None`: every method.
     pub methods: Option<Vec<Method>>,
+    /// Narrows the target's `allow`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow: Option<crate::callers::Allow>,
 }
 
 fn yes() -> bool {

@@ -35,6 +35,15 @@ pub enum SecretField {
     PrivateKey,
     AwsSecretAccessKey,
     AwsSessionToken,
+    /// An HS* caller JWT issuer's secret (`egress.callers.jwt[i].secret`); its "target" is
+    /// [`caller_secret_owner`].
+    CallerJwtSecret,
+}
+
+/// The name standing for the target of caller issuer `index`'s secret in variable names:
+/// `EGRESS_SECRET_CALLERS_2DJWT<i>__JWT_SECRET` (never a target's: targets have no such field).
+pub fn caller_secret_owner(index: usize) -> String {
+    format!("callers-jwt{index}")
 }
 
 impl SecretField {
@@ -47,6 +56,7 @@ impl SecretField {
             SecretField::PrivateKey => "PRIVATE_KEY",
             SecretField::AwsSecretAccessKey => "SECRET_ACCESS_KEY",
             SecretField::AwsSessionToken => "SESSION_TOKEN",
+            SecretField::CallerJwtSecret => "JWT_SECRET",
         }
     }
 
@@ -60,6 +70,7 @@ impl SecretField {
             SecretField::PrivateKey => "auth.private_key",
             SecretField::AwsSecretAccessKey => "auth.secret_access_key",
             SecretField::AwsSessionToken => "auth.session_token",
+            SecretField::CallerJwtSecret => "egress.callers.jwt[].secret",
         }
     }
 
@@ -231,6 +242,13 @@ fn slots(fc: &mut FilterConfig) -> Vec<(String, SecretField, &mut Secret)> {
                 }
             }
             Credential::None | Credential::Mtls => {}
+        }
+    }
+    if let Some(c) = &mut fc.callers {
+        for (i, issuer) in c.jwt.iter_mut().enumerate() {
+            if let crate::callers::KeySource::Secret { secret } = &mut issuer.keys {
+                out.push((caller_secret_owner(i), SecretField::CallerJwtSecret, secret));
+            }
         }
     }
     out

@@ -29,6 +29,27 @@ pub fn file_fields(raw: &RawConfig) -> Vec<(FieldPath, &str)> {
             out.push((tp.key("auth").key("private_key"), k.as_str()));
         }
     }
+    if let Some(c) = &raw.egress.callers {
+        let cp = FieldPath::root().key("egress").key("callers");
+        if let Some(m) = &c.mtls {
+            for (field, v) in [
+                ("server_cert", Some(&m.server_cert)),
+                ("server_key", Some(&m.server_key)),
+                ("client_ca", m.client_ca.as_ref()),
+            ] {
+                if let Some(v) = v {
+                    out.push((cp.key("mtls").key(field), v.as_str()));
+                }
+            }
+        }
+        for (i, j) in c.jwt.iter().flatten().enumerate() {
+            for (field, v) in [("public_key", &j.public_key), ("jwks_file", &j.jwks_file)] {
+                if let Some(v) = v {
+                    out.push((cp.key("jwt").index(i).key(field), v.as_str()));
+                }
+            }
+        }
+    }
     if let Some(out_path) = raw.logger.as_ref().and_then(|l| l.output.as_ref()) {
         if !matches!(out_path.as_str(), "stdout" | "stderr") {
             out.push((

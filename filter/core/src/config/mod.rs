@@ -14,6 +14,7 @@ mod model;
 #[cfg(feature = "yaml")]
 mod positions;
 pub mod raw;
+mod raw_callers;
 pub mod text;
 pub mod validate;
 

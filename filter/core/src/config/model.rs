@@ -18,6 +18,8 @@ pub struct Config {
     pub routes: Vec<Route>,
     pub endpoints: Endpoints,
     pub logger: Logger,
+    /// `egress.callers`; `None`: callers are not identified.
+    pub callers: Option<Callers>,
 }
 
 impl Config {
@@ -96,6 +98,8 @@ pub struct Target {
     pub auth: Auth,
     /// `None`: plain HTTP.
     pub tls: Option<TlsSettings>,
+    /// `None`: every authenticated caller.
+    pub allow: Option<crate::callers::Allow>,
 }
 
 #[derive(Debug, Clone)]
@@ -196,6 +200,8 @@ pub struct Route {
     pub rewrite_prefix: Option<String>,
     /// `None`: every method.
     pub methods: Option<Vec<Method>>,
+    /// Narrows the target's `allow`.
+    pub allow: Option<crate::callers::Allow>,
 }
 
 #[derive(Debug, Clone)]
@@ -223,4 +229,31 @@ pub struct Logger {
     pub level: LogLevel,
     pub format: LogFormat,
     pub output: LogOutput,
+}
+
+/// `egress.callers`, validated.
+#[derive(Debug, Clone)]
+pub struct Callers {
+    pub mtls: Option<CallersMtls>,
+    /// Issuers in the filter's form; public key and JWKS files are read by `egressctl compile`.
+    pub jwt: Vec<crate::callers::IssuerPlan>,
+}
+
+/// `egress.callers.mtls`: the egress listener's TLS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallersMtls {
+    pub server_cert: String,
+    pub server_key: String,
+    pub client_ca: String,
+    pub require_client_cert: bool,
+}
+
+impl Callers {
+    /// The filter's view.
+    pub fn plan(&self) -> crate::callers::CallersPlan {
+        crate::callers::CallersPlan {
+            mtls: self.mtls.is_some(),
+            jwt: self.jwt.clone(),
+        }
+    }
 }

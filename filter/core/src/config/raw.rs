@@ -8,6 +8,8 @@ use indexmap::IndexMap;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
+pub use super::raw_callers::*;
+
 /// The whole config file.
 #[derive(Debug, Clone, Deserialize)]
 pub struct RawConfig {
@@ -57,6 +59,10 @@ pub struct RawEgress {
     /// Incoming path prefixes and the target each one goes to.
     #[serde(default)]
     pub routes: Vec<RawRoute>,
+    /// Who may call: client certificates (SPIFFE IDs) and JWT issuers. Absent: every caller
+    /// that reaches the listener is served.
+    #[serde(default)]
+    pub callers: Option<RawCallers>,
 }
 
 fn default_true() -> bool {
@@ -121,6 +127,9 @@ pub struct RawTarget {
     /// TLS towards the target. An `https` URL is verified TLS even without this block.
     #[serde(default)]
     pub tls: Option<RawTls>,
+    /// Callers admitted (any entry matches); absent: every authenticated caller.
+    #[serde(default)]
+    pub allow: Option<RawAllow>,
 }
 
 /// `egress.targets.<name>.auth`. Which fields apply depends on `type`.
@@ -263,6 +272,9 @@ pub struct RawRoute {
     /// Allowed methods; all methods when absent.
     #[serde(default)]
     pub methods: Option<Vec<String>>,
+    /// Narrows the target's `allow`: a request must pass both.
+    #[serde(default)]
+    pub allow: Option<RawAllow>,
 }
 
 /// `endpoints`: paths the proxy serves itself.

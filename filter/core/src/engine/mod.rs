@@ -8,6 +8,10 @@ mod headers;
 
 pub use headers::{RemoveRule, ALWAYS_REMOVED, FORWARDED_PROTO};
 
+use crate::callers::allow::{evaluate, Verdict};
+use crate::callers::auth::CallerInput;
+use crate::callers::jwt::KeyError;
+use crate::callers::{Allow, Authenticator, Authorized, Caller, Refusal, TokenCache};
 use crate::credentials::{bearer, Injection, CALLER_CREDENTIAL_HEADERS};
 use crate::plan::{
     wire, Credential, FilterConfig, Method, OAuth2Credential, FILTER_CONFIG_VERSION,
@@ -25,6 +29,8 @@ pub struct Engine {
     health: Option<String>,
     ready: Option<String>,
     passthrough: Vec<String>,
+    /// `egress.callers`; `None`: callers are not identified.
+    callers: Option<Authenticator>,
 }
 
 /// A target as the request path needs it.
@@ -44,6 +50,8 @@ pub struct CompiledTarget {
     /// Lower-case names removed from the caller's request besides the Authorization headers.
     strip: Vec<String>,
     pub oauth2: Option<OAuth2Credential>,
+    /// Callers admitted; `None`: every authenticated caller.
+    pub allow: Option<Allow>,
     /// `aws_sigv4` targets: signed by the glue after [`Engine::header_edits`].
     pub sigv4: Option<crate::sigv4::AwsSigv4Credential>,
 }
@@ -57,6 +65,8 @@ struct CompiledRoute {
     methods: Option<Vec<Method>>,
     /// `Allow` header value, built once.
     allow: String,
+    /// The route's caller `allow`.
+    callers: Option<Allow>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -71,6 +81,10 @@ pub enum EngineError {
     BadPrefix { index: usize, reason: String },
     #[error("targets[{index}] repeats the name {name:?}")]
     DuplicateTarget { index: usize, name: String },
+    #[error(transparent)]
+    Callers(#[from] KeyError),
+    #[error("{0} has an allow block but the config has no callers section")]
+    AllowWithoutCallers(String),
 }
 
 /// What to do with a request.
@@ -90,6 +104,8 @@ pub enum Decision {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Forward {
     pub target: usize,
+    /// Index of the route that matched.
+    pub route: usize,
     /// The new `:path`, query included.
     pub path: String,
     /// The incoming path without its query (logs).
@@ -191,11 +207,17 @@ impl Engine {
                     Credential::Oauth2(o) => Some(o.clone()),
                     _ => None,
                 },
+                allow: t.allow.clone(),
                 sigv4: match &t.credential {
                     Credential::AwsSigv4(a) => Some(a.clone()),
                     _ => None,
                 },
             });
+            if t.allow.is_some() && config.callers.is_none() {
+                return Err(EngineError::AllowWithoutCallers(format!(
+                    "targets[{index}]"
+                )));
+            }
         }
         let mut table = RouteTable::new();
         let mut routes = Vec::with_capacity(config.routes.len());
@@ -226,7 +248,11 @@ impl Engine {
                 rewrite_prefix: r.rewrite_prefix.clone(),
                 methods: r.methods.clone(),
                 allow,
+                callers: r.allow.clone(),
             });
+            if r.allow.is_some() && config.callers.is_none() {
+                return Err(EngineError::AllowWithoutCallers(format!("routes[{index}]")));
+            }
         }
         Ok(Self {
             enabled: config.enabled,
@@ -236,7 +262,53 @@ impl Engine {
             health: config.endpoints.health.clone(),
             ready: config.endpoints.ready.clone(),
             passthrough: config.endpoints.passthrough.clone(),
+            callers: match &config.callers {
+                Some(c) => Some(Authenticator::new(c)?),
+                None => None,
+            },
         })
+    }
+
+    /// Whether callers are identified (`egress.callers` is set).
+    pub fn has_callers(&self) -> bool {
+        self.callers.is_some()
+    }
+
+    /// Whether the peer certificate's SPIFFE ID is read (`egress.callers.mtls` is set): the
+    /// glue asks the host for it only then.
+    pub fn wants_peer_identity(&self) -> bool {
+        self.callers.as_ref().is_some_and(Authenticator::mtls)
+    }
+
+    /// The `allow` blocks that apply to a forward: the target's and the route's.
+    pub fn allows(&self, fwd: &Forward) -> (Option<&Allow>, Option<&Allow>) {
+        (
+            self.targets.get(fwd.target).and_then(|t| t.allow.as_ref()),
+            self.routes.get(fwd.route).and_then(|r| r.callers.as_ref()),
+        )
+    }
+
+    /// Whether a caller with these identities may use a forward (`egressctl explain`).
+    pub fn verdict(&self, fwd: &Forward, caller: &Caller) -> Verdict {
+        let (t, r) = self.allows(fwd);
+        evaluate(t, r, caller)
+    }
+
+    /// Identifies the caller of a forward and applies the `allow` blocks. Without
+    /// `egress.callers` every request passes, anonymous. A refusal is final: the request
+    /// must not reach the target nor start a token fetch.
+    pub fn authorize(
+        &self,
+        fwd: &Forward,
+        input: &CallerInput<'_>,
+        now: u64,
+        cache: &mut TokenCache,
+    ) -> Result<Authorized, Box<Refusal>> {
+        let Some(callers) = &self.callers else {
+            return Ok(Authorized::default());
+        };
+        let (t, r) = self.allows(fwd);
+        callers.authorize(t, r, input, now, cache)
     }
 
     pub fn targets(&self) -> &[CompiledTarget] {
@@ -322,6 +394,7 @@ impl Engine {
         let target_url = format!("{}{}", target.origin, path_only);
         Decision::Forward(Forward {
             target: route.target,
+            route: route_index,
             original_path: req_path.to_string(),
             target_url,
             path,

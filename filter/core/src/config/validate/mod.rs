@@ -3,13 +3,14 @@
 //!
 //! One file per part of the config: [`http`] (listener and logger), [`token_store`],
 //! [`targets`] (defaults and targets), [`tls`], [`auth`] (one file per auth family),
-//! [`endpoints`], [`routes`].
+//! [`endpoints`], [`routes`], [`callers`] (`egress.callers` and `allow`).
 //!
 //! Checks that hold for every string whatever its field (no control characters) are made by
 //! the loader while it expands `${VAR}` (`load.rs`), so a new field is covered without a line
 //! here; file fields naming folders are checked there too (`files.rs`, list new ones).
 
 mod auth;
+mod callers;
 mod endpoints;
 mod http;
 mod routes;
@@ -73,6 +74,7 @@ fn build(raw: &RawConfig, root: &FieldPath, errs: &mut ConfigErrors) -> Config {
         errs,
     );
     let logger = http::logger(raw.logger.as_ref(), &root.key("logger"), errs);
+    let callers = callers::callers(&raw.egress, &root.key("egress"), errs);
 
     Config {
         http,
@@ -83,6 +85,7 @@ fn build(raw: &RawConfig, root: &FieldPath, errs: &mut ConfigErrors) -> Config {
         routes,
         endpoints,
         logger,
+        callers,
     }
 }
 

@@ -3,8 +3,8 @@
 use super::super::error::{ConfigErrors, FieldPath};
 use super::super::model::*;
 use super::super::raw::*;
-use crate::types::Method;
 use crate::routing::path::{is_boundary_prefix, validate_prefix};
+use crate::types::Method;
 use std::collections::HashMap;
 
 pub(super) fn routes(
@@ -111,6 +111,7 @@ pub(super) fn routes(
             }
             parsed
         });
+        let allow = super::callers::allow(r.allow.as_ref(), &rp.key("allow"), errs);
         let Some(path_prefix) = prefix else { continue };
         out.push(Route {
             path_prefix,
@@ -118,6 +119,7 @@ pub(super) fn routes(
             strip_prefix,
             rewrite_prefix,
             methods,
+            allow,
         });
     }
     out

@@ -73,5 +73,6 @@ pub(super) fn target(
         timeout: opt_duration(&raw.timeout, &path.key("timeout"), errs).unwrap_or(defaults.timeout),
         auth,
         tls,
+        allow: super::callers::allow(raw.allow.as_ref(), &path.key("allow"), errs),
     }
 }

@@ -18,6 +18,12 @@ impl TokenManager {
         }
     }
 
+    /// Counts a request refused for its caller: `egress.<target>.caller_refused_401` or
+    /// `..._403`.
+    pub fn count_caller_refused(&mut self, host: &dyn TokenHost, target: &str, status: u16) {
+        self.count(host, &format!("egress.{target}.caller_refused_{status}"));
+    }
+
     pub(super) fn count_conflicts(&mut self, host: &dyn TokenHost, name: &str, conflicts: u32) {
         for _ in 0..conflicts {
             self.count(host, &format!("egress.{name}.shared_data_conflicts"));
