@@ -15,6 +15,8 @@ pub mod jwt;
 pub mod token;
 
 #[cfg(test)]
+mod policy_tests;
+#[cfg(test)]
 mod tests;
 
 use crate::secret::Secret;
