@@ -32,7 +32,15 @@ pub struct Wrk<'a> {
 impl Wrk<'_> {
     /// `wrk -t T -c C -d D --latency URL`, pinned; returns the parsed summary.
     pub fn run(&self, url: &str, duration: Duration) -> Result<WrkResult> {
+        self.run_with(url, &[], duration)
+    }
+
+    /// [`Wrk::run`] with extra request headers (`-H "Name: value"` each).
+    pub fn run_with(&self, url: &str, headers: &[String], duration: Duration) -> Result<WrkResult> {
         let mut cmd = pinned(self.cpus, self.bin);
+        for h in headers {
+            cmd.arg("-H").arg(h);
+        }
         cmd.arg("-t").arg(self.threads.to_string());
         cmd.arg("-c").arg(self.connections.to_string());
         cmd.arg("-d").arg(format!("{}s", duration.as_secs().max(1)));

@@ -33,6 +33,8 @@ pub struct Summary {
     pub rps_vs_1: Option<f64>,
     pub rps_vs_2: Option<f64>,
     pub rps_vs_4: Option<f64>,
+    /// Against our API-key case (what cases 7–10 add to it).
+    pub rps_vs_5: Option<f64>,
     pub p99_vs_4: Option<f64>,
     /// Non-2xx responses plus socket errors, over all measured runs.
     pub errors: u64,
@@ -108,6 +110,7 @@ pub fn summarize(cases: &[Case], samples: &[Sample]) -> Vec<Summary> {
                 rps_vs_1: ratio(samples, c.id, 1, rps),
                 rps_vs_2: ratio(samples, c.id, 2, rps),
                 rps_vs_4: ratio(samples, c.id, 4, rps),
+                rps_vs_5: ratio(samples, c.id, 5, rps),
                 p99_vs_4: ratio(samples, c.id, 4, p99),
                 errors: mine
                     .iter()
@@ -219,6 +222,21 @@ impl RunReport {
             |r| r >= 0.95,
         );
         check(
+            "case 8 (mTLS callers) req/s ≥ 0.95 × case 5",
+            self.summary(8).and_then(|s| s.rps_vs_5),
+            |r| r >= 0.95,
+        );
+        check(
+            "case 9 (cached JWT) req/s ≥ 0.95 × case 5",
+            self.summary(9).and_then(|s| s.rps_vs_5),
+            |r| r >= 0.95,
+        );
+        check(
+            "case 10 (SigV4) req/s ≥ 0.9 × case 5",
+            self.summary(10).and_then(|s| s.rps_vs_5),
+            |r| r >= 0.9,
+        );
+        check(
             "case 4 req/s ≈ 0.77–0.83 × case 2 (expected floor, not a target)",
             self.summary(4).and_then(|s| s.rps_vs_2),
             |r| (0.77..=0.83).contains(&r),
@@ -277,8 +295,8 @@ impl RunReport {
     /// The results table (markdown).
     pub fn table(&self) -> String {
         let mut out = String::from(
-            "| case | what | req/s | p50 | p99 | × case 1 | × case 2 | × case 4 | p99 × case 4 | errors | Envoy CPU | busy core 0 / 1 |\n\
-             |---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+            "| case | what | req/s | p50 | p99 | × case 1 | × case 2 | × case 4 | × case 5 | p99 × case 4 | errors | Envoy CPU | busy core 0 / 1 |\n\
+             |---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
         );
         for s in &self.summaries {
             let busy: Vec<String> = s
@@ -288,7 +306,7 @@ impl RunReport {
                 .collect();
             let _ = writeln!(
                 out,
-                "| {} | {} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {:.0}% | {} |",
+                "| {} | {} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} | {:.0}% | {} |",
                 s.id,
                 s.what,
                 s.rps,
@@ -297,6 +315,7 @@ impl RunReport {
                 fmt_ratio(s.rps_vs_1),
                 fmt_ratio(s.rps_vs_2),
                 fmt_ratio(s.rps_vs_4),
+                fmt_ratio(s.rps_vs_5),
                 fmt_ratio(s.p99_vs_4),
                 s.errors,
                 s.envoy_cpu * 100.0,

@@ -1,5 +1,6 @@
 //! One benchmark run: build inputs, servers, one Envoy per case, interleaved rounds, report.
 
+use crate::auth_cases;
 use crate::cases::{self, Case, Kind, Setup};
 use crate::envoy::{self, Envoy, EnvoyRun};
 use crate::load::{busy_between, cpu_times, Wrk};
@@ -71,8 +72,9 @@ fn optimize(repo: &Path, raw: &Path, out: &Path) -> Result<(u64, u64)> {
 }
 
 /// Sends the case's request until the upstream echoes the case's rewrite and credential.
-fn sanity(case: &Case, port: u16) -> Result<()> {
-    http::wait_for(port, &case.path(), Duration::from_secs(30), |r| {
+fn sanity(case: &Case, setup: &Setup, port: u16) -> Result<()> {
+    let headers = case.headers(setup);
+    http::wait_for(port, &case.path(), &headers, Duration::from_secs(30), |r| {
         r.status == 200 && case.upstream_saw_credential(&r.body)
     })
     .with_context(|| {
@@ -87,6 +89,16 @@ fn sanity(case: &Case, port: u16) -> Result<()> {
 struct Running {
     case: Case,
     envoy: Envoy,
+    /// Case 8: the TLS-originating nginx wrk sends to (it presents the client certificate).
+    front: Option<Nginx>,
+    headers: Vec<String>,
+}
+
+impl Running {
+    /// The port wrk sends to: the TLS front when there is one, else the Envoy.
+    fn port(&self) -> u16 {
+        self.front.as_ref().map_or(self.envoy.listen, |f| f.port)
+    }
 }
 
 pub fn run(opts: &Options) -> Result<()> {
@@ -140,12 +152,17 @@ pub fn run(opts: &Options) -> Result<()> {
         .requests_per_sec;
     eprintln!("egress-bench: upstream alone: {upstream_alone:.0} req/s");
 
+    let pki = work.join("callers-pki");
+    auth_cases::make_pki(&pki)?;
     let setup = Setup {
         egressctl,
         filter_wasm,
         floor_wasm,
         upstream_port: nginx.port,
         token_port: tokens.port,
+        pki,
+        // Valid far beyond the run: every request is a cache hit after the first.
+        jwt: auth_cases::sign_jwt(6 * 3600)?,
     };
     let cases: Vec<Case> = Case::all()
         .into_iter()
@@ -177,15 +194,30 @@ pub fn run(opts: &Options) -> Result<()> {
             rendered.admin,
             &dir.join("envoy.log"),
         )?;
-        sanity(case, envoy.listen)?;
-        eprintln!(
-            "egress-bench: case {} ready on port {} ({})",
-            case.id, envoy.listen, case.what
-        );
-        running.push(Running {
+        let front = if case.uses_tls_front() {
+            Some(Nginx::start_front(
+                &dir.join("front"),
+                &opts.load_cpus,
+                envoy.listen,
+                &setup.pki,
+            )?)
+        } else {
+            None
+        };
+        let r = Running {
             case: case.clone(),
             envoy,
-        });
+            front,
+            headers: case.headers(&setup),
+        };
+        sanity(case, &setup, r.port())?;
+        eprintln!(
+            "egress-bench: case {} ready on port {} ({})",
+            case.id,
+            r.port(),
+            case.what
+        );
+        running.push(r);
     }
     if let Some(case7) = cases.iter().find(|c| c.kind == Kind::OursManyRoutes) {
         let config = work.join(format!("case{}/egress.yaml", case7.id));
@@ -199,9 +231,9 @@ pub fn run(opts: &Options) -> Result<()> {
         }
     }
 
-    let url = |r: &Running| format!("http://127.0.0.1:{}{}", r.envoy.listen, r.case.path());
+    let url = |r: &Running| format!("http://127.0.0.1:{}{}", r.port(), r.case.path());
     for r in &running {
-        wrk.run(&url(r), opts.first_warmup)?;
+        wrk.run_with(&url(r), &r.headers, opts.first_warmup)?;
     }
     if let Some(r) = running.iter().find(|r| r.case.uses_token_server()) {
         // The token stays cached for the run: nothing else may reach the token server.
@@ -218,11 +250,14 @@ pub fn run(opts: &Options) -> Result<()> {
             let r = &mut running[(k + round) % n];
             r.envoy.proc.check_alive()?;
             nginx.proc.check_alive()?;
-            wrk.run(&url(r), opts.warmup)?;
+            if let Some(front) = r.front.as_mut() {
+                front.proc.check_alive()?;
+            }
+            wrk.run_with(&url(r), &r.headers, opts.warmup)?;
             let before = cpu_times();
             let envoy_before = r.envoy.proc.cpu_ticks();
             let wall = Instant::now();
-            let result = wrk.run(&url(r), opts.duration)?;
+            let result = wrk.run_with(&url(r), &r.headers, opts.duration)?;
             let busy = busy_between(&before, &cpu_times());
             let envoy_cpu = (r.envoy.proc.cpu_ticks() - envoy_before.min(r.envoy.proc.cpu_ticks()))
                 as f64
@@ -277,7 +312,7 @@ pub fn run(opts: &Options) -> Result<()> {
                 rendered.admin,
                 &dir.join("envoy.log"),
             )?;
-            sanity(case, envoy.listen)?;
+            sanity(case, &setup, envoy.listen)?;
             thread::sleep(Duration::from_secs(1));
             kib[slot] = envoy.proc.rss_kib()?;
         }
@@ -340,6 +375,10 @@ pub fn run(opts: &Options) -> Result<()> {
                 "nginx `return 200` (one process, keep-alive), pinned to core(s) {} with wrk",
                 opts.load_cpus
             ),
+        ),
+        (
+            "mTLS callers (case 8)".into(),
+            "wrk has no client certificates: wrk → nginx (plain HTTP in; out HTTPS with the client certificate, keep-alive pool, pinned with wrk) → Envoy's TLS listener".into(),
         ),
         (
             "token endpoint".into(),
