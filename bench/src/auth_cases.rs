@@ -4,6 +4,7 @@
 //! inputs they need: the callers' PKI (openssl) and the load's JWT (Python's hmac, not the
 //! filter's library).
 
+use crate::http::Response;
 use crate::procs::{find_program, output};
 use anyhow::{anyhow, Context, Result};
 use std::path::Path;
@@ -36,6 +37,24 @@ pub fn mtls_callers(pki: &Path) -> String {
         pki_file(pki, "egress.key"),
         pki_file(pki, "mesh-ca.crt"),
     )
+}
+
+/// Case 11's listener TLS, as `egressctl compile` renders it for case 8's `callers.mtls`.
+pub fn listener_tls(pki: &Path) -> serde_json::Value {
+    serde_json::json!({
+        "name": "envoy.transport_sockets.tls",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
+            "require_client_certificate": true,
+            "common_tls_context": {
+                "tls_certificates": [{
+                    "certificate_chain": { "filename": pki_file(pki, "egress.crt") },
+                    "private_key": { "filename": pki_file(pki, "egress.key") }
+                }],
+                "validation_context": { "trusted_ca": { "filename": pki_file(pki, "mesh-ca.crt") } }
+            }
+        }
+    })
 }
 
 /// `egress.callers` of case 9: one HS256 issuer (the token in `Authorization: Bearer`).
@@ -91,6 +110,38 @@ leaf load mesh-ca "subjectAltName=URI:{SPIFFE_ID}\nextendedKeyUsage=clientAuth\n
     let mut cmd = Command::new("bash");
     cmd.arg("-c").arg(script).current_dir(dir);
     output(cmd).context("making the callers' PKI with openssl")?;
+    Ok(())
+}
+
+/// `GET https://127.0.0.1:port/path` with the load's client certificate (curl), for the
+/// sanity check of cases 8 and 11 (the harness's own client speaks no TLS).
+pub fn tls_get(port: u16, path: &str, pki: &Path) -> Result<Response> {
+    let mut cmd = Command::new("curl");
+    cmd.args(["-sS", "--max-time", "10", "-w", "\n%{http_code}"]);
+    cmd.arg("--cacert").arg(pki.join("mesh-ca.crt"));
+    cmd.arg("--cert").arg(pki.join("load.crt"));
+    cmd.arg("--key").arg(pki.join("load.key"));
+    cmd.arg(format!("https://127.0.0.1:{port}{path}"));
+    let out = output(cmd)?;
+    let (body, status) = out
+        .trim_end()
+        .rsplit_once('\n')
+        .ok_or_else(|| anyhow!("curl printed no status: {out:?}"))?;
+    Ok(Response {
+        status: status.trim().parse().context("curl's status")?,
+        body: format!("{body}\n"),
+    })
+}
+
+/// Builds `bench/wrk-client-cert/client_cert.c` into `out` (`cc -shared`): preloaded into wrk,
+/// it gives wrk's TLS contexts the client certificate (see the file).
+pub fn build_wrk_client_cert(repo: &Path, out: &Path) -> Result<()> {
+    let cc = find_program("cc", &[]).ok_or_else(|| anyhow!("no C compiler (cc) on PATH"))?;
+    let mut cmd = Command::new(cc);
+    cmd.args(["-shared", "-fPIC", "-O2", "-o"]).arg(out);
+    cmd.arg(repo.join("bench/wrk-client-cert/client_cert.c"));
+    cmd.arg("-ldl");
+    output(cmd).context("building bench/wrk-client-cert")?;
     Ok(())
 }
 
@@ -154,7 +205,7 @@ mod tests {
         assert!(!yaml.contains("jwt:"));
         let c = case(Kind::OursMtlsCallers);
         assert_eq!(c.id, 8);
-        assert!(c.uses_tls_front());
+        assert!(c.uses_client_cert());
         assert!(c.headers(&setup()).is_empty());
         assert!(c.upstream_saw_credential("/v1/items/42 key=bench-api-key auth=\n"));
     }
@@ -169,7 +220,7 @@ mod tests {
         assert!(!yaml.contains("mtls:"));
         let c = case(Kind::OursJwtCached);
         assert_eq!(c.id, 9);
-        assert!(!c.uses_tls_front());
+        assert!(!c.uses_client_cert());
         assert_eq!(
             c.headers(&setup()),
             vec!["Authorization: Bearer head.payload.sig".to_string()]
@@ -198,6 +249,27 @@ mod tests {
         assert!(!c.upstream_saw_credential(
             "/v1/items/42 key= auth=AWS4-HMAC-SHA256 Credential=OTHER/x, Signature=abc\n"
         ));
+    }
+
+    #[test]
+    fn tls_limit_case_is_case_1_with_the_mtls_listener() {
+        let s = setup();
+        let plain = crate::cases::native_bootstrap(Kind::Limit, &s, 7000, 7003);
+        let tls = crate::cases::native_bootstrap(Kind::LimitMtls, &s, 7000, 7003);
+        let chain = &tls["static_resources"]["listeners"][0]["filter_chains"][0];
+        let ctx = &chain["transport_socket"]["typed_config"];
+        assert_eq!(ctx["require_client_certificate"], true);
+        assert_eq!(
+            ctx["common_tls_context"]["validation_context"]["trusted_ca"]["filename"],
+            "/tmp/pki/mesh-ca.crt"
+        );
+        let plain_chain = &plain["static_resources"]["listeners"][0]["filter_chains"][0];
+        assert!(plain_chain.get("transport_socket").is_none());
+        assert_eq!(chain["filters"], plain_chain["filters"]);
+        let c = case(Kind::LimitMtls);
+        assert_eq!(c.id, 11);
+        assert!(c.uses_client_cert());
+        assert!(c.upstream_saw_credential("/v1/items/42 key= auth=\n"));
     }
 
     #[test]

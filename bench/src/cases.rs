@@ -1,4 +1,4 @@
-//! The ten cases and their Envoy configs: cases 1–4 rendered here (JSON bootstraps),
+//! The eleven cases and their Envoy configs: cases 1–4 and 11 rendered here (JSON bootstraps),
 //! cases 5–10 by `egressctl compile` of egress configs written here (what cases 8–10 add to
 //! the API-key config lives in `auth_cases`).
 
@@ -40,12 +40,14 @@ pub enum Kind {
     /// Our filter, 10,000 routes.
     OursManyRoutes,
     /// Our filter, API key target, callers verified by mTLS (a SPIFFE ID in the client
-    /// certificate); wrk reaches it through an nginx that originates the TLS.
+    /// certificate wrk presents, through `bench/wrk-client-cert`).
     OursMtlsCallers,
     /// Our filter, API key target, callers verified by an HS256 JWT (cached: same token).
     OursJwtCached,
     /// Our filter, AWS SigV4 target (static keys, payload unsigned).
     OursSigv4,
+    /// Case 1 behind the TLS listener of case 8: what TLS with client certificates costs.
+    LimitMtls,
 }
 
 #[derive(Debug, Clone)]
@@ -110,7 +112,7 @@ impl Case {
                 8,
                 OursMtlsCallers,
                 "8 ours mTLS",
-                "egress filter, API key target, callers by mTLS (SPIFFE ID allowed; wrk → nginx TLS → Envoy)",
+                "egress filter, API key target, callers by mTLS (client certificate with an allowed SPIFFE ID)",
             ),
             c(
                 9,
@@ -123,6 +125,12 @@ impl Case {
                 OursSigv4,
                 "10 ours SigV4",
                 "egress filter, AWS SigV4 target (static keys, payload unsigned)",
+            ),
+            c(
+                11,
+                LimitMtls,
+                "11 envoy mTLS",
+                "case 1 behind case 8's TLS listener (client certificate required): TLS alone, no filter",
             ),
         ]
     }
@@ -146,7 +154,7 @@ impl Case {
         };
         let key = format!(" key={API_KEY} auth=");
         match self.kind {
-            Kind::Limit => rest == " key= auth=",
+            Kind::Limit | Kind::LimitMtls => rest == " key= auth=",
             // Case 9: the caller's JWT must not reach the upstream (`auth=` empty).
             Kind::NativeGeneric
             | Kind::Floor
@@ -167,10 +175,9 @@ impl Case {
         matches!(self.kind, Kind::NativeOauth2 | Kind::OursOauth2)
     }
 
-    /// Whether wrk reaches this case's Envoy through the TLS-originating nginx (wrk cannot
-    /// present a client certificate).
-    pub fn uses_tls_front(&self) -> bool {
-        self.kind == Kind::OursMtlsCallers
+    /// Whether this case's listener speaks TLS and wants the load's client certificate.
+    pub fn uses_client_cert(&self) -> bool {
+        matches!(self.kind, Kind::OursMtlsCallers | Kind::LimitMtls)
     }
 
     /// Header lines every request of this case carries.
@@ -213,7 +220,7 @@ pub struct Rendered {
 pub fn render(case: &Case, setup: &Setup, dir: &Path, listen: u16, admin: u16) -> Result<Rendered> {
     fs::create_dir_all(dir)?;
     let envoy_config = match case.kind {
-        Kind::Limit | Kind::NativeGeneric | Kind::NativeOauth2 | Kind::Floor => {
+        Kind::Limit | Kind::NativeGeneric | Kind::NativeOauth2 | Kind::Floor | Kind::LimitMtls => {
             let path = dir.join("envoy.json");
             let bootstrap = native_bootstrap(case.kind, setup, listen, admin);
             fs::write(&path, serde_json::to_string_pretty(&bootstrap)?)?;
@@ -332,7 +339,7 @@ pub fn native_bootstrap(kind: Kind, setup: &Setup, listen: u16, admin: u16) -> V
             "suppress_envoy_headers": true
         }
     }));
-    json!({
+    let mut bootstrap = json!({
         "admin": { "address": socket(admin) },
         "static_resources": {
             "listeners": [{
@@ -364,7 +371,12 @@ pub fn native_bootstrap(kind: Kind, setup: &Setup, listen: u16, admin: u16) -> V
             "clusters": clusters,
             "secrets": secrets
         }
-    })
+    });
+    if kind == Kind::LimitMtls {
+        bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["transport_socket"] =
+            auth_cases::listener_tls(&setup.pki);
+    }
+    bootstrap
 }
 
 /// Cases 5–10: the egress config (`egressctl` YAML). Request lines go to /dev/null (they are

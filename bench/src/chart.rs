@@ -12,7 +12,7 @@ use std::path::Path;
 /// (callers and SigV4 teal).
 fn colour(case: usize) -> RGBColor {
     match case {
-        1 => RGBColor(120, 130, 145),
+        1 | 11 => RGBColor(120, 130, 145),
         2 | 3 => RGBColor(70, 110, 170),
         4 => RGBColor(220, 150, 40),
         8..=10 => RGBColor(40, 130, 140),

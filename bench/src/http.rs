@@ -76,19 +76,27 @@ pub fn wait_for(
     path: &str,
     headers: &[String],
     timeout: Duration,
+    ok: impl FnMut(&Response) -> bool,
+) -> Result<Response> {
+    poll(timeout, || get_with(port, path, headers), ok)
+        .with_context(|| format!("GET 127.0.0.1:{port}{path}"))
+}
+
+/// Calls `fetch` until `ok` accepts its response or `timeout` passes.
+pub fn poll(
+    timeout: Duration,
+    mut fetch: impl FnMut() -> Result<Response>,
     mut ok: impl FnMut(&Response) -> bool,
 ) -> Result<Response> {
     let deadline = Instant::now() + timeout;
     loop {
-        let last = match get_with(port, path, headers) {
+        let last = match fetch() {
             Ok(r) if ok(&r) => return Ok(r),
             Ok(r) => format!("{} {}", r.status, r.body.trim()),
             Err(e) => format!("{e:#}"),
         };
         if Instant::now() >= deadline {
-            return Err(anyhow!(
-                "GET 127.0.0.1:{port}{path} not as expected within {timeout:?}; last: {last}"
-            ));
+            return Err(anyhow!("not as expected within {timeout:?}; last: {last}"));
         }
         thread::sleep(Duration::from_millis(100));
     }

@@ -248,6 +248,16 @@ impl RunReport {
                 met: None,
             })
         };
+        let tls = self.summary(11).and_then(|s| s.rps_vs_1);
+        let mtls = self.summary(8).and_then(|s| s.rps_vs_5);
+        report(
+            "case 11 req/s × case 1: what TLS with client certificates costs Envoy alone",
+            fmt_ratio(tls),
+        );
+        report(
+            "(case 8 × case 5) ÷ (case 11 × case 1): the mTLS callers case with the TLS share taken out",
+            fmt_ratio(mtls.zip(tls).map(|(m, t)| m / t)),
+        );
         for w in &self.worker_memory {
             report(
                 &format!(

@@ -3,7 +3,7 @@
 use crate::auth_cases;
 use crate::cases::{self, Case, Kind, Setup};
 use crate::envoy::{self, Envoy, EnvoyRun};
-use crate::load::{busy_between, cpu_times, Wrk};
+use crate::load::{busy_between, cpu_times, ClientCert, Wrk};
 use crate::options::Options;
 use crate::procs::{find_program, free_port};
 use crate::report::{self, RunReport, Sample, WorkerMemory};
@@ -74,9 +74,17 @@ fn optimize(repo: &Path, raw: &Path, out: &Path) -> Result<(u64, u64)> {
 /// Sends the case's request until the upstream echoes the case's rewrite and credential.
 fn sanity(case: &Case, setup: &Setup, port: u16) -> Result<()> {
     let headers = case.headers(setup);
-    http::wait_for(port, &case.path(), &headers, Duration::from_secs(30), |r| {
-        r.status == 200 && case.upstream_saw_credential(&r.body)
-    })
+    let ok = |r: &http::Response| r.status == 200 && case.upstream_saw_credential(&r.body);
+    let timeout = Duration::from_secs(30);
+    if case.uses_client_cert() {
+        http::poll(
+            timeout,
+            || auth_cases::tls_get(port, &case.path(), &setup.pki),
+            ok,
+        )
+    } else {
+        http::wait_for(port, &case.path(), &headers, timeout, ok)
+    }
     .with_context(|| {
         format!(
             "case {}: the upstream did not get the expected request",
@@ -89,15 +97,19 @@ fn sanity(case: &Case, setup: &Setup, port: u16) -> Result<()> {
 struct Running {
     case: Case,
     envoy: Envoy,
-    /// Case 8: the TLS-originating nginx wrk sends to (it presents the client certificate).
-    front: Option<Nginx>,
     headers: Vec<String>,
+    /// Cases 8 and 11: HTTPS with the load's client certificate.
+    cert: Option<ClientCert>,
 }
 
 impl Running {
-    /// The port wrk sends to: the TLS front when there is one, else the Envoy.
-    fn port(&self) -> u16 {
-        self.front.as_ref().map_or(self.envoy.listen, |f| f.port)
+    fn url(&self) -> String {
+        let scheme = if self.cert.is_some() { "https" } else { "http" };
+        format!(
+            "{scheme}://127.0.0.1:{}{}",
+            self.envoy.listen,
+            self.case.path()
+        )
     }
 }
 
@@ -154,6 +166,12 @@ pub fn run(opts: &Options) -> Result<()> {
 
     let pki = work.join("callers-pki");
     auth_cases::make_pki(&pki)?;
+    let client_cert = ClientCert {
+        shim: work.join("wrk-client-cert.so"),
+        cert: pki.join("load.crt"),
+        key: pki.join("load.key"),
+    };
+    auth_cases::build_wrk_client_cert(&repo, &client_cert.shim)?;
     let setup = Setup {
         egressctl,
         filter_wasm,
@@ -194,30 +212,17 @@ pub fn run(opts: &Options) -> Result<()> {
             rendered.admin,
             &dir.join("envoy.log"),
         )?;
-        let front = if case.uses_tls_front() {
-            Some(Nginx::start_front(
-                &dir.join("front"),
-                &opts.load_cpus,
-                envoy.listen,
-                &setup.pki,
-            )?)
-        } else {
-            None
-        };
-        let r = Running {
-            case: case.clone(),
-            envoy,
-            front,
-            headers: case.headers(&setup),
-        };
-        sanity(case, &setup, r.port())?;
+        sanity(case, &setup, envoy.listen)?;
         eprintln!(
             "egress-bench: case {} ready on port {} ({})",
-            case.id,
-            r.port(),
-            case.what
+            case.id, envoy.listen, case.what
         );
-        running.push(r);
+        running.push(Running {
+            case: case.clone(),
+            envoy,
+            headers: case.headers(&setup),
+            cert: case.uses_client_cert().then(|| client_cert.clone()),
+        });
     }
     if let Some(case7) = cases.iter().find(|c| c.kind == Kind::OursManyRoutes) {
         let config = work.join(format!("case{}/egress.yaml", case7.id));
@@ -231,9 +236,8 @@ pub fn run(opts: &Options) -> Result<()> {
         }
     }
 
-    let url = |r: &Running| format!("http://127.0.0.1:{}{}", r.port(), r.case.path());
     for r in &running {
-        wrk.run_with(&url(r), &r.headers, opts.first_warmup)?;
+        wrk.run_with(&r.url(), &r.headers, r.cert.as_ref(), opts.first_warmup)?;
     }
     if let Some(r) = running.iter().find(|r| r.case.uses_token_server()) {
         // The token stays cached for the run: nothing else may reach the token server.
@@ -250,14 +254,11 @@ pub fn run(opts: &Options) -> Result<()> {
             let r = &mut running[(k + round) % n];
             r.envoy.proc.check_alive()?;
             nginx.proc.check_alive()?;
-            if let Some(front) = r.front.as_mut() {
-                front.proc.check_alive()?;
-            }
-            wrk.run_with(&url(r), &r.headers, opts.warmup)?;
+            wrk.run_with(&r.url(), &r.headers, r.cert.as_ref(), opts.warmup)?;
             let before = cpu_times();
             let envoy_before = r.envoy.proc.cpu_ticks();
             let wall = Instant::now();
-            let result = wrk.run_with(&url(r), &r.headers, opts.duration)?;
+            let result = wrk.run_with(&r.url(), &r.headers, r.cert.as_ref(), opts.duration)?;
             let busy = busy_between(&before, &cpu_times());
             let envoy_cpu = (r.envoy.proc.cpu_ticks() - envoy_before.min(r.envoy.proc.cpu_ticks()))
                 as f64
@@ -378,7 +379,7 @@ pub fn run(opts: &Options) -> Result<()> {
         ),
         (
             "mTLS callers (case 8)".into(),
-            "wrk has no client certificates: wrk → nginx (plain HTTP in; out HTTPS with the client certificate, keep-alive pool, pinned with wrk) → Envoy's TLS listener".into(),
+            "cases 8 and 11: wrk over HTTPS to Envoy's TLS listener, keep-alive (one handshake per connection); wrk has no client-certificate option, so bench/wrk-client-cert (LD_PRELOAD) loads the certificate into wrk's OpenSSL contexts".into(),
         ),
         (
             "token endpoint".into(),
