@@ -7,9 +7,11 @@
 //! - [`istio`]: the filter as a WasmPlugin or TrafficExtension on the egress gateway, a
 //!   ServiceEntry and DestinationRule per target, mesh routing to the gateway.
 //! - [`objects`]: what both share: names, checks before writing, writing.
-//! - [`schemas`]: the published schemas every object passes before anything is written.
+//! - [`schemas`]: the published schemas every object passes before anything is written
+//!   ([`istio_schemas`]: Istio's, run in an embedded JavaScript engine).
 
 pub mod istio;
+pub mod istio_schemas;
 pub mod k8s;
 pub mod objects;
 pub mod schemas;
