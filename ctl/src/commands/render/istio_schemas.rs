@@ -6,7 +6,11 @@
 //! kinds `render istio` emits, unchanged, with their runtime (formats, English messages), into
 //! `ctl/schemas/istio/validators.js` (see its SOURCE file; a test regenerates it from the
 //! pinned package and compares). Here it runs in QuickJS (the `rquickjs` crate), so the
-//! verdict is exactly that package's: same code, same schema.
+//! verdict is exactly that package's: same code, same schema. The CRD schemas do not forbid
+//! unknown fields (the API server prunes them, or refuses them under strict field
+//! validation), so the bundle also refuses any field the kind's type declarations in that
+//! package (generated from the same schemas) do not have; fields the CRD leaves open
+//! (`x-kubernetes-preserve-unknown-fields`, e.g. WasmPlugin's `pluginConfig`) stay open.
 //!
 //! TrafficExtension has no schema in that package (its Istio 1.29 CRDs predate it): only its
 //! `spec.wasm` is checked, against the WasmPlugin fields of the same names (the fields
@@ -270,6 +274,31 @@ mod tests {
             "spec": { "servers": [{ "port": { "name": "http", "protocol": "HTTP" }, "hosts": ["a"] }] } });
         let p = validate(&gw).unwrap().join("\n");
         assert!(p.contains("/spec/servers/0/port"), "{p}");
+    }
+
+    #[test]
+    fn unknown_fields_are_refused_except_where_the_crd_leaves_them_open() {
+        let dr = json!({ "apiVersion": "networking.istio.io/v1", "kind": "DestinationRule",
+            "metadata": { "name": "d", "labelz": {} },
+            "spec": { "host": "a.example.com",
+                      "trafficPolicy": { "tls": { "mode": "SIMPLE", "sniName": "a" } } } });
+        let p = validate(&dr).unwrap().join("\n");
+        assert!(
+            p.contains("/spec/trafficPolicy/tls/sniName: unknown field"),
+            "{p}"
+        );
+        assert!(p.contains("/metadata/labelz: unknown field"), "{p}");
+        // Maps take any key; pluginConfig (preserve-unknown-fields) any shape.
+        let mut wp = wasm_plugin();
+        wp["metadata"]["labels"] = json!({ "a.example/b~c": "d" });
+        wp["spec"]["pluginConfig"] = json!({ "targets": [{ "deep": { "x": 1 } }] });
+        assert_eq!(validate(&wp), Some(vec![]));
+        wp["spec"]["vmConfig"]["env"][0]["valuefrom"] = json!("HOST");
+        let p = validate(&wp).unwrap().join("\n");
+        assert!(
+            p.contains("/spec/vmConfig/env/0/valuefrom: unknown field"),
+            "{p}"
+        );
     }
 
     #[test]

@@ -76,10 +76,10 @@ Checked before writing, nothing written if one check fails: names, labels, ports
 keys for every object; Secrets against the published Kubernetes 1.35 schemas (PyPI
 kubernetes-validate 1.37.0); WasmPlugin, ServiceEntry, DestinationRule, VirtualService and
 Gateway against Istio 1.29's CRD schemas, the validators npm @kubernetes-models/istio 3.0.1
-compiles from them, embedded in egressctl and run in QuickJS (they do not refuse unknown
-fields: the CRDs do not forbid them). TrafficExtension has no published schema (that package
-predates it): only its spec.wasm is checked, as the WasmPlugin fields of the same names, and
-render says so.
+compiles from them, embedded in egressctl and run in QuickJS; a field those kinds do not have
+is refused too (as the API server's strict field validation does).
+TrafficExtension has no published schema (that package predates it): only its spec.wasm is
+checked, as the WasmPlugin fields of the same names, and render says so.
 
 Exit 0: written; 1: invalid config or a config this output cannot carry; 2: bad usage; 3:
 other failure.";
