@@ -87,7 +87,7 @@ pub fn unchecked_note(api_version: &str, kind: &str) -> Option<String> {
     }
     Some(if (api_version, kind) == istio_schemas::TRAFFIC_EXTENSION {
         format!(
-            "{kind} has no published schema ({} predates it): only its spec.wasm is checked, as the WasmPlugin fields of the same names; the rest is not",
+            "no published schema for {kind} (not in {}): only its spec.wasm is checked, as the WasmPlugin fields of the same names; the rest is not",
             istio_schemas::source()
         )
     } else {
