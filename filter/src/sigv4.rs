@@ -21,7 +21,14 @@ use egress_core::sigv4::{self, AwsSigv4Credential, Payload, PayloadMode};
 use egress_core::tokens::coord::HostError;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
+use std::cell::RefCell;
 use std::rc::Rc;
+
+thread_local! {
+    /// This worker's derived signing keys (one per target and day): the four chained HMACs
+    /// run once a day per target, not per request.
+    static SIGNING_KEYS: RefCell<sigv4::SigningKeys> = RefCell::new(sigv4::SigningKeys::new());
+}
 
 /// The SigV4 state of one request in the egress filter.
 #[derive(Default)]
@@ -130,14 +137,20 @@ fn sign_now(
             None => Payload::Body(&[]),
         },
     };
-    let signed = sigv4::sign(
-        keys,
-        &cred.region,
-        &cred.service,
-        &req,
-        payload,
-        host::now_ms()?,
-    );
+    let now = host::now_ms()?;
+    let signed = SIGNING_KEYS.with(|cache| match cache.try_borrow_mut() {
+        Ok(mut cache) => sigv4::sign_with(
+            keys,
+            &cred.region,
+            &cred.service,
+            &req,
+            payload,
+            now,
+            &mut cache,
+        ),
+        // Never expected (one thread, no re-entry): derive the key afresh.
+        Err(_) => sigv4::sign(keys, &cred.region, &cred.service, &req, payload, now),
+    });
     for (name, value) in &signed.headers {
         host::set_request_header(name, value)?;
     }

@@ -10,7 +10,9 @@ pub enum Source {
     Cookie(String),
 }
 
-/// Every place any issuer reads tokens from, without repeats, in config order.
+/// Every place any issuer reads tokens from, without repeats, in config order. Header names
+/// are kept lower-case (the form the host's header map uses), so a request pays no case
+/// conversion.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Sources {
     pub headers: Vec<HeaderSource>,
@@ -23,7 +25,10 @@ impl Sources {
             o.name.eq_ignore_ascii_case(&h.name)
                 && o.value_prefix.eq_ignore_ascii_case(&h.value_prefix)
         }) {
-            self.headers.push(h.clone());
+            self.headers.push(HeaderSource {
+                name: h.name.to_ascii_lowercase(),
+                value_prefix: h.value_prefix.clone(),
+            });
         }
     }
 
@@ -37,7 +42,7 @@ impl Sources {
     /// header's value by lower-case name.
     pub fn find(&self, header: &dyn Fn(&str) -> Option<String>) -> Option<(String, Source)> {
         for h in &self.headers {
-            let Some(value) = header(&h.name.to_ascii_lowercase()) else {
+            let Some(value) = header(&h.name) else {
                 continue;
             };
             if let Some(token) = strip_prefix_ignore_case(&value, &h.value_prefix) {
@@ -70,9 +75,8 @@ impl Sources {
     ) -> (Vec<String>, Option<Option<String>>) {
         let mut remove: Vec<String> = Vec::new();
         for h in &self.headers {
-            let lower = h.name.to_ascii_lowercase();
-            if !remove.contains(&lower) && header(&lower).is_some() {
-                remove.push(lower);
+            if !remove.contains(&h.name) && header(&h.name).is_some() {
+                remove.push(h.name.clone());
             }
         }
         let cookie = if self.cookies.is_empty() {

@@ -280,6 +280,12 @@ impl Engine {
         self.callers.as_ref().is_some_and(Authenticator::mtls)
     }
 
+    /// Whether callers may prove themselves with a JWT (`egress.callers.jwt`): only then does
+    /// [`Engine::authorize`] need the time, so the glue reads the host's clock only then.
+    pub fn verifies_tokens(&self) -> bool {
+        self.callers.as_ref().is_some_and(Authenticator::has_jwt)
+    }
+
     /// The `allow` blocks that apply to a forward: the target's and the route's.
     pub fn allows(&self, fwd: &Forward) -> (Option<&Allow>, Option<&Allow>) {
         (

@@ -7,10 +7,12 @@
 //! `x-amz-*` headers that are not signed).
 
 pub mod canonical;
+pub mod key;
 pub mod time;
 
 use crate::secret::Secret;
 use canonical::{canonical_headers, canonical_query, canonical_uri};
+pub use key::SigningKeys;
 use serde::{Deserialize, Serialize};
 
 /// `x-amz-content-sha256` for `payload: unsigned`.
@@ -130,6 +132,28 @@ pub fn sign(
     payload: Payload<'_>,
     unix_ms: u64,
 ) -> Signed {
+    sign_with(
+        keys,
+        region,
+        service,
+        req,
+        payload,
+        unix_ms,
+        &mut SigningKeys::new(),
+    )
+}
+
+/// [`sign`], with the signing key taken from (or derived into) `signing_keys`: what the
+/// filter does on every request, so the key is derived once a day, not per request.
+pub fn sign_with(
+    keys: &AwsKeys,
+    region: &str,
+    service: &str,
+    req: &Request<'_>,
+    payload: Payload<'_>,
+    unix_ms: u64,
+    signing_keys: &mut SigningKeys,
+) -> Signed {
     let (date, stamp) = time::amz_dates(unix_ms);
     let content_sha = match payload {
         Payload::Unsigned => UNSIGNED_PAYLOAD.to_string(),
@@ -167,11 +191,7 @@ pub fn sign(
         "{ALGORITHM}\n{stamp}\n{scope}\n{}",
         sha256_hex(canonical_request.as_bytes())
     );
-    let k_secret = format!("AWS4{}", keys.secret_access_key.expose());
-    let k_date = hmac(k_secret.as_bytes(), date.as_bytes());
-    let k_region = hmac(&k_date, region.as_bytes());
-    let k_service = hmac(&k_region, service.as_bytes());
-    let k_signing = hmac(&k_service, b"aws4_request");
+    let k_signing = signing_keys.get(keys, &date, region, service);
     let signature = hex(&hmac(&k_signing, string_to_sign.as_bytes()));
     let mut headers = vec![(
         "authorization".to_string(),
@@ -205,10 +225,13 @@ pub fn is_set_by_signer(name: &str) -> bool {
 /// Whether a caller's header is signed along: `x-amz-*` (S3 refuses unsigned ones),
 /// `content-type` and `content-md5`.
 pub fn is_signed_caller_header(name: &str) -> bool {
-    let lower = name.to_ascii_lowercase();
-    (lower.starts_with("x-amz-") && !is_set_by_signer(&lower))
-        || lower == "content-type"
-        || lower == "content-md5"
+    // Called for every request header: no allocation.
+    let amz = name
+        .get(..6)
+        .is_some_and(|p| p.eq_ignore_ascii_case("x-amz-"));
+    (amz && !is_set_by_signer(name))
+        || name.eq_ignore_ascii_case("content-type")
+        || name.eq_ignore_ascii_case("content-md5")
 }
 
 /// The caller's headers that are signed, from the request as it arrived (byte values; a

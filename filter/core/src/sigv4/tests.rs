@@ -89,3 +89,31 @@ fn the_method_is_upper_cased_and_the_query_split_from_the_path() {
     );
     assert!(signed.canonical_request.starts_with("GET\n/\na=1&b=2\n"));
 }
+
+#[test]
+fn signing_with_kept_keys_matches_signing_afresh_across_a_day_change() {
+    let mut kept = SigningKeys::new();
+    let r = req("/bucket/key?list-type=2");
+    // 2026-11-30 23:59:59 UTC, then one second later (the next day's scope and key).
+    for unix_ms in [1_764_547_199_000, 1_764_547_199_500, 1_764_547_200_000] {
+        let fresh = sign(
+            &keys(None),
+            "us-east-1",
+            "s3",
+            &r,
+            Payload::Unsigned,
+            unix_ms,
+        );
+        let cached = sign_with(
+            &keys(None),
+            "us-east-1",
+            "s3",
+            &r,
+            Payload::Unsigned,
+            unix_ms,
+            &mut kept,
+        );
+        assert_eq!(fresh, cached);
+    }
+    assert_eq!(kept.len(), 1);
+}
