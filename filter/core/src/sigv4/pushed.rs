@@ -227,6 +227,47 @@ impl AwsCredCache {
     }
 }
 
+/// Why an AWS credentials push was not stored.
+#[derive(Debug)]
+pub enum Refused {
+    /// The push itself is wrong (answered 400/401 by the listener's usual refusal).
+    Push(PushError),
+    /// Shared data could not be updated: this status and body (the pusher retries).
+    Retry(u16, serde_json::Value),
+}
+
+/// Stores a verified AWS credentials push for one of `targets` (the proxy's `web_identity`
+/// targets); the reply body on success.
+pub fn accept(
+    host: &dyn TokenHost,
+    targets: &[&str],
+    body: &[u8],
+    now_ms: u64,
+) -> Result<serde_json::Value, Refused> {
+    let (target, record) = record_from_body(body, now_ms).map_err(Refused::Push)?;
+    if !targets.contains(&target.as_str()) {
+        return Err(Refused::Push(PushError::BadBody(format!(
+            "{target:?} is not an aws_sigv4 web_identity target of this proxy"
+        ))));
+    }
+    match store(host, &target, &record) {
+        Ok(Updated {
+            written: Some(r), ..
+        }) => Ok(serde_json::json!({
+            "status": "stored", "target": target, "kind": AWS_PUSH_KIND,
+            "version": r.version, "expires_at": rfc3339(r.expires_at_ms),
+        })),
+        Ok(Updated { written: None, .. }) | Err(UpdateError::Contended(_)) => Err(Refused::Retry(
+            409,
+            serde_json::json!({ "error": "conflict", "message": "the credentials changed meanwhile; push again" }),
+        )),
+        Err(e) => Err(Refused::Retry(
+            503,
+            serde_json::json!({ "error": "unavailable", "message": format!("the credentials could not be stored ({e}); push again") }),
+        )),
+    }
+}
+
 /// The status of `targets` for `GET /v1/status` (never a secret).
 pub fn status(host: &dyn TokenHost, targets: &[&str], now_ms: u64) -> Vec<serde_json::Value> {
     targets
