@@ -1,4 +1,9 @@
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use super::*;
 use crate::tokens::time::rfc3339;
@@ -49,7 +54,7 @@ fn entities_fractions_and_offsets_are_read() {
     let creds = good_creds()
         .replace("token/with=", "token&#x2F;with&#61;")
         .replace(
-            &format!("{}", rfc3339(NOW + 3_600_000)),
+            &rfc3339(NOW + 3_600_000),
             "2027-01-15T08:00:00.123456+00:00",
         );
     let c = parse_reply(200, reply(&creds).as_bytes(), NOW).unwrap();
