@@ -48,7 +48,8 @@ fn target(name: &str, moto: &Moto, sts: &Moto, payload: &str) -> String {
     )
 }
 
-fn start() -> Result<Setup> {
+/// `store`: the `egress.token_store` block (empty: memory).
+fn start(store: &str) -> Result<Setup> {
     // Two setup calls, then the two STS calls of `token refresh` (targets wi and wis).
     let moto = Moto::start(Some(4))?;
     let trust = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Federated":"arn:aws:iam::123456789012:oidc-provider/issuer.example"}},"Action":"sts:AssumeRoleWithWebIdentity"}]}"#;
@@ -88,7 +89,7 @@ fn start() -> Result<Setup> {
         ));
     }
     let config_text = format!(
-        "http:\n  addr: \"127.0.0.1:{listen}\"\negress:\n  targets:\n{targets}  routes:\n{routes}"
+        "http:\n  addr: \"127.0.0.1:{listen}\"\negress:\n{store}  targets:\n{targets}  routes:\n{routes}"
     );
     let config = state.path().join("config.yaml");
     std::fs::write(&config, config_text)?;
@@ -170,7 +171,7 @@ impl Setup {
 
 #[test]
 fn sts_web_identity_credentials_are_fetched_pushed_and_accepted_by_moto_with_iam_enforced() {
-    let s = start().unwrap();
+    let s = start("").unwrap();
 
     // Before any push: 503 credentials_unavailable, nothing reaches moto unsigned.
     let r = s.send("GET", "/egress/wi/bucket-wi?list-type=2", None);
@@ -279,4 +280,42 @@ fn sts_web_identity_credentials_are_fetched_pushed_and_accepted_by_moto_with_iam
         )
     })
     .unwrap();
+}
+
+#[test]
+fn with_token_store_redis_a_second_refresher_reuses_the_stored_credentials_without_calling_sts() {
+    require_redis().unwrap();
+    let redis = Redis::start().unwrap();
+    let store = format!(
+        "  token_store:\n    type: redis\n    redis:\n      address: \"{}\"\n      key_prefix: \"egress:tokens:\"\n",
+        redis.addr()
+    );
+    let s = start(&store).unwrap();
+    let first = token_refresh(&s.config, &s.out, &[]).unwrap();
+    let text = String::from_utf8_lossy(&first.stdout).to_string();
+    assert!(
+        first.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    assert!(text.contains("wi: AWS credentials from STS"), "{text}");
+    // moto's no-auth budget is spent: another STS call would fail (500). The second refresher
+    // takes the stored credentials from redis instead.
+    let second = token_refresh(&s.config, &s.out, &[]).unwrap();
+    let text = String::from_utf8_lossy(&second.stdout).to_string();
+    assert!(
+        second.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&second.stderr)
+    );
+    for t in ["wi", "wis", "foreign"] {
+        assert!(
+            text.contains(&format!("{t}: AWS credentials read from redis")),
+            "{text}"
+        );
+    }
+    assert!(!text.contains(MOTO_TOKEN_PREFIX), "{text}");
+    assert_eq!(redis.command("EXISTS egress:tokens:aws/wi").unwrap(), ":1");
+    s.expect(200, "PUT", "/egress/wi/bucket-redis", None);
+    s.expect(200, "GET", "/egress/wis/bucket-redis?list-type=2", None);
 }
