@@ -283,7 +283,7 @@ fn sts_web_identity_credentials_are_fetched_pushed_and_accepted_by_moto_with_iam
 }
 
 #[test]
-fn with_token_store_redis_a_second_refresher_reuses_the_stored_credentials_without_calling_sts() {
+fn token_refresh_watch_stores_in_redis_and_a_second_refresher_reuses_them_without_calling_sts() {
     require_redis().unwrap();
     let redis = Redis::start().unwrap();
     let store = format!(
@@ -291,14 +291,34 @@ fn with_token_store_redis_a_second_refresher_reuses_the_stored_credentials_witho
         redis.addr()
     );
     let s = start(&store).unwrap();
-    let first = token_refresh(&s.config, &s.out, &[]).unwrap();
-    let text = String::from_utf8_lossy(&first.stdout).to_string();
+    // `--watch` fetches and pushes, storing the credentials in redis.
+    let mut watcher = Watcher::start(
+        &s.config,
+        &s.out,
+        &[],
+        s.out.parent().unwrap().join("watch.log"),
+    )
+    .unwrap();
+    wait_until("the watcher's credentials sign requests", || {
+        let r = s.send("PUT", "/egress/wi/bucket-watch", None);
+        Ok(if r.status == 200 {
+            Probe::Ready(())
+        } else {
+            Probe::Pending(format!("{} {}\n{}", r.status, r.body, watcher.output()))
+        })
+    })
+    .unwrap();
+    let watched = watcher.output();
     assert!(
-        first.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&first.stderr)
+        watched.contains("wi: AWS credentials from STS"),
+        "{watched}"
     );
-    assert!(text.contains("wi: AWS credentials from STS"), "{text}");
+    assert!(
+        watched.contains("wi: pushed AWS credentials to"),
+        "{watched}"
+    );
+    assert!(!watched.contains(MOTO_TOKEN_PREFIX), "{watched}");
+    assert_eq!(watcher.stop().unwrap(), Some(0));
     // moto's no-auth budget is spent: another STS call would fail (500). The second refresher
     // takes the stored credentials from redis instead.
     let second = token_refresh(&s.config, &s.out, &[]).unwrap();
