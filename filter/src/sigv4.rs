@@ -30,6 +30,21 @@ thread_local! {
     static PUSHED: RefCell<AwsCredCache> = RefCell::new(AwsCredCache::default());
 }
 
+/// `web_identity` targets without valid pushed credentials (for the readiness endpoint).
+pub fn not_ready(engine: &Engine) -> Vec<String> {
+    engine
+        .targets()
+        .iter()
+        .filter_map(|t| {
+            let cred = t.sigv4.as_ref().filter(|c| c.keys.is_none())?;
+            match keys_for(&t.name, cred) {
+                Ok(Some(_)) => None,
+                _ => Some(t.name.clone()),
+            }
+        })
+        .collect()
+}
+
 /// The keys to sign with: the static ones, or the pushed temporary credentials while valid.
 /// `None`: no valid credentials (answer 503, never forward unsigned).
 fn keys_for(target: &str, cred: &AwsSigv4Credential) -> Result<Option<AwsKeys>, HostError> {

@@ -21,7 +21,7 @@ const SESSION: &str = "FQoGZXIvYXdzSESSION+tok/en=";
 
 fn config(payload: &str) -> FilterConfig {
     let yaml = format!(
-        "http:\n  addr: \":8080\"\negress:\n  targets:\n    s3:\n      url: http://s3.local:9000/base\n      auth:\n        type: aws_sigv4\n        region: eu-west-1\n        service: s3\n        payload: {payload}\n        web_identity:\n          role_arn: arn:aws:iam::123456789012:role/egress\n          token_file: /var/run/secrets/token\n          sts_url: http://sts.local:5000\n    crm:\n      url: http://crm.local\n      auth:\n        type: bearer\n        token: static\n  routes:\n    - path_prefix: /egress/s3\n      target: s3\n      strip_prefix: /egress/s3\n    - path_prefix: /egress/crm\n      target: crm\n"
+        "http:\n  addr: \":8080\"\negress:\n  targets:\n    s3:\n      url: http://s3.local:9000/base\n      auth:\n        type: aws_sigv4\n        region: eu-west-1\n        service: s3\n        payload: {payload}\n        web_identity:\n          role_arn: arn:aws:iam::123456789012:role/egress\n          token_file: /var/run/secrets/token\n          sts_url: http://sts.local:5000\n    crm:\n      url: http://crm.local\n      auth:\n        type: bearer\n        token: static\n  routes:\n    - path_prefix: /egress/s3\n      target: s3\n      strip_prefix: /egress/s3\n    - path_prefix: /egress/crm\n      target: crm\nendpoints:\n  ready: /ready\n"
     );
     FilterConfig::from_config(&load_str(&yaml, &|_| None).unwrap())
 }
@@ -113,6 +113,21 @@ fn get_s3(w: &Worker) -> Stream {
     .unwrap()
 }
 
+fn ready(w: &Worker) -> (u32, String) {
+    let s = w
+        .http_request(
+            [
+                (":method", "GET"),
+                (":path", "/ready"),
+                (":authority", "egress:8080"),
+            ],
+            true,
+        )
+        .unwrap();
+    let r = s.local_response().expect("the filter answers /ready");
+    (r.status, r.body_str())
+}
+
 fn no_secret_in_logs(p: &Proxy) {
     for w in [&p.egress, &p.push] {
         for l in w.logs() {
@@ -134,10 +149,19 @@ fn pushed_temporary_credentials_sign_requests_with_their_session_token() {
     assert!(r.body_str().contains("credentials_unavailable"));
     assert_eq!(s.request_header("authorization"), None);
 
+    let (status, text) = ready(&p.egress);
+    assert_eq!(status, 503, "{text}");
+    assert!(text.contains("\"s3\""), "{text}");
+
     let (status, rep) = push(&p, &body("s3", "ASIAHARNESS", 3600), "a1");
     assert_eq!(status, 200, "{rep}");
     assert_eq!(rep["kind"], AWS_PUSH_KIND);
     assert_eq!(rep["version"], 1);
+    assert_eq!(
+        ready(&p.egress).0,
+        200,
+        "ready once the credentials are there"
+    );
 
     let s = get_s3(&p.egress);
     assert_eq!(
@@ -213,6 +237,11 @@ fn expired_credentials_give_503_until_a_new_push() {
     assert_eq!(r.status, 503);
     assert!(r.body_str().contains("credentials_unavailable"));
     assert_eq!(s.request_header("authorization"), None);
+    assert_eq!(
+        ready(&p.egress).0,
+        503,
+        "not ready with expired credentials"
+    );
     // A fresh set is used at once.
     assert_eq!(push(&p, &body("s3", "ASIASECOND", 3600), "e2").0, 200);
     let s = get_s3(&p.egress);
