@@ -6,6 +6,7 @@
 //! keeps doing it ([`watch`]).
 
 pub mod fetch;
+pub mod keys;
 pub mod store;
 pub mod targets;
 pub mod watch;
