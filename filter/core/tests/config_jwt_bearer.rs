@@ -173,7 +173,7 @@ fn every_mistake_is_reported_with_its_field_path() {
         assert!(has(&e, &format!("{BASE}.{f}"), "required"), "{f}: {e}");
     }
     let e = errors(&format!(
-        "{SA}\nissuer: x\nprivate_key: k.pem\nkey_id: k\nsigning_alg: ES256\nclient_id: c\naudience: \"\""
+        "{SA}\nissuer: x\nprivate_key: k.pem\nkey_id: k\nsigning_alg: ES256\nclient_secret: c\naudience: \"\""
     ));
     for f in ["issuer", "private_key", "key_id"] {
         assert!(

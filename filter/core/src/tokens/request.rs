@@ -102,6 +102,8 @@ pub fn build_request(
             form.push(("client_assertion_type", JWT_BEARER_ASSERTION));
             form.push(("client_assertion", client_assertion.unwrap_or("")));
         }
+        // A public client identifies itself (RFC 6749 section 2.3), when it has an id.
+        ClientAuth::None if !cred.client_id.is_empty() => form.push(("client_id", &cred.client_id)),
         ClientAuth::None => {}
     }
     let body = form
@@ -232,6 +234,12 @@ mod tests {
 
     #[test]
     fn jwt_bearer_sends_the_grant_type_the_assertion_and_the_scopes_and_no_client() {
+        let with_id = OAuth2Credential {
+            client_id: "jwt client".into(),
+            ..jwt_bearer()
+        };
+        let body = String::from_utf8(build_request(&with_id, Some("h.p.s")).unwrap().body).unwrap();
+        assert!(body.ends_with("&client_id=jwt+client"), "{body}");
         let r = build_request(&jwt_bearer(), Some("h.p.s")).unwrap();
         assert_eq!(header(&r, ":path"), Some("/services/oauth2/token"));
         assert_eq!(header(&r, "authorization"), None);
