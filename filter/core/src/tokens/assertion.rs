@@ -209,7 +209,7 @@ mod tests {
             got.expires_at.map(|d| d.as_secs()),
             Some(1_700_000_000 + ASSERTION_LIFETIME_SECS)
         );
-        assert!(ASSERTION_LIFETIME_SECS <= 300);
+        const { assert!(ASSERTION_LIFETIME_SECS <= 300) };
         assert_eq!(
             got.custom.scope.as_deref(),
             Some("https://www.googleapis.com/auth/cloud-platform")
