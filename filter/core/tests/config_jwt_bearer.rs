@@ -183,7 +183,7 @@ fn every_mistake_is_reported_with_its_field_path() {
     }
     assert!(has(&e, &format!("{BASE}.signing_alg"), "RS256 only"), "{e}");
     assert!(
-        has(&e, &format!("{BASE}.client_id"), "does not apply"),
+        has(&e, &format!("{BASE}.client_secret"), "does not apply"),
         "{e}"
     );
     assert!(has(&e, &format!("{BASE}.audience"), "non-empty"), "{e}");
