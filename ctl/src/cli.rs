@@ -110,8 +110,9 @@ pub struct PackageArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum TokenCommand {
-    /// Fetch each OAuth2 target's token (client credentials) and push it to every proxy.
-    /// With `token_store: redis`, refreshers share one token through redis.
+    /// Fetch each OAuth2 target's token (client credentials, JWT bearer) and push it to every
+    /// proxy. Push-only targets (a key file on this host, or `token_store: redis`) get tokens
+    /// only this way; with redis, refreshers share one token.
     #[command(
         after_help = "Example:\n  egressctl token refresh config.yaml --out .egressctl\n  egressctl token refresh config.yaml --target salesforce --proxy http://10.0.0.5:9902 --proxy http://10.0.0.6:9902\n  egressctl token refresh config.yaml --watch\n  egressctl token refresh config.yaml --watch --proxy-dns egress-push.egress.svc:9902\n\nExit 0: every target's token reached every proxy (with --watch: stopped by Ctrl-C or SIGTERM); 1: invalid config; 3: a fetch or push failed (each failure is named)."
     )]

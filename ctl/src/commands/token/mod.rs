@@ -71,11 +71,11 @@ pub fn run(args: &TokenRefreshArgs) -> anyhow::Result<ExitCode> {
     if fetchers.is_empty() {
         match &args.target {
             Some(t) => eprintln!(
-                "egressctl: {}: {t:?} is not an oauth2_client_credentials target",
+                "egressctl: {}: {t:?} is not an OAuth2 target",
                 args.config.display()
             ),
             None => eprintln!(
-                "egressctl: {}: no oauth2_client_credentials target",
+                "egressctl: {}: no OAuth2 target",
                 args.config.display()
             ),
         }
