@@ -74,10 +74,7 @@ pub fn run(args: &TokenRefreshArgs) -> anyhow::Result<ExitCode> {
                 "egressctl: {}: {t:?} is not an OAuth2 target",
                 args.config.display()
             ),
-            None => eprintln!(
-                "egressctl: {}: no OAuth2 target",
-                args.config.display()
-            ),
+            None => eprintln!("egressctl: {}: no OAuth2 target", args.config.display()),
         }
         return Ok(ExitCode::Usage);
     }
