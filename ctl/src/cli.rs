@@ -110,10 +110,11 @@ pub struct PackageArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum TokenCommand {
-    /// Fetch each OAuth2 target's token (client credentials), and each `aws_sigv4`
+    /// Fetch each OAuth2 target's token (client credentials, JWT bearer), and each `aws_sigv4`
     /// `web_identity` target's temporary credentials (STS AssumeRoleWithWebIdentity with the
-    /// token file's current content), and push them to every proxy. With `token_store: redis`,
-    /// refreshers share them through redis.
+    /// token file's current content), and push them to every proxy. Push-only targets (a key or
+    /// token file on this host, or `token_store: redis`) get credentials only this way; with
+    /// redis, refreshers share them.
     #[command(
         after_help = "Example:\n  egressctl token refresh config.yaml --out .egressctl\n  egressctl token refresh config.yaml --target salesforce --proxy http://10.0.0.5:9902 --proxy http://10.0.0.6:9902\n  egressctl token refresh config.yaml --watch\n  egressctl token refresh config.yaml --watch --proxy-dns egress-push.egress.svc:9902\n\nExit 0: every target's token reached every proxy (with --watch: stopped by Ctrl-C or SIGTERM); 1: invalid config; 3: a fetch or push failed (each failure is named)."
     )]

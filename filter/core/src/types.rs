@@ -94,6 +94,9 @@ pub enum ClientAuth {
     ClientSecretBasic,
     ClientSecretPost,
     PrivateKeyJwt,
+    /// No client authentication (a grant whose assertion is the credential, e.g. RFC 7523
+    /// section 2.1 without a client).
+    None,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

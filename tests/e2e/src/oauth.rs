@@ -235,6 +235,9 @@ pub struct OAuthOpts {
     /// The issuer identifier (default `http(s)://127.0.0.1:<port>`); also an accepted `aud`
     /// of client assertions, e.g. `https://login.salesforce.com`.
     pub issuer: Option<String>,
+    /// More top-level keys of the server's config: the grants of
+    /// `tests/support/oauth-server/grants/` read theirs (e.g. `jwt_bearer`).
+    pub extra: Vec<(String, Value)>,
 }
 
 impl Default for OAuthOpts {
@@ -245,6 +248,7 @@ impl Default for OAuthOpts {
             clients: Vec::new(),
             jwt_audience: None,
             issuer: None,
+            extra: Vec::new(),
         }
     }
 }
@@ -274,6 +278,12 @@ impl OAuthOpts {
         self
     }
 
+    /// Sets a top-level key of the server's config (see [`OAuthOpts::extra`]).
+    pub fn config(mut self, key: &str, value: Value) -> Self {
+        self.extra.push((key.to_owned(), value));
+        self
+    }
+
     fn config_json(&self, port: u16) -> Value {
         let scheme = if self.tls.is_some() { "https" } else { "http" };
         let mut cfg = json!({
@@ -288,6 +298,9 @@ impl OAuthOpts {
         }
         if let Some(aud) = &self.jwt_audience {
             cfg["jwt_audience"] = json!(aud);
+        }
+        for (k, v) in &self.extra {
+            cfg[k.as_str()] = v.clone();
         }
         cfg
     }

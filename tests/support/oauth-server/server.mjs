@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // A real OAuth2 authorization server for the end-to-end tests: panva's certified
 // `oidc-provider` (see package.json for the pinned version), configured for the
-// client-credentials grant only, plus a few test-control endpoints.
+// client-credentials grant, the grants of grants/ (jwt-bearer.mjs: RFC 7523, configured by
+// the `jwt_bearer` key, see there), plus a few test-control endpoints.
 //
 //   node server.mjs --port P --config FILE.json [--host 127.0.0.1] [--control-port C]
 //
@@ -65,6 +66,8 @@ if (typeof URL.parse !== 'function' || typeof crypto.hash !== 'function') {
 }
 
 const { default: Provider, errors } = await import('oidc-provider');
+// Extra grants, one module each in grants/: `clients(cfg)` to register, `register(provider, ...)`.
+const extraGrants = [await import('./grants/jwt-bearer.mjs')];
 
 function die(msg) {
   process.stderr.write(`oauth-server: ${msg}\n`);
@@ -158,7 +161,7 @@ const signingKeys = [
 const issuer = cfg.issuer ?? `${tls ? 'https' : 'http'}://127.0.0.1:${port}`;
 
 const provider = new Provider(issuer, {
-  clients,
+  clients: [...clients, ...extraGrants.flatMap((g) => g.clients(cfg))],
   jwks: { keys: signingKeys },
   scopes: [...allScopes],
   routes: { token: tokenPath },
@@ -201,6 +204,8 @@ const provider = new Provider(issuer, {
     },
   },
 });
+
+extraGrants.forEach((g) => g.register(provider, cfg, tokenPath));
 
 // ---------------------------------------------------------------------------
 // Counters, failure injection, logging

@@ -7,6 +7,7 @@
 
 pub mod aws;
 pub mod fetch;
+pub mod keys;
 pub mod store;
 pub mod targets;
 pub mod watch;
@@ -72,11 +73,11 @@ pub fn run(args: &TokenRefreshArgs) -> anyhow::Result<ExitCode> {
     if fetchers.is_empty() && aws_fetchers.is_empty() {
         match &args.target {
             Some(t) => eprintln!(
-                "egressctl: {}: {t:?} is not an oauth2_client_credentials target nor an aws_sigv4 target with web_identity",
+                "egressctl: {}: {t:?} is not an OAuth2 target nor an aws_sigv4 target with web_identity",
                 args.config.display()
             ),
             None => eprintln!(
-                "egressctl: {}: no oauth2_client_credentials target and no aws_sigv4 target with web_identity",
+                "egressctl: {}: no OAuth2 target and no aws_sigv4 target with web_identity",
                 args.config.display()
             ),
         }

@@ -28,6 +28,13 @@ pub fn file_fields(raw: &RawConfig) -> Vec<(FieldPath, &str)> {
         if let Some(k) = t.auth.as_ref().and_then(|a| a.private_key.as_ref()) {
             out.push((tp.key("auth").key("private_key"), k.as_str()));
         }
+        if let Some(k) = t
+            .auth
+            .as_ref()
+            .and_then(|a| a.service_account_file.as_ref())
+        {
+            out.push((tp.key("auth").key("service_account_file"), k.as_str()));
+        }
     }
     if let Some(c) = &raw.egress.callers {
         let cp = FieldPath::root().key("egress").key("callers");

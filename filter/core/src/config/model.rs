@@ -139,15 +139,89 @@ impl Auth {
             Auth::Bearer { .. } => "bearer",
             Auth::Basic { .. } => "basic",
             Auth::Mtls => "mtls",
-            Auth::OAuth2(_) => "oauth2_client_credentials",
+            Auth::OAuth2(o) => o.grant.kind(),
             Auth::AwsSigv4(_) => "aws_sigv4",
         }
     }
 }
 
+impl Auth {
+    /// The file on the proxy's host this credential needs (the `auth.` field path and the path
+    /// as written), if any. The filter cannot read files: such a target is push-only (see
+    /// [`crate::build::push_only`]).
+    pub fn host_file(&self) -> Option<(&'static str, &str)> {
+        match self {
+            Auth::OAuth2(o) => match &o.grant {
+                Grant::ClientCredentials => None,
+                Grant::JwtBearer(j) => match &j.key {
+                    JwtBearerKey::ServiceAccountFile { path, .. } => {
+                        Some(("auth.service_account_file", path.as_str()))
+                    }
+                    JwtBearerKey::Inline { .. } => None,
+                },
+            },
+            Auth::AwsSigv4(a) => match &a.source {
+                AwsCredentialSource::WebIdentity(w) => {
+                    Some(("auth.web_identity.token_file", w.token_file.as_str()))
+                }
+                AwsCredentialSource::Static(_) => None,
+            },
+            Auth::None | Auth::ApiKey { .. } | Auth::Bearer { .. } | Auth::Basic { .. } => None,
+            Auth::Mtls => None,
+        }
+    }
+}
+
+/// The OAuth2 grant a token is obtained with. Every grant shares the token machinery (record,
+/// shared cache, refresh ahead, outage policy, pushes, redis store): only the token request
+/// differs (`crate::tokens::request`).
+#[derive(Debug, Clone)]
+pub enum Grant {
+    /// `oauth2_client_credentials` (RFC 6749 section 4.4).
+    ClientCredentials,
+    /// `oauth2_jwt_bearer` (RFC 7523 section 2.1).
+    JwtBearer(JwtBearerGrant),
+}
+
+impl Grant {
+    /// The `auth.type` spelling.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Grant::ClientCredentials => crate::tokens::grant::CLIENT_CREDENTIALS,
+            Grant::JwtBearer(_) => crate::tokens::grant::JWT_BEARER,
+        }
+    }
+}
+
+/// `oauth2_jwt_bearer`: a signed assertion is the grant.
+#[derive(Debug, Clone)]
+pub struct JwtBearerGrant {
+    pub key: JwtBearerKey,
+    /// The assertion's `aud`; `None`: the token URL.
+    pub audience: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub enum JwtBearerKey {
+    /// A Google service-account JSON key on the refresher's host (push-only): `iss` is its
+    /// `client_email`, `kid` its `private_key_id`, the default token URL its `token_uri`.
+    /// `subject`: the user impersonated (domain-wide delegation); `None`: no `sub` claim.
+    ServiceAccountFile {
+        path: String,
+        subject: Option<String>,
+    },
+    /// `issuer` and `subject` in the config; the key is [`OAuth2Settings::private_key`] (with
+    /// `signing_alg`, `key_id`), inlined by `egressctl compile`: the filter can sign.
+    Inline { issuer: String, subject: String },
+}
+
 #[derive(Debug, Clone)]
 pub struct OAuth2Settings {
-    pub token_url: TargetUrl,
+    pub grant: Grant,
+    /// `None` only for a service-account key without `token_url`: the refresher takes the key
+    /// file's `token_uri`.
+    pub token_url: Option<TargetUrl>,
+    /// Client authentication (empty with [`ClientAuth::None`]).
     pub client_id: String,
     pub client_secret: Option<Secret>,
     pub scopes: Vec<String>,

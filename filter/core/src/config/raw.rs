@@ -191,6 +191,20 @@ pub struct RawAuth {
     /// and the token is not a JWT with `exp` (default 300s).
     #[serde(default)]
     pub default_lifetime: Option<String>,
+    /// `oauth2_jwt_bearer`: a Google service-account JSON key (push-only: read by `egressctl
+    /// token refresh` on its host).
+    #[serde(default)]
+    pub service_account_file: Option<String>,
+    /// `oauth2_jwt_bearer`: `iss` of the assertion (with `subject` and `private_key`).
+    #[serde(default)]
+    pub issuer: Option<String>,
+    /// `oauth2_jwt_bearer`: `sub` of the assertion.
+    #[serde(default)]
+    pub subject: Option<String>,
+    /// `oauth2_jwt_bearer`: `aud` of the assertion (default the token URL); token exchange:
+    /// the `audience` parameter.
+    #[serde(default)]
+    pub audience: Option<String>,
     /// `aws_sigv4`: AWS region of the signing scope (`us-east-1`).
     #[serde(default)]
     pub region: Option<String>,

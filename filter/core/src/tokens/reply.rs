@@ -49,8 +49,10 @@ pub enum FetchError {
     BadExpiresIn,
     #[error("the token had already expired when it arrived")]
     ExpiredOnArrival,
-    #[error("could not build the client assertion: {0}")]
+    #[error("could not build the assertion: {0}")]
     Assertion(String),
+    #[error("no token URL (it comes from the key file, which only egressctl token refresh reads)")]
+    NoTokenUrl,
 }
 
 impl FetchError {
@@ -67,6 +69,7 @@ impl FetchError {
             FetchError::UnsupportedTokenType(_) => "bad_token_type",
             FetchError::BadExpiresIn => "bad_expires_in",
             FetchError::Assertion(_) => "assertion",
+            FetchError::NoTokenUrl => "config",
         }
     }
 }

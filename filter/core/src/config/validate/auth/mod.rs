@@ -6,6 +6,7 @@
 
 mod aws;
 mod headers;
+mod jwt_bearer;
 mod mtls;
 mod oauth2;
 
@@ -14,13 +15,14 @@ use super::super::model::*;
 use super::super::raw::*;
 
 /// Every `auth.type` spelling.
-const KINDS: [&str; 6] = [
+const KINDS: &[&str] = &[
     "api_key",
     "bearer",
     "basic",
     "mtls",
     "oauth2_client_credentials",
     "aws_sigv4",
+    "oauth2_jwt_bearer",
 ];
 
 /// Which auth fields each type takes.
@@ -44,6 +46,7 @@ fn fields_for(kind: &str) -> &'static [&'static str] {
             "token_timeout",
             "default_lifetime",
         ],
+        "oauth2_jwt_bearer" => jwt_bearer::FIELDS,
         "aws_sigv4" => &[
             "region",
             "service",
@@ -81,6 +84,10 @@ fn set_fields(a: &RawAuth) -> Vec<&'static str> {
     add("key_id", a.key_id.is_some());
     add("token_timeout", a.token_timeout.is_some());
     add("default_lifetime", a.default_lifetime.is_some());
+    add("service_account_file", a.service_account_file.is_some());
+    add("issuer", a.issuer.is_some());
+    add("subject", a.subject.is_some());
+    add("audience", a.audience.is_some());
     add("region", a.region.is_some());
     add("service", a.service.is_some());
     add("access_key_id", a.access_key_id.is_some());
@@ -149,6 +156,9 @@ pub(in super::super) fn auth(
         "basic" => headers::basic(a, path, errs),
         "mtls" => mtls::mtls(tls, path, errs),
         "aws_sigv4" => aws::aws_sigv4(a, tls, path, errs).map_or(Auth::None, Auth::AwsSigv4),
+        "oauth2_jwt_bearer" => {
+            jwt_bearer::jwt_bearer(a, tls, path, errs).map_or(Auth::None, Auth::OAuth2)
+        }
         _ => oauth2::oauth2(a, tls, path, errs)
             .map(Auth::OAuth2)
             .unwrap_or(Auth::None),
