@@ -94,6 +94,9 @@ pub enum ClientAuth {
     ClientSecretBasic,
     ClientSecretPost,
     PrivateKeyJwt,
+    /// The client assertion is the current content of a file on the proxy's host (Azure
+    /// workload identity): fetched only by `egressctl token refresh`.
+    FederatedTokenFile,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

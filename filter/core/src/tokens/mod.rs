@@ -14,11 +14,13 @@
 #[cfg(feature = "jwt")]
 pub mod assertion;
 pub mod coord;
+pub mod exchange;
 pub mod record;
 pub mod reply;
 pub mod request;
 pub mod schedule;
 pub mod time;
+pub mod token_file;
 
 pub use record::{FetchState, TokenRecord, TokenSource};
 pub use reply::{parse_reply, FetchError, FetchedToken};

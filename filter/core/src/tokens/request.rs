@@ -3,6 +3,7 @@
 
 use crate::config::ClientAuth;
 use crate::plan::OAuth2Credential;
+use crate::target_url::TargetUrl;
 use base64::Engine as _;
 
 /// `client_assertion_type` for `private_key_jwt` (RFC 7523).
@@ -29,21 +30,7 @@ impl std::fmt::Debug for TokenRequest {
 /// Builds the token request. `client_assertion` is the signed JWT for `private_key_jwt`
 /// (the caller signs it; see [`assertion_claims`]).
 pub fn build_request(cred: &OAuth2Credential, client_assertion: Option<&str>) -> TokenRequest {
-    let path = if cred.token_url.base_path.is_empty() {
-        "/".to_string()
-    } else {
-        cred.token_url.base_path.clone()
-    };
-    let mut headers = vec![
-        (":method".to_string(), "POST".to_string()),
-        (":path".to_string(), path),
-        (":authority".to_string(), cred.token_url.authority()),
-        (
-            "content-type".to_string(),
-            "application/x-www-form-urlencoded".to_string(),
-        ),
-        ("accept".to_string(), "application/json".to_string()),
-    ];
+    let mut headers = token_request_headers(&cred.token_url);
     let mut form: Vec<(&str, &str)> = vec![("grant_type", "client_credentials")];
     let scope = cred.scopes.join(" ");
     if !scope.is_empty() {
@@ -59,33 +46,62 @@ pub fn build_request(cred: &OAuth2Credential, client_assertion: Option<&str>) ->
         .unwrap_or("");
     match cred.client_auth {
         ClientAuth::ClientSecretBasic => {
-            // RFC 6749 2.3.1: id and secret are form-encoded before base64.
-            let pair = format!("{}:{}", form_encode(&cred.client_id), form_encode(secret));
             headers.push((
                 "authorization".to_string(),
-                format!(
-                    "Basic {}",
-                    base64::engine::general_purpose::STANDARD.encode(pair)
-                ),
+                basic_authorization(&cred.client_id, secret),
             ));
         }
         ClientAuth::ClientSecretPost => {
             form.push(("client_id", &cred.client_id));
             form.push(("client_secret", secret));
         }
-        ClientAuth::PrivateKeyJwt => {
+        ClientAuth::PrivateKeyJwt | ClientAuth::FederatedTokenFile => {
             form.push(("client_id", &cred.client_id));
             form.push(("client_assertion_type", JWT_BEARER_ASSERTION));
             form.push(("client_assertion", client_assertion.unwrap_or("")));
         }
     }
-    let body = form
-        .iter()
+    TokenRequest {
+        headers,
+        body: form_body(&form),
+    }
+}
+
+/// The headers of a form POST to `url` (pseudo-headers first).
+pub fn token_request_headers(url: &TargetUrl) -> Vec<(String, String)> {
+    let path = if url.base_path.is_empty() {
+        "/".to_string()
+    } else {
+        url.base_path.clone()
+    };
+    vec![
+        (":method".to_string(), "POST".to_string()),
+        (":path".to_string(), path),
+        (":authority".to_string(), url.authority()),
+        (
+            "content-type".to_string(),
+            "application/x-www-form-urlencoded".to_string(),
+        ),
+        ("accept".to_string(), "application/json".to_string()),
+    ]
+}
+
+/// `client_secret_basic` (RFC 6749 2.3.1): id and secret are form-encoded before base64.
+pub fn basic_authorization(client_id: &str, secret: &str) -> String {
+    let pair = format!("{}:{}", form_encode(client_id), form_encode(secret));
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(pair)
+    )
+}
+
+/// `application/x-www-form-urlencoded` body of these pairs, in order.
+pub fn form_body(form: &[(&str, &str)]) -> Vec<u8> {
+    form.iter()
         .map(|(k, v)| format!("{}={}", form_encode(k), form_encode(v)))
         .collect::<Vec<_>>()
         .join("&")
-        .into_bytes();
-    TokenRequest { headers, body }
+        .into_bytes()
 }
 
 /// The claims of a `private_key_jwt` client assertion: issuer and subject are the client id,
@@ -114,7 +130,6 @@ mod tests {
     use super::*;
     use crate::config::SigningAlg;
     use crate::secret::Secret;
-    use crate::target_url::TargetUrl;
 
     fn cred(auth: ClientAuth) -> OAuth2Credential {
         OAuth2Credential {
