@@ -22,9 +22,15 @@
 //       {"client_id": "c", "token_endpoint_auth_method": "private_key_jwt",
 //        "public_keys": [{"pem": "/keys/c.pub.pem", "kid": "k1", "alg": "RS256"}]},
 //       {"client_id": "d", "token_endpoint_auth_method": "private_key_jwt",
-//        "jwks": {"keys": [{"kty": "EC", "crv": "P-256", "x": "...", "y": "...", "kid": "k2"}]}}
-//     ]
+//        "jwks": {"keys": [{"kty": "EC", "crv": "P-256", "x": "...", "y": "...", "kid": "k2"}]}},
+//       {"client_id": "e", "client_secret": "s",
+//        "grant_types": ["urn:ietf:params:oauth:grant-type:token-exchange"]}
+//     ],
+//     "token_exchange": {...}               // see grants/token-exchange.mjs
 //   }
+//
+// `grant_types` (default ["client_credentials"]) lists a client's grants; grants beyond
+// oidc-provider's own are registered by the files in grants/, each enabled by its config block.
 //
 // The token endpoint is <origin><token_path> (default `/token`). A client assertion
 // (private_key_jwt) must carry iss = sub = client_id, a jti, an exp, and an `aud` equal to
@@ -51,7 +57,7 @@
 // Prints `READY <port>` on stdout once listening; exits 0 on SIGTERM/SIGINT. Logs one line per
 // token request to stderr.
 
-import { readFileSync } from 'node:fs';
+import { readFileSync, readdirSync } from 'node:fs';
 import * as crypto from 'node:crypto';
 import * as http from 'node:http';
 import * as https from 'node:https';
@@ -130,7 +136,7 @@ const clients = cfg.clients.map((c, i) => {
   scopes.forEach((s) => allScopes.add(s));
   const meta = {
     client_id: c.client_id,
-    grant_types: ['client_credentials'],
+    grant_types: c.grant_types ?? ['client_credentials'],
     response_types: [],
     redirect_uris: [],
     token_endpoint_auth_method: method,
@@ -201,6 +207,12 @@ const provider = new Provider(issuer, {
     },
   },
 });
+
+// Extra grant types, one file each under grants/ (e.g. token-exchange.mjs): each default export
+// is called with (provider, cfg, { errors, die }) and registers its grant when cfg enables it.
+for (const file of readdirSync(new URL('./grants/', import.meta.url)).filter((f) => f.endsWith('.mjs')).sort()) {
+  (await import(`./grants/${file}`)).default(provider, cfg, { errors, die });
+}
 
 // ---------------------------------------------------------------------------
 // Counters, failure injection, logging
