@@ -26,6 +26,16 @@ pub fn run(args: &CompileArgs) -> anyhow::Result<ExitCode> {
     ] {
         println!("wrote {}", f.display());
     }
+    for t in &source.config.targets {
+        if let Some(why) = egress_core::build::push_only(&source.config, t) {
+            println!(
+                "target {}: push-only ({why}): the proxy never fetches its credential; run `egressctl token refresh {} --out {}` where its files are",
+                t.name,
+                args.config.display(),
+                args.out.display()
+            );
+        }
+    }
     println!(
         "run: env $(grep -v '^#' {}) envoy -c {}  (or egressctl up: Envoy needs the variables of secrets.env)",
         dir.secrets_env().display(),

@@ -29,6 +29,10 @@ pub enum Explanation {
         /// With `egress.callers`: whether the given caller may use the route, and why.
         #[serde(skip_serializing_if = "Option::is_none")]
         caller: Option<CallerCheck>,
+        /// Set when the proxy never fetches the credential: why, and who does
+        /// ([`egress_core::build::push_only`]).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        push_only: Option<String>,
     },
     Reply {
         status: u16,
@@ -123,6 +127,7 @@ pub fn explain(engine: &Engine, method: &str, path: &str, caller: Option<&Caller
                 removed_headers,
                 set_headers,
                 caller: check(engine, &fwd, caller),
+                push_only: None,
             }
         }
         Decision::Respond(r) => Explanation::Reply {
@@ -148,7 +153,17 @@ pub fn run(args: &ExplainArgs) -> anyhow::Result<ExitCode> {
         args.subject.as_deref(),
         args.roles.as_deref(),
     );
-    let e = explain(&engine, &args.method, &args.path, caller.as_ref());
+    let mut e = explain(&engine, &args.method, &args.path, caller.as_ref());
+    if let Explanation::Forward {
+        target, push_only, ..
+    } = &mut e
+    {
+        *push_only = source
+            .config
+            .target(target)
+            .and_then(|t| egress_core::build::push_only(&source.config, t))
+            .map(|why| format!("{why}: only `egressctl token refresh` obtains it and pushes it"));
+    }
     match args.format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&e)?),
         Format::Table => print!("{}", render(&args.method, &args.path, &e)),
@@ -169,6 +184,7 @@ fn render(method: &str, path: &str, e: &Explanation) -> String {
             removed_headers,
             set_headers,
             caller,
+            push_only,
         } => {
             s += &format!("  target:      {target}\n");
             s += &format!("  outgoing:    {method} {outgoing_url}\n");
@@ -181,6 +197,9 @@ fn render(method: &str, path: &str, e: &Explanation) -> String {
                 None => "none".to_string(),
             };
             s += &format!("  credential:  {credential} ({header})\n");
+            if let Some(why) = push_only {
+                s += &format!("  push-only:   {why}\n");
+            }
             s += "  set:\n";
             for h in set_headers {
                 s += &format!("    {}: {}\n", h.name, h.value);

@@ -43,11 +43,12 @@ pub fn token_clusters(
 ) -> Result<Vec<Value>, RenderError> {
     let mut out = Vec::new();
     for t in &source.config.targets {
-        if let Auth::OAuth2(o) = &t.auth {
+        // A token URL that only a key file names (push-only) needs no cluster.
+        if let Some((o, token_url)) = oauth2_token_url(&t.auth) {
             out.push(cluster(
                 &wire::token_cluster(&t.name),
                 &t.name,
-                &o.token_url,
+                token_url,
                 o.token_timeout,
                 o.tls.as_ref(),
                 source,
@@ -57,6 +58,18 @@ pub fn token_clusters(
         }
     }
     Ok(out)
+}
+
+fn oauth2_token_url(
+    auth: &Auth,
+) -> Option<(
+    &egress_core::config::OAuth2Settings,
+    &egress_core::target_url::TargetUrl,
+)> {
+    match auth {
+        Auth::OAuth2(o) => o.token_url.as_ref().map(|u| (o, u)),
+        _ => None,
+    }
 }
 
 /// Envoy's admin, so the egress listener can serve `endpoints.metrics`.

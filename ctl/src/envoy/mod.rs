@@ -81,7 +81,7 @@ pub fn render(source: &Source, opts: &RenderOptions) -> Result<Rendered, RenderE
                     Some(k) => SecretMode::Sealed(k.clone()),
                     None => SecretMode::Env,
                 },
-                for_fetcher: false,
+                ..Default::default()
             },
         )
     };

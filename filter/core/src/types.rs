@@ -94,7 +94,11 @@ pub enum ClientAuth {
     ClientSecretBasic,
     ClientSecretPost,
     PrivateKeyJwt,
-    /// The client assertion is the current content of a file on the proxy's host (Azure
+    /// No client authentication (a grant whose assertion is the credential, e.g. RFC 7523
+    /// section 2.1 without a client); a `client_id`, when set, is sent in the form (a public
+    /// client).
+    None,
+    /// The client assertion is the current content of a file on the refresher's host (Azure
     /// workload identity): fetched only by `egressctl token refresh`.
     FederatedTokenFile,
 }

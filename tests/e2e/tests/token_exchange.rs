@@ -54,7 +54,11 @@ fn sign(key: &Path, claims: Value) -> String {
         .arg(spec.to_string())
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap()
 }
 
@@ -258,7 +262,10 @@ fn tokens_from_a_subject_token_file_and_a_federated_assertion_file_are_fetched_a
     }
     for f in ["envoy.yaml", "lds.yaml", "cds.yaml", "filter.json"] {
         let body = std::fs::read_to_string(s.out.join(f)).unwrap_or_default();
-        assert!(!body.contains(EXCHANGER_SECRET), "{f} holds the client secret");
+        assert!(
+            !body.contains(EXCHANGER_SECRET),
+            "{f} holds the client secret"
+        );
     }
     // Nothing pushed yet: 503, and the proxy did not try to fetch.
     for route in ["/egress/crm", "/egress/azure"] {
@@ -301,7 +308,9 @@ fn tokens_from_a_subject_token_file_and_a_federated_assertion_file_are_fetched_a
     s.server.check_issued(&crm2, EXCHANGER).unwrap();
     s.server.check_issued(&azure2, AZURE_APP).unwrap();
     assert!(
-        s.server.log().contains("sub=system:serviceaccount:egress:crm-v2"),
+        s.server
+            .log()
+            .contains("sub=system:serviceaccount:egress:crm-v2"),
         "{}",
         s.server.log()
     );
@@ -309,7 +318,10 @@ fn tokens_from_a_subject_token_file_and_a_federated_assertion_file_are_fetched_a
     std::fs::write(&s.federated_file, &assertion).unwrap();
     let (code, said) = s.refresh();
     assert_eq!(code, Some(3), "{said}");
-    assert!(said.contains("azure: ") && said.contains("HTTP 401"), "{said}");
+    assert!(
+        said.contains("azure: ") && said.contains("HTTP 401"),
+        "{said}"
+    );
     assert!(!said.contains(&assertion), "{said}");
     assert_eq!(bearer(&s.get("/egress/azure/y").unwrap()).unwrap(), azure2);
     drop(s.dir);
@@ -367,7 +379,10 @@ fn bad_file_content_is_a_clear_error_and_nothing_is_pushed() {
     let forged = s.write_subject_token(&s.stranger_key, "system:serviceaccount:egress:crm");
     let (code, said) = s.refresh();
     assert_eq!(code, Some(3), "{said}");
-    assert!(said.contains("crm: ") && said.contains("HTTP 400"), "{said}");
+    assert!(
+        said.contains("crm: ") && said.contains("HTTP 400"),
+        "{said}"
+    );
     assert!(!said.contains(&forged), "{said}");
 
     // Nothing pushed for crm all along: same version, same token.

@@ -6,6 +6,8 @@
 //! keeps doing it ([`watch`]).
 
 pub mod fetch;
+pub mod host_token;
+pub mod keys;
 pub mod store;
 pub mod targets;
 pub mod watch;

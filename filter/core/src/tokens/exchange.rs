@@ -1,6 +1,8 @@
-//! RFC 8693 token exchange (`oauth2_token_exchange`): the request that trades a subject token
-//! (read from `subject_token_file` by `egressctl token refresh`) for an access token, and the
-//! checks its reply gets on top of the ordinary token reply ([`super::reply`]).
+//! RFC 8693 token exchange (`oauth2_token_exchange`): a subject token (read from
+//! `subject_token_file` by `egressctl token refresh`) traded for an access token. The request
+//! is built by [`super::request::build_request`] (`GrantPlan::TokenExchange`, the subject token
+//! as its `assertion`); this module has the grant's names and the checks its reply gets on top
+//! of the ordinary token reply ([`super::reply`]), [`parse_grant_reply`] picking them.
 //!
 //! What the reply may be: the issued token is sent to the target as `Authorization: Bearer`,
 //! so it must be usable as an access token. `issued_token_type` (REQUIRED by RFC 8693, but
@@ -12,8 +14,6 @@
 //! JWT's `exp`, else `default_lifetime`).
 
 use super::reply::{parse_reply, FetchError, FetchedToken, MAX_REPLY_BYTES};
-use super::request::{form_body, token_request_headers, TokenRequest};
-use crate::target_url::TargetUrl;
 use serde::Deserialize;
 
 /// `grant_type` of RFC 8693.
@@ -32,83 +32,6 @@ pub const KNOWN_TOKEN_TYPES: [&str; 6] = [
     "urn:ietf:params:oauth:token-type:saml2",
     JWT_TOKEN_TYPE,
 ];
-
-/// What one exchange request says besides client authentication.
-#[derive(Clone, Copy)]
-pub struct Exchange<'a> {
-    pub token_url: &'a TargetUrl,
-    /// The subject token, as read from the file (see [`super::token_file`]).
-    pub subject_token: &'a str,
-    pub subject_token_type: &'a str,
-    pub audience: Option<&'a str>,
-    pub resource: Option<&'a str>,
-    pub scopes: &'a [String],
-}
-
-impl std::fmt::Debug for Exchange<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Exchange")
-            .field("token_url", &self.token_url.origin_and_base())
-            .field("subject_token", &"<redacted>")
-            .field("subject_token_type", &self.subject_token_type)
-            .field("audience", &self.audience)
-            .field("resource", &self.resource)
-            .field("scopes", &self.scopes)
-            .finish()
-    }
-}
-
-/// How the exchanging client authenticates, if at all (RFC 8693 leaves it to the server).
-#[derive(Clone, Copy)]
-pub enum ExchangeClient<'a> {
-    /// No client authentication, no `client_id`.
-    Anonymous,
-    /// A public client: `client_id` in the form, nothing secret.
-    Public { client_id: &'a str },
-    /// `client_secret_basic`: HTTP Basic with the form-encoded id and secret.
-    Basic { client_id: &'a str, secret: &'a str },
-    /// `client_secret_post`: id and secret in the form.
-    Post { client_id: &'a str, secret: &'a str },
-}
-
-/// The token-exchange request: `grant_type`, `subject_token`, `subject_token_type`, then
-/// `audience`, `resource` and `scope` when set, then client authentication.
-pub fn build_exchange_request(x: &Exchange<'_>, client: ExchangeClient<'_>) -> TokenRequest {
-    let mut headers = token_request_headers(x.token_url);
-    let mut form: Vec<(&str, &str)> = vec![
-        ("grant_type", TOKEN_EXCHANGE_GRANT),
-        ("subject_token", x.subject_token),
-        ("subject_token_type", x.subject_token_type),
-    ];
-    if let Some(a) = x.audience {
-        form.push(("audience", a));
-    }
-    if let Some(r) = x.resource {
-        form.push(("resource", r));
-    }
-    let scope = x.scopes.join(" ");
-    if !scope.is_empty() {
-        form.push(("scope", &scope));
-    }
-    match client {
-        ExchangeClient::Anonymous => {}
-        ExchangeClient::Public { client_id } => form.push(("client_id", client_id)),
-        ExchangeClient::Basic { client_id, secret } => {
-            headers.push((
-                "authorization".to_string(),
-                super::request::basic_authorization(client_id, secret),
-            ));
-        }
-        ExchangeClient::Post { client_id, secret } => {
-            form.push(("client_id", client_id));
-            form.push(("client_secret", secret));
-        }
-    }
-    TokenRequest {
-        headers,
-        body: form_body(&form),
-    }
-}
 
 #[derive(Deserialize)]
 struct ExchangeReply {
@@ -144,6 +67,23 @@ pub fn parse_exchange_reply(
     parse_reply(status, body, now_ms, default_lifetime_ms)
 }
 
+/// The reply parser of a grant: token exchange adds its checks, every other grant's reply is
+/// an ordinary token reply.
+pub fn parse_grant_reply(
+    grant: &crate::tokens::grant::GrantPlan,
+    status: Option<u16>,
+    body: &[u8],
+    now_ms: u64,
+    default_lifetime_ms: u64,
+) -> Result<FetchedToken, FetchError> {
+    match grant {
+        crate::tokens::grant::GrantPlan::TokenExchange { .. } => {
+            parse_exchange_reply(status, body, now_ms, default_lifetime_ms)
+        }
+        _ => parse_reply(status, body, now_ms, default_lifetime_ms),
+    }
+}
+
 /// A token type as it may appear in a message: URN characters only, bounded.
 fn shown_type(t: &str) -> String {
     t.chars()
@@ -155,11 +95,37 @@ fn shown_type(t: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::{ClientAuth, SigningAlg};
+    use crate::plan::OAuth2Credential;
+    use crate::secret::Secret;
+    use crate::target_url::TargetUrl;
+    use crate::tokens::grant::GrantPlan;
+    use crate::tokens::request::{build_request, TokenRequest};
 
     const NOW: u64 = 1_700_000_000_000;
 
-    fn url() -> TargetUrl {
-        TargetUrl::parse("https://sts.example.com/v1/token").unwrap()
+    fn cred(client_auth: ClientAuth, client_id: &str, secret: Option<&str>) -> OAuth2Credential {
+        OAuth2Credential {
+            token_cluster: "egress_token_crm".into(),
+            fetch: false,
+            grant: GrantPlan::TokenExchange {
+                subject_token_type: JWT_TOKEN_TYPE.into(),
+                audience: Some("api://crm".into()),
+                resource: Some("https://crm.example.com/".into()),
+            },
+            token_url: Some(TargetUrl::parse("https://sts.example.com/v1/token").unwrap()),
+            client_id: client_id.into(),
+            client_secret: secret.map(Secret::new),
+            scopes: vec!["read".into(), "write".into()],
+            params: Default::default(),
+            client_auth,
+            signing_alg: SigningAlg::RS256,
+            key_id: None,
+            private_key_pem: None,
+            refresh_before_expiry_ms: 60_000,
+            token_timeout_ms: 5_000,
+            default_lifetime_ms: 300_000,
+        }
     }
 
     fn header<'a>(r: &'a TokenRequest, name: &str) -> Option<&'a str> {
@@ -169,19 +135,15 @@ mod tests {
             .map(|(_, v)| v.as_str())
     }
 
+    const FORM: &str = "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Atoken-exchange\
+                        &subject_token=eyJ.SUBJECT.sig\
+                        &subject_token_type=urn%3Aietf%3Aparams%3Aoauth%3Atoken-type%3Ajwt\
+                        &audience=api%3A%2F%2Fcrm&resource=https%3A%2F%2Fcrm.example.com%2F\
+                        &scope=read+write";
+
     #[test]
     fn the_form_carries_the_subject_token_its_type_audience_resource_and_scope() {
-        let url = url();
-        let scopes = vec!["read".to_string(), "write".to_string()];
-        let x = Exchange {
-            token_url: &url,
-            subject_token: "eyJ.SUBJECT.sig",
-            subject_token_type: JWT_TOKEN_TYPE,
-            audience: Some("api://crm"),
-            resource: Some("https://crm.example.com/"),
-            scopes: &scopes,
-        };
-        let r = build_exchange_request(&x, ExchangeClient::Anonymous);
+        let r = build_request(&cred(ClientAuth::None, "", None), Some("eyJ.SUBJECT.sig")).unwrap();
         assert_eq!(header(&r, ":method"), Some("POST"));
         assert_eq!(header(&r, ":path"), Some("/v1/token"));
         assert_eq!(header(&r, ":authority"), Some("sts.example.com"));
@@ -190,54 +152,69 @@ mod tests {
             Some("application/x-www-form-urlencoded")
         );
         assert_eq!(header(&r, "authorization"), None);
-        assert_eq!(
-            String::from_utf8(r.body.clone()).unwrap(),
-            "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Atoken-exchange\
-             &subject_token=eyJ.SUBJECT.sig\
-             &subject_token_type=urn%3Aietf%3Aparams%3Aoauth%3Atoken-type%3Ajwt\
-             &audience=api%3A%2F%2Fcrm&resource=https%3A%2F%2Fcrm.example.com%2F&scope=read+write"
-        );
+        assert_eq!(String::from_utf8(r.body.clone()).unwrap(), FORM);
         assert!(!format!("{r:?}").contains("SUBJECT"));
-        assert!(!format!("{x:?}").contains("SUBJECT"));
+        // No subject token read: no request.
+        assert!(build_request(&cred(ClientAuth::None, "", None), None).is_err());
+        // Optional parts left out.
+        let mut bare = cred(ClientAuth::None, "", None);
+        bare.grant = GrantPlan::TokenExchange {
+            subject_token_type: ACCESS_TOKEN_TYPE.into(),
+            audience: None,
+            resource: None,
+        };
+        bare.scopes.clear();
+        assert_eq!(
+            String::from_utf8(build_request(&bare, Some("t")).unwrap().body).unwrap(),
+            "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Atoken-exchange\
+             &subject_token=t\
+             &subject_token_type=urn%3Aietf%3Aparams%3Aoauth%3Atoken-type%3Aaccess_token"
+        );
     }
 
     #[test]
-    fn optional_parts_are_left_out_and_each_client_authentication_is_placed() {
-        let url = url();
-        let x = Exchange {
-            token_url: &url,
-            subject_token: "t",
-            subject_token_type: ACCESS_TOKEN_TYPE,
-            audience: None,
-            resource: None,
-            scopes: &[],
+    fn each_client_authentication_of_an_exchange_is_placed() {
+        let body = |c: OAuth2Credential| {
+            String::from_utf8(build_request(&c, Some("eyJ.SUBJECT.sig")).unwrap().body).unwrap()
         };
-        let body = |c| String::from_utf8(build_exchange_request(&x, c).body).unwrap();
-        let base = "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Atoken-exchange\
-                    &subject_token=t\
-                    &subject_token_type=urn%3Aietf%3Aparams%3Aoauth%3Atoken-type%3Aaccess_token";
-        assert_eq!(body(ExchangeClient::Anonymous), base);
         assert_eq!(
-            body(ExchangeClient::Public { client_id: "app 1" }),
-            format!("{base}&client_id=app+1")
+            body(cred(ClientAuth::None, "app 1", None)),
+            format!("{FORM}&client_id=app+1")
         );
         assert_eq!(
-            body(ExchangeClient::Post {
-                client_id: "app",
-                secret: "s&1"
-            }),
-            format!("{base}&client_id=app&client_secret=s%261")
+            body(cred(ClientAuth::ClientSecretPost, "app", Some("s&1"))),
+            format!("{FORM}&client_id=app&client_secret=s%261")
         );
-        let basic = ExchangeClient::Basic {
-            client_id: "my client",
-            secret: "s3cr:t&",
-        };
-        assert_eq!(body(basic), base);
+        let basic = cred(ClientAuth::ClientSecretBasic, "my client", Some("s3cr:t&"));
+        let r = build_request(&basic, Some("eyJ.SUBJECT.sig")).unwrap();
+        assert_eq!(String::from_utf8(r.body.clone()).unwrap(), FORM);
         // base64("my+client:s3cr%3At%26"), as for client credentials.
         assert_eq!(
-            header(&build_exchange_request(&x, basic), "authorization"),
+            header(&r, "authorization"),
             Some("Basic bXkrY2xpZW50OnMzY3IlM0F0JTI2")
         );
+        assert_eq!(crate::tokens::grant::assertion_claims(&basic), None);
+    }
+
+    #[test]
+    fn a_federated_client_assertion_is_the_file_content_and_nothing_else() {
+        let mut c = cred(ClientAuth::FederatedTokenFile, "azure-app", None);
+        c.grant = GrantPlan::ClientCredentials;
+        c.scopes = vec!["https://graph.microsoft.com/.default".into()];
+        let r = build_request(&c, Some("eyJ.FEDERATED.sig")).unwrap();
+        assert_eq!(header(&r, "authorization"), None);
+        assert_eq!(
+            String::from_utf8(r.body.clone()).unwrap(),
+            "grant_type=client_credentials&scope=https%3A%2F%2Fgraph.microsoft.com%2F.default\
+             &client_id=azure-app\
+             &client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer\
+             &client_assertion=eyJ.FEDERATED.sig"
+        );
+        assert!(!format!("{r:?}").contains("FEDERATED"));
+        // Nothing is signed for it, and without the file's content there is no request.
+        assert_eq!(crate::tokens::grant::assertion_claims(&c), None);
+        assert!(!crate::tokens::grant::signs(&c));
+        assert!(build_request(&c, None).is_err());
     }
 
     #[test]

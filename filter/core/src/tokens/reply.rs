@@ -51,8 +51,10 @@ pub enum FetchError {
     BadExpiresIn,
     #[error("the token had already expired when it arrived")]
     ExpiredOnArrival,
-    #[error("could not build the client assertion: {0}")]
+    #[error("could not build the assertion: {0}")]
     Assertion(String),
+    #[error("no token URL (it comes from the key file, which only egressctl token refresh reads)")]
+    NoTokenUrl,
 }
 
 impl FetchError {
@@ -71,6 +73,7 @@ impl FetchError {
             }
             FetchError::BadExpiresIn => "bad_expires_in",
             FetchError::Assertion(_) => "assertion",
+            FetchError::NoTokenUrl => "config",
         }
     }
 }

@@ -1,9 +1,13 @@
-//! The client-credentials token request (RFC 6749 section 4.4), with the three client
-//! authentication methods. The filter sends it through a callout, `egressctl` through reqwest.
+//! The token request of each grant (client credentials, RFC 6749 section 4.4; JWT bearer,
+//! RFC 7523 section 2.1; token exchange, RFC 8693), with the client authentication methods. The filter sends it through a callout, `egressctl` through reqwest.
 
 use crate::config::ClientAuth;
 use crate::plan::OAuth2Credential;
 use crate::target_url::TargetUrl;
+use crate::tokens::exchange::TOKEN_EXCHANGE_GRANT;
+pub use crate::tokens::grant::assertion_claims;
+use crate::tokens::grant::{GrantPlan, JWT_BEARER_GRANT_TYPE};
+use crate::tokens::FetchError;
 use base64::Engine as _;
 
 /// `client_assertion_type` for `private_key_jwt` (RFC 7523).
@@ -27,11 +31,53 @@ impl std::fmt::Debug for TokenRequest {
     }
 }
 
-/// Builds the token request. `client_assertion` is the signed JWT for `private_key_jwt`
-/// (the caller signs it; see [`assertion_claims`]).
-pub fn build_request(cred: &OAuth2Credential, client_assertion: Option<&str>) -> TokenRequest {
-    let mut headers = token_request_headers(&cred.token_url);
-    let mut form: Vec<(&str, &str)> = vec![("grant_type", "client_credentials")];
+/// Builds the token request for the credential's grant. `assertion` is what the caller
+/// obtained for it: the signed JWT of [`assertion_claims`] (the grant's assertion for
+/// `oauth2_jwt_bearer`, the client assertion for `private_key_jwt`), or the content of the
+/// token file the refresher read (the subject token of `oauth2_token_exchange`, the client
+/// assertion of `federated_token_file`).
+pub fn build_request(
+    cred: &OAuth2Credential,
+    assertion: Option<&str>,
+) -> Result<TokenRequest, FetchError> {
+    let token_url = cred.token_url.as_ref().ok_or(FetchError::NoTokenUrl)?;
+    let mut headers = token_request_headers(token_url);
+    let mut form: Vec<(&str, &str)> = Vec::new();
+    // The grant's own fields; a grant whose assertion is the credential takes no client
+    // assertion.
+    let client_assertion = match &cred.grant {
+        GrantPlan::ClientCredentials => {
+            form.push(("grant_type", "client_credentials"));
+            assertion
+        }
+        GrantPlan::JwtBearer { .. } => {
+            form.push(("grant_type", JWT_BEARER_GRANT_TYPE));
+            form.push((
+                "assertion",
+                assertion.ok_or(FetchError::Assertion("no signed assertion".to_string()))?,
+            ));
+            None
+        }
+        GrantPlan::TokenExchange {
+            subject_token_type,
+            audience,
+            resource,
+        } => {
+            form.push(("grant_type", TOKEN_EXCHANGE_GRANT));
+            form.push((
+                "subject_token",
+                assertion.ok_or(FetchError::Assertion("no subject token".to_string()))?,
+            ));
+            form.push(("subject_token_type", subject_token_type));
+            if let Some(a) = audience {
+                form.push(("audience", a));
+            }
+            if let Some(r) = resource {
+                form.push(("resource", r));
+            }
+            None
+        }
+    };
     let scope = cred.scopes.join(" ");
     if !scope.is_empty() {
         form.push(("scope", &scope));
@@ -58,13 +104,19 @@ pub fn build_request(cred: &OAuth2Credential, client_assertion: Option<&str>) ->
         ClientAuth::PrivateKeyJwt | ClientAuth::FederatedTokenFile => {
             form.push(("client_id", &cred.client_id));
             form.push(("client_assertion_type", JWT_BEARER_ASSERTION));
-            form.push(("client_assertion", client_assertion.unwrap_or("")));
+            form.push((
+                "client_assertion",
+                client_assertion.ok_or(FetchError::Assertion("no client assertion".to_string()))?,
+            ));
         }
+        // A public client names itself (RFC 6749 2.3); without a client id, nothing.
+        ClientAuth::None if !cred.client_id.is_empty() => form.push(("client_id", &cred.client_id)),
+        ClientAuth::None => {}
     }
-    TokenRequest {
+    Ok(TokenRequest {
         headers,
         body: form_body(&form),
-    }
+    })
 }
 
 /// The headers of a form POST to `url` (pseudo-headers first).
@@ -104,12 +156,6 @@ pub fn form_body(form: &[(&str, &str)]) -> Vec<u8> {
         .into_bytes()
 }
 
-/// The claims of a `private_key_jwt` client assertion: issuer and subject are the client id,
-/// the audience is the token endpoint URL.
-pub fn assertion_audience(cred: &OAuth2Credential) -> String {
-    cred.token_url.origin_and_base()
-}
-
 /// `application/x-www-form-urlencoded` encoding of one name or value.
 pub fn form_encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -135,7 +181,10 @@ mod tests {
         OAuth2Credential {
             token_cluster: "egress_token_sf".into(),
             fetch: true,
-            token_url: TargetUrl::parse("https://login.example.com/services/oauth2/token").unwrap(),
+            grant: GrantPlan::ClientCredentials,
+            token_url: Some(
+                TargetUrl::parse("https://login.example.com/services/oauth2/token").unwrap(),
+            ),
             client_id: "my client".into(),
             client_secret: Some(Secret::new("s3cr:t&")),
             scopes: vec!["api".into(), "refresh_token".into()],
@@ -163,7 +212,7 @@ mod tests {
 
     #[test]
     fn client_secret_basic_puts_encoded_credentials_in_authorization() {
-        let r = build_request(&cred(ClientAuth::ClientSecretBasic), None);
+        let r = build_request(&cred(ClientAuth::ClientSecretBasic), None).unwrap();
         assert_eq!(header(&r, ":method"), Some("POST"));
         assert_eq!(header(&r, ":path"), Some("/services/oauth2/token"));
         assert_eq!(header(&r, ":authority"), Some("login.example.com"));
@@ -178,7 +227,7 @@ mod tests {
 
     #[test]
     fn client_secret_post_puts_credentials_in_the_form() {
-        let r = build_request(&cred(ClientAuth::ClientSecretPost), None);
+        let r = build_request(&cred(ClientAuth::ClientSecretPost), None).unwrap();
         assert_eq!(header(&r, "authorization"), None);
         let body = String::from_utf8(r.body).unwrap();
         assert!(
@@ -189,16 +238,22 @@ mod tests {
 
     #[test]
     fn private_key_jwt_sends_the_assertion_and_no_secret() {
-        let r = build_request(&cred(ClientAuth::PrivateKeyJwt), Some("a.b.c"));
+        let r = build_request(&cred(ClientAuth::PrivateKeyJwt), Some("a.b.c")).unwrap();
         let body = String::from_utf8(r.body.clone()).unwrap();
         assert!(body.contains("client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer"));
         assert!(body.contains("client_assertion=a.b.c"));
         assert!(!body.contains("s3cr"));
         assert_eq!(header(&r, "authorization"), None);
         assert!(!format!("{r:?}").contains("a.b.c"));
+        let claims = assertion_claims(&cred(ClientAuth::PrivateKeyJwt)).unwrap();
         assert_eq!(
-            assertion_audience(&cred(ClientAuth::PrivateKeyJwt)),
+            claims.audience,
             "https://login.example.com/services/oauth2/token"
         );
+        assert_eq!(
+            (claims.issuer.as_str(), claims.subject.as_deref()),
+            ("my client", Some("my client"))
+        );
+        assert_eq!(assertion_claims(&cred(ClientAuth::ClientSecretPost)), None);
     }
 }
