@@ -234,7 +234,7 @@ impl Setup {
 
     /// Waits until requests through `route` carry a token other than `not`; returns it.
     fn wait_new_token(&self, route: &str, not: Option<&str>) -> Result<String> {
-        wait_until(&format!("{route} to carry a new pushed token"), || {
+        wait_until(format!("{route} to carry a new pushed token"), || {
             let r = self.get(&format!("{route}/x"))?;
             if r.status != 200 {
                 return Ok(Probe::Pending(format!("{} {}", r.status, r.body)));
