@@ -13,8 +13,10 @@
 //! client holding the same public key, so oidc-provider itself verifies the assertion (and
 //! accepts each `jti` once).
 //!
+//! With `token_store: redis` it works the same: the refreshers share the token through redis.
+//!
 //! Needs Envoy, `egress_filter.wasm` (`make wasm`), node + `npm ci` in
-//! tests/support/oauth-server, python3, openssl; a missing one fails the test.
+//! tests/support/oauth-server, redis-server, python3, openssl; a missing one fails the test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::{Path, PathBuf};
@@ -87,6 +89,11 @@ struct Setup {
 
 impl Setup {
     fn start() -> Result<Setup> {
+        Self::start_with(None)
+    }
+
+    /// With `token_store: redis` at `redis` when given.
+    fn start_with(redis: Option<&Redis>) -> Result<Setup> {
         let dir = scratch_dir()?;
         let d = dir.path();
         let (cluster_key, cluster_pub) = (d.join("cluster.key"), d.join("cluster.pub.pem"));
@@ -159,8 +166,14 @@ impl Setup {
             url = server.token_url(),
             file = federated_file.display(),
         );
+        let store = redis.map_or(String::new(), |r| {
+            format!(
+                "  token_store:\n    type: redis\n    redis:\n      address: \"{}\"\n",
+                r.addr()
+            )
+        });
         let config_text = format!(
-            "http:\n  addr: \"127.0.0.1:{listen}\"\negress:\n  targets:\n{}{}  routes:\n\
+            "http:\n  addr: \"127.0.0.1:{listen}\"\negress:\n{store}  targets:\n{}{}  routes:\n\
              \x20   - path_prefix: /egress/crm\n      target: crm\n      strip_prefix: /egress/crm\n\
              \x20   - path_prefix: /egress/azure\n      target: azure\n      strip_prefix: /egress/azure\n\
              endpoints:\n  egress: /egress\n  ready: /ready\n",
@@ -390,4 +403,37 @@ fn bad_file_content_is_a_clear_error_and_nothing_is_pushed() {
     assert_eq!(target_status(&after, "crm")["version"], version, "{after}");
     assert_eq!(bearer(&s.get("/egress/crm/z").unwrap()).unwrap(), crm);
     let _ = s.envoy.log_tail();
+}
+
+#[test]
+fn with_the_redis_store_refreshers_share_the_exchanged_token() {
+    let redis = Redis::start().unwrap();
+    let s = Setup::start_with(Some(&redis)).unwrap();
+    s.write_subject_token(&s.cluster_key, "system:serviceaccount:egress:crm");
+    s.write_federated_token("jti-redis-1");
+    let (code, said) = s.refresh();
+    assert_eq!(code, Some(0), "{said}\n{}", s.server.log());
+    assert!(said.contains("crm: token fetched"), "{said}");
+    let crm = s.wait_new_token("/egress/crm", None).unwrap();
+    let azure = s.wait_new_token("/egress/azure", None).unwrap();
+    // A second refresher run finds both tokens in redis: no exchange, no assertion spent,
+    // the same tokens pushed (even with the files gone).
+    std::fs::remove_file(&s.subject_file).unwrap();
+    std::fs::remove_file(&s.federated_file).unwrap();
+    let (code, said) = s.refresh();
+    assert_eq!(code, Some(0), "{said}");
+    assert!(
+        said.contains("crm: token read from redis")
+            && said.contains("azure: token read from redis"),
+        "{said}"
+    );
+    assert_eq!(s.server.stats().unwrap(), (2, 2));
+    assert_eq!(bearer(&s.get("/egress/crm/r").unwrap()).unwrap(), crm);
+    assert_eq!(bearer(&s.get("/egress/azure/r").unwrap()).unwrap(), azure);
+    for t in ["crm", "azure"] {
+        assert_eq!(
+            redis.command(&format!("EXISTS egress:tokens:{t}")).unwrap(),
+            ":1"
+        );
+    }
 }
