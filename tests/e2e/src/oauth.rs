@@ -248,9 +248,9 @@ pub struct OAuthOpts {
     /// The issuer identifier (default `http(s)://127.0.0.1:<port>`); also an accepted `aud`
     /// of client assertions, e.g. `https://login.salesforce.com`.
     pub issuer: Option<String>,
-    /// More top-level keys of the server's JSON config, e.g. `token_exchange` (see the files
-    /// in `tests/support/oauth-server/grants/`).
-    pub extra: serde_json::Map<String, Value>,
+    /// More top-level keys of the server's config: the grants of
+    /// `tests/support/oauth-server/grants/` read theirs (e.g. `jwt_bearer`).
+    pub extra: Vec<(String, Value)>,
 }
 
 impl Default for OAuthOpts {
@@ -261,7 +261,7 @@ impl Default for OAuthOpts {
             clients: Vec::new(),
             jwt_audience: None,
             issuer: None,
-            extra: serde_json::Map::new(),
+            extra: Vec::new(),
         }
     }
 }
@@ -291,9 +291,9 @@ impl OAuthOpts {
         self
     }
 
-    /// Sets a top-level key of the server's JSON config (a grant's block).
+    /// Sets a top-level key of the server's config (see [`OAuthOpts::extra`]).
     pub fn config(mut self, key: &str, value: Value) -> Self {
-        self.extra.insert(key.to_owned(), value);
+        self.extra.push((key.to_owned(), value));
         self
     }
 

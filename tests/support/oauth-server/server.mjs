@@ -1,7 +1,9 @@
 #!/usr/bin/env node
 // A real OAuth2 authorization server for the end-to-end tests: panva's certified
 // `oidc-provider` (see package.json for the pinned version), configured for the
-// client-credentials grant only, plus a few test-control endpoints.
+// client-credentials grant, the grants of grants/ (jwt-bearer.mjs: RFC 7523, configured by
+// the `jwt_bearer` key; token-exchange.mjs: RFC 8693, the `token_exchange` key; see there),
+// plus a few test-control endpoints.
 //
 //   node server.mjs --port P --config FILE.json [--host 127.0.0.1] [--control-port C]
 //
@@ -30,7 +32,8 @@
 //   }
 //
 // `grant_types` (default ["client_credentials"]) lists a client's grants; grants beyond
-// oidc-provider's own are registered by the files in grants/, each enabled by its config block.
+// oidc-provider's own are registered by the modules in grants/ (listed in `extraGrants`), each
+// enabled by its config block.
 //
 // The token endpoint is <origin><token_path> (default `/token`). A client assertion
 // (private_key_jwt) must carry iss = sub = client_id, a jti, an exp, and an `aud` equal to
@@ -57,7 +60,7 @@
 // Prints `READY <port>` on stdout once listening; exits 0 on SIGTERM/SIGINT. Logs one line per
 // token request to stderr.
 
-import { readFileSync, readdirSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import * as crypto from 'node:crypto';
 import * as http from 'node:http';
 import * as https from 'node:https';
@@ -71,6 +74,8 @@ if (typeof URL.parse !== 'function' || typeof crypto.hash !== 'function') {
 }
 
 const { default: Provider, errors } = await import('oidc-provider');
+// Extra grants, one module each in grants/: `clients(cfg)` to register, `register(provider, ...)`.
+const extraGrants = [await import('./grants/jwt-bearer.mjs'), await import('./grants/token-exchange.mjs')];
 
 function die(msg) {
   process.stderr.write(`oauth-server: ${msg}\n`);
@@ -164,7 +169,7 @@ const signingKeys = [
 const issuer = cfg.issuer ?? `${tls ? 'https' : 'http'}://127.0.0.1:${port}`;
 
 const provider = new Provider(issuer, {
-  clients,
+  clients: [...clients, ...extraGrants.flatMap((g) => g.clients(cfg))],
   jwks: { keys: signingKeys },
   scopes: [...allScopes],
   routes: { token: tokenPath },
@@ -208,11 +213,7 @@ const provider = new Provider(issuer, {
   },
 });
 
-// Extra grant types, one file each under grants/ (e.g. token-exchange.mjs): each default export
-// is called with (provider, cfg, { errors, die }) and registers its grant when cfg enables it.
-for (const file of readdirSync(new URL('./grants/', import.meta.url)).filter((f) => f.endsWith('.mjs')).sort()) {
-  (await import(`./grants/${file}`)).default(provider, cfg, { errors, die });
-}
+extraGrants.forEach((g) => g.register(provider, cfg, tokenPath));
 
 // ---------------------------------------------------------------------------
 // Counters, failure injection, logging

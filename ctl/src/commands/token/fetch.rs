@@ -87,8 +87,12 @@ pub fn fetchers(source: &Source, only: Option<&str>) -> anyhow::Result<Vec<Fetch
             .no_proxy()
             .redirect(reqwest::redirect::Policy::none());
         // The token endpoint is verified with the target's CA when it has one, else the
-        // system roots.
-        if let Some(ca) = settings.tls.as_ref().and_then(|t| t.ca_cert.as_ref()) {
+        // system roots (also for a token URL taken from a service-account key file).
+        let ca = match &settings.tls {
+            Some(t) => t.ca_cert.as_ref(),
+            None => target.tls.as_ref().and_then(|t| t.ca_cert.as_ref()),
+        };
+        if let Some(ca) = ca {
             let path = source.resolve(ca);
             let pem = std::fs::read(&path)
                 .with_context(|| format!("target {}: tls.ca_cert {}", ft.name, path.display()))?;

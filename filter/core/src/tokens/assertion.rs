@@ -168,4 +168,52 @@ mod tests {
         let ec = ES256KeyPair::generate();
         assert!(AssertionSigner::from_pem(SigningAlg::RS256, &ec.to_pem().unwrap(), None).is_err());
     }
+
+    #[derive(serde::Deserialize)]
+    struct Scope {
+        scope: Option<String>,
+    }
+
+    #[test]
+    fn a_jwt_bearer_assertion_has_short_lifetime_unique_jti_kid_scope_and_optional_sub() {
+        let rsa = RS256KeyPair::generate(2048).unwrap();
+        let signer =
+            AssertionSigner::from_pem(SigningAlg::RS256, &rsa.to_pem().unwrap(), Some("sa-kid"))
+                .unwrap();
+        let claims = AssertionClaims {
+            issuer: "egress@proj.iam.gserviceaccount.com".into(),
+            subject: None,
+            audience: "https://oauth2.googleapis.com/token".into(),
+            scope: Some("https://www.googleapis.com/auth/cloud-platform".into()),
+        };
+        let a = signer.sign(&claims, 1_700_000_000, "jti-a").unwrap();
+        let b = signer.sign(&claims, 1_700_000_000, "jti-b").unwrap();
+        assert_ne!(a, b);
+        let opts = VerificationOptions {
+            time_tolerance: Some(Duration::from_secs(20 * 365 * 86_400)),
+            allowed_audiences: Some(["https://oauth2.googleapis.com/token".to_string()].into()),
+            ..Default::default()
+        };
+        let got = rsa
+            .public_key()
+            .verify_token::<Scope>(&a, Some(opts))
+            .unwrap();
+        assert_eq!(
+            got.issuer.as_deref(),
+            Some("egress@proj.iam.gserviceaccount.com")
+        );
+        assert_eq!(got.subject, None);
+        assert_eq!(got.jwt_id.as_deref(), Some("jti-a"));
+        assert_eq!(got.issued_at.map(|d| d.as_secs()), Some(1_700_000_000));
+        assert_eq!(
+            got.expires_at.map(|d| d.as_secs()),
+            Some(1_700_000_000 + ASSERTION_LIFETIME_SECS)
+        );
+        const { assert!(ASSERTION_LIFETIME_SECS <= 300) };
+        assert_eq!(
+            got.custom.scope.as_deref(),
+            Some("https://www.googleapis.com/auth/cloud-platform")
+        );
+        assert_eq!(Token::decode_metadata(&a).unwrap().key_id(), Some("sa-kid"));
+    }
 }

@@ -109,7 +109,7 @@ pub fn build_request(
                 client_assertion.ok_or(FetchError::Assertion("no client assertion".to_string()))?,
             ));
         }
-        // A public client names itself (RFC 6749 2.3); without a client id, nothing.
+        // A public client identifies itself (RFC 6749 section 2.3), when it has an id.
         ClientAuth::None if !cred.client_id.is_empty() => form.push(("client_id", &cred.client_id)),
         ClientAuth::None => {}
     }
@@ -255,5 +255,79 @@ mod tests {
             ("my client", Some("my client"))
         );
         assert_eq!(assertion_claims(&cred(ClientAuth::ClientSecretPost)), None);
+    }
+
+    fn jwt_bearer() -> OAuth2Credential {
+        OAuth2Credential {
+            grant: GrantPlan::JwtBearer {
+                issuer: "egress@proj.iam.gserviceaccount.com".into(),
+                subject: None,
+                audience: None,
+            },
+            client_id: String::new(),
+            client_secret: None,
+            params: Default::default(),
+            client_auth: ClientAuth::None,
+            ..cred(ClientAuth::None)
+        }
+    }
+
+    #[test]
+    fn jwt_bearer_sends_the_grant_type_the_assertion_and_the_scopes_and_no_client() {
+        let with_id = OAuth2Credential {
+            client_id: "jwt client".into(),
+            ..jwt_bearer()
+        };
+        let body = String::from_utf8(build_request(&with_id, Some("h.p.s")).unwrap().body).unwrap();
+        assert!(body.ends_with("&client_id=jwt+client"), "{body}");
+        let r = build_request(&jwt_bearer(), Some("h.p.s")).unwrap();
+        assert_eq!(header(&r, ":path"), Some("/services/oauth2/token"));
+        assert_eq!(header(&r, "authorization"), None);
+        let body = String::from_utf8(r.body.clone()).unwrap();
+        assert_eq!(
+            body,
+            "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer&assertion=h.p.s&scope=api+refresh_token"
+        );
+        assert!(!format!("{r:?}").contains("h.p.s"));
+        // No assertion, no request: never an empty grant.
+        assert!(matches!(
+            build_request(&jwt_bearer(), None),
+            Err(FetchError::Assertion(_))
+        ));
+        // A push-only target whose token URL is in a key file cannot be fetched here.
+        let no_url = OAuth2Credential {
+            token_url: None,
+            ..jwt_bearer()
+        };
+        assert_eq!(
+            build_request(&no_url, Some("h.p.s")),
+            Err(FetchError::NoTokenUrl)
+        );
+    }
+
+    #[test]
+    fn jwt_bearer_claims_default_the_audience_to_the_token_url_and_carry_the_scopes() {
+        let c = assertion_claims(&jwt_bearer()).unwrap();
+        assert_eq!(c.issuer, "egress@proj.iam.gserviceaccount.com");
+        assert_eq!(c.subject, None);
+        assert_eq!(
+            c.audience,
+            "https://login.example.com/services/oauth2/token"
+        );
+        assert_eq!(c.scope.as_deref(), Some("api refresh_token"));
+        let explicit = OAuth2Credential {
+            grant: GrantPlan::JwtBearer {
+                issuer: "i".into(),
+                subject: Some("s".into()),
+                audience: Some("https://aud.example.com".into()),
+            },
+            scopes: vec![],
+            ..jwt_bearer()
+        };
+        let c = assertion_claims(&explicit).unwrap();
+        assert_eq!(
+            (c.subject.as_deref(), c.audience.as_str(), c.scope),
+            (Some("s"), "https://aud.example.com", None)
+        );
     }
 }

@@ -86,3 +86,86 @@ impl ServiceAccountKey {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PEM: &str =
+        "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANSECRET\n-----END PRIVATE KEY-----\n";
+
+    fn key_json(drop: &str, patch: &[(&str, serde_json::Value)]) -> Vec<u8> {
+        let mut v = serde_json::json!({
+            "type": "service_account",
+            "project_id": "proj",
+            "private_key_id": "0123abcd",
+            "private_key": PEM,
+            "client_email": "egress@proj.iam.gserviceaccount.com",
+            "client_id": "1234567890",
+            "auth_uri": "https://accounts.google.com/o/oauth2/auth",
+            "token_uri": "https://oauth2.googleapis.com/token",
+        });
+        let o = v.as_object_mut().unwrap();
+        o.remove(drop);
+        for (k, val) in patch {
+            o.insert(k.to_string(), val.clone());
+        }
+        serde_json::to_vec(&v).unwrap()
+    }
+
+    #[test]
+    fn a_google_key_file_gives_issuer_key_id_and_token_uri() {
+        let k = ServiceAccountKey::parse(&key_json("", &[])).unwrap();
+        assert_eq!(k.client_email, "egress@proj.iam.gserviceaccount.com");
+        assert_eq!(k.private_key_id, "0123abcd");
+        assert_eq!(
+            k.token_uri.origin_and_base(),
+            "https://oauth2.googleapis.com/token"
+        );
+        assert!(k.private_key.expose().contains("BEGIN PRIVATE KEY"));
+        // Debug never shows the key.
+        assert!(!format!("{k:?}").contains("SECRET"));
+    }
+
+    #[test]
+    fn hostile_key_files_are_refused_with_the_field_and_never_the_key() {
+        for field in ["client_email", "private_key", "private_key_id", "token_uri"] {
+            let e = ServiceAccountKey::parse(&key_json(field, &[])).unwrap_err();
+            assert_eq!(e, ServiceAccountError::Missing(field));
+            let e = ServiceAccountKey::parse(&key_json("", &[(field, 7.into())])).unwrap_err();
+            assert_eq!(e, ServiceAccountError::NotString(field));
+            let e = ServiceAccountKey::parse(&key_json("", &[(field, "".into())])).unwrap_err();
+            assert_eq!(e, ServiceAccountError::NotString(field));
+        }
+        let cases: Vec<(Vec<u8>, ServiceAccountError)> = vec![
+            (b"not json".to_vec(), ServiceAccountError::NotJson),
+            (b"[1,2]".to_vec(), ServiceAccountError::NotJson),
+            (
+                vec![b' '; MAX_KEY_FILE_BYTES + 1],
+                ServiceAccountError::NotJson,
+            ),
+            (
+                key_json("", &[("type", "authorized_user".into())]),
+                ServiceAccountError::WrongType("authorized_user".into()),
+            ),
+            (
+                key_json("", &[("private_key", "MIIEvQIBADANSECRET".into())]),
+                ServiceAccountError::NotPem,
+            ),
+            (
+                key_json("", &[("client_email", "a\nb".into())]),
+                ServiceAccountError::NotString("client_email/private_key_id"),
+            ),
+        ];
+        for (bytes, want) in cases {
+            let e = ServiceAccountKey::parse(&bytes).unwrap_err();
+            assert_eq!(e, want);
+            assert!(!e.to_string().contains("SECRET"), "{e}");
+        }
+        let e = ServiceAccountKey::parse(&key_json("", &[("token_uri", "ftp://x/token".into())]))
+            .unwrap_err();
+        assert!(matches!(e, ServiceAccountError::BadTokenUri(_)), "{e}");
+        // Without `type` (a hand-written key) it is still a key.
+        assert!(ServiceAccountKey::parse(&key_json("type", &[])).is_ok());
+    }
+}

@@ -20,6 +20,7 @@
 import { readFileSync } from 'node:fs';
 import * as crypto from 'node:crypto';
 import { jwtVerify } from 'jose';
+import { errors } from 'oidc-provider';
 
 export const GRANT_TYPE = 'urn:ietf:params:oauth:grant-type:token-exchange';
 const JWT_TYPE = 'urn:ietf:params:oauth:token-type:jwt';
@@ -30,17 +31,23 @@ const PARAMETERS = [
   'requested_token_type', 'actor_token', 'actor_token_type',
 ];
 
-export default function register(provider, cfg, { errors, die }) {
+// The server's hooks (see server.mjs): no clients of its own (a client opts in with
+// `grant_types`), and `register`.
+export function clients() {
+  return [];
+}
+
+export function register(provider, cfg) {
   const te = cfg.token_exchange;
-  if (te === undefined) return false;
+  if (te === undefined) return;
   if (typeof te.issuer !== 'string' || typeof te.public_key !== 'string') {
-    die('config: token_exchange needs `issuer` and `public_key`');
+    throw new Error('config: token_exchange needs `issuer` and `public_key`');
   }
   let key;
   try {
     key = crypto.createPublicKey(readFileSync(te.public_key));
   } catch (e) {
-    die(`config: token_exchange.public_key ${te.public_key}: ${e.message}`);
+    throw new Error(`config: token_exchange.public_key ${te.public_key}: ${e.message}`);
   }
 
   async function handler(ctx) {
@@ -89,5 +96,4 @@ export default function register(provider, cfg, { errors, die }) {
   }
 
   provider.registerGrantType(GRANT_TYPE, handler, PARAMETERS, ['resource', 'audience']);
-  return true;
 }

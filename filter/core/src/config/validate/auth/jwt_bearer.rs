@@ -14,6 +14,7 @@ const KIND: &str = "oauth2_jwt_bearer";
 /// The auth fields `oauth2_jwt_bearer` takes.
 pub(super) const FIELDS: &[&str] = &[
     "token_url",
+    "client_id",
     "service_account_file",
     "issuer",
     "subject",
@@ -64,7 +65,9 @@ pub(super) fn jwt_bearer(
         grant: Grant::JwtBearer(JwtBearerGrant { key, audience }),
         tls: token_url.as_ref().and_then(|u| token_tls(u, tls)),
         token_url,
-        client_id: String::new(),
+        // Optional: sent as `client_id` (a public client, no authentication) for servers that
+        // identify the client; Google does not need it.
+        client_id: opt_word(&a.client_id, "client_id", path, errs).unwrap_or_default(),
         client_secret: None,
         scopes,
         params,
