@@ -200,6 +200,11 @@ fn oauth2(
                 audience: j.audience.clone(),
             }
         }
+        Grant::TokenExchange(x) => GrantPlan::TokenExchange {
+            subject_token_type: x.subject_token_type.clone(),
+            audience: x.audience.clone(),
+            resource: x.resource.clone(),
+        },
     };
     OAuth2Credential {
         token_cluster: wire::token_cluster(&t.name),

@@ -137,6 +137,8 @@ pub struct OAuthClient {
     pub auth: OAuthClientAuth,
     /// Scopes the client may request (default `api refresh_token`).
     pub scopes: Vec<String>,
+    /// The client's grant types (default `client_credentials` only).
+    pub grant_types: Option<Vec<String>>,
 }
 
 impl OAuthClient {
@@ -145,6 +147,7 @@ impl OAuthClient {
             client_id: client_id.to_owned(),
             auth,
             scopes: vec!["api".to_owned(), "refresh_token".to_owned()],
+            grant_types: None,
         }
     }
 
@@ -191,11 +194,21 @@ impl OAuthClient {
         self
     }
 
+    /// Replaces the grant types the client may use (e.g. the token-exchange URN, registered
+    /// by `tests/support/oauth-server/grants/`).
+    pub fn grant_types(mut self, grants: &[&str]) -> Self {
+        self.grant_types = Some(grants.iter().map(|s| (*s).to_owned()).collect());
+        self
+    }
+
     fn to_json(&self) -> Value {
         let mut client = json!({
             "client_id": self.client_id,
             "scopes": self.scopes,
         });
+        if let Some(g) = &self.grant_types {
+            client["grant_types"] = json!(g);
+        }
         match &self.auth {
             OAuthClientAuth::Basic { secret } => {
                 client["token_endpoint_auth_method"] = json!("client_secret_basic");

@@ -2,7 +2,8 @@
 // A real OAuth2 authorization server for the end-to-end tests: panva's certified
 // `oidc-provider` (see package.json for the pinned version), configured for the
 // client-credentials grant, the grants of grants/ (jwt-bearer.mjs: RFC 7523, configured by
-// the `jwt_bearer` key, see there), plus a few test-control endpoints.
+// the `jwt_bearer` key; token-exchange.mjs: RFC 8693, the `token_exchange` key; see there),
+// plus a few test-control endpoints.
 //
 //   node server.mjs --port P --config FILE.json [--host 127.0.0.1] [--control-port C]
 //
@@ -23,9 +24,16 @@
 //       {"client_id": "c", "token_endpoint_auth_method": "private_key_jwt",
 //        "public_keys": [{"pem": "/keys/c.pub.pem", "kid": "k1", "alg": "RS256"}]},
 //       {"client_id": "d", "token_endpoint_auth_method": "private_key_jwt",
-//        "jwks": {"keys": [{"kty": "EC", "crv": "P-256", "x": "...", "y": "...", "kid": "k2"}]}}
-//     ]
+//        "jwks": {"keys": [{"kty": "EC", "crv": "P-256", "x": "...", "y": "...", "kid": "k2"}]}},
+//       {"client_id": "e", "client_secret": "s",
+//        "grant_types": ["urn:ietf:params:oauth:grant-type:token-exchange"]}
+//     ],
+//     "token_exchange": {...}               // see grants/token-exchange.mjs
 //   }
+//
+// `grant_types` (default ["client_credentials"]) lists a client's grants; grants beyond
+// oidc-provider's own are registered by the modules in grants/ (listed in `extraGrants`), each
+// enabled by its config block.
 //
 // The token endpoint is <origin><token_path> (default `/token`). A client assertion
 // (private_key_jwt) must carry iss = sub = client_id, a jti, an exp, and an `aud` equal to
@@ -67,7 +75,7 @@ if (typeof URL.parse !== 'function' || typeof crypto.hash !== 'function') {
 
 const { default: Provider, errors } = await import('oidc-provider');
 // Extra grants, one module each in grants/: `clients(cfg)` to register, `register(provider, ...)`.
-const extraGrants = [await import('./grants/jwt-bearer.mjs')];
+const extraGrants = [await import('./grants/jwt-bearer.mjs'), await import('./grants/token-exchange.mjs')];
 
 function die(msg) {
   process.stderr.write(`oauth-server: ${msg}\n`);
@@ -133,7 +141,7 @@ const clients = cfg.clients.map((c, i) => {
   scopes.forEach((s) => allScopes.add(s));
   const meta = {
     client_id: c.client_id,
-    grant_types: ['client_credentials'],
+    grant_types: c.grant_types ?? ['client_credentials'],
     response_types: [],
     redirect_uris: [],
     token_endpoint_auth_method: method,

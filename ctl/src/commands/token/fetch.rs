@@ -7,9 +7,10 @@ use anyhow::Context;
 use egress_core::config::Auth;
 use egress_core::plan::{Credential, OAuth2Credential};
 use egress_core::tokens::assertion::AssertionSigner;
+use egress_core::tokens::exchange::parse_grant_reply;
 use egress_core::tokens::grant::signs;
 use egress_core::tokens::request::assertion_claims;
-use egress_core::tokens::{build_request, parse_reply, FetchError, TokenRecord, TokenSource};
+use egress_core::tokens::{build_request, FetchError, TokenRecord, TokenSource};
 use std::time::Duration;
 
 /// One OAuth2 target, ready to fetch.
@@ -17,6 +18,8 @@ pub struct Fetcher {
     pub target: String,
     pub cred: OAuth2Credential,
     assertion: Option<AssertionSigner>,
+    /// The token file read before each fetch, if the grant needs one.
+    host_token: Option<super::host_token::HostToken>,
     http: reqwest::Client,
 }
 
@@ -109,6 +112,7 @@ pub fn fetchers(source: &Source, only: Option<&str>) -> anyhow::Result<Vec<Fetch
             .build()
             .with_context(|| format!("target {}: cannot build the HTTP client", ft.name))?;
         out.push(Fetcher {
+            host_token: super::host_token::HostToken::of(source, settings),
             target: ft.name,
             cred,
             assertion,
@@ -127,7 +131,12 @@ impl Fetcher {
                     .sign(&claims, now_ms() / 1000, &random_id())
                     .map_err(|e| FetchError::Assertion(e.to_string()))?,
             ),
-            _ => None,
+            // Or the token file's content, read now (the subject token of a token exchange,
+            // a federated client assertion).
+            _ => match &self.host_token {
+                Some(file) => Some(file.read()?),
+                None => None,
+            },
         };
         let req = build_request(&self.cred, assertion.as_deref())?;
         let pseudo = |name: &str| {
@@ -171,7 +180,13 @@ impl Fetcher {
             }
         };
         let now = now_ms();
-        let t = parse_reply(status, &body, now, self.cred.default_lifetime_ms)?;
+        let t = parse_grant_reply(
+            &self.cred.grant,
+            status,
+            &body,
+            now,
+            self.cred.default_lifetime_ms,
+        )?;
         Ok(TokenRecord {
             token: egress_core::secret::Secret::new(t.token),
             token_type: t.token_type,

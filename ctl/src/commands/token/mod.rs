@@ -7,6 +7,7 @@
 
 pub mod aws;
 pub mod fetch;
+pub mod host_token;
 pub mod keys;
 pub mod store;
 pub mod targets;

@@ -35,6 +35,16 @@ pub fn file_fields(raw: &RawConfig) -> Vec<(FieldPath, &str)> {
         {
             out.push((tp.key("auth").key("service_account_file"), k.as_str()));
         }
+        for (field, v) in t.auth.iter().flat_map(|a| {
+            [
+                ("subject_token_file", &a.subject_token_file),
+                ("federated_token_file", &a.federated_token_file),
+            ]
+        }) {
+            if let Some(v) = v {
+                out.push((tp.key("auth").key(field), v.as_str()));
+            }
+        }
     }
     if let Some(c) = &raw.egress.callers {
         let cp = FieldPath::root().key("egress").key("callers");

@@ -152,7 +152,13 @@ impl Auth {
     pub fn host_file(&self) -> Option<(&'static str, &str)> {
         match self {
             Auth::OAuth2(o) => match &o.grant {
-                Grant::ClientCredentials => None,
+                Grant::ClientCredentials => o
+                    .federated_token_file
+                    .as_deref()
+                    .map(|f| ("auth.federated_token_file", f)),
+                Grant::TokenExchange(x) => {
+                    Some(("auth.subject_token_file", x.subject_token_file.as_str()))
+                }
                 Grant::JwtBearer(j) => match &j.key {
                     JwtBearerKey::ServiceAccountFile { path, .. } => {
                         Some(("auth.service_account_file", path.as_str()))
@@ -181,6 +187,8 @@ pub enum Grant {
     ClientCredentials,
     /// `oauth2_jwt_bearer` (RFC 7523 section 2.1).
     JwtBearer(JwtBearerGrant),
+    /// `oauth2_token_exchange` (RFC 8693).
+    TokenExchange(TokenExchangeGrant),
 }
 
 impl Grant {
@@ -189,6 +197,7 @@ impl Grant {
         match self {
             Grant::ClientCredentials => crate::tokens::grant::CLIENT_CREDENTIALS,
             Grant::JwtBearer(_) => crate::tokens::grant::JWT_BEARER,
+            Grant::TokenExchange(_) => crate::tokens::grant::TOKEN_EXCHANGE,
         }
     }
 }
@@ -199,6 +208,17 @@ pub struct JwtBearerGrant {
     pub key: JwtBearerKey,
     /// The assertion's `aud`; `None`: the token URL.
     pub audience: Option<String>,
+}
+
+/// `oauth2_token_exchange`: the subject token is the content of `subject_token_file`, read
+/// by the refresher on every fetch (push-only).
+#[derive(Debug, Clone)]
+pub struct TokenExchangeGrant {
+    pub subject_token_file: String,
+    /// Default `urn:ietf:params:oauth:token-type:jwt`.
+    pub subject_token_type: String,
+    pub audience: Option<String>,
+    pub resource: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -230,6 +250,9 @@ pub struct OAuth2Settings {
     pub private_key: Option<String>,
     pub signing_alg: SigningAlg,
     pub key_id: Option<String>,
+    /// `client_auth: federated_token_file`: the file whose content is the client assertion,
+    /// read by the refresher on every fetch (push-only).
+    pub federated_token_file: Option<String>,
     pub refresh_before_expiry: Duration,
     pub token_timeout: Duration,
     pub default_lifetime: Duration,

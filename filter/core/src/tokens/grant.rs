@@ -15,6 +15,9 @@ pub const CLIENT_CREDENTIALS: &str = "oauth2_client_credentials";
 /// `auth.type` of the RFC 7523 section 2.1 grant.
 pub const JWT_BEARER: &str = "oauth2_jwt_bearer";
 
+/// `auth.type` of the RFC 8693 token exchange.
+pub const TOKEN_EXCHANGE: &str = "oauth2_token_exchange";
+
 /// `grant_type` of the RFC 7523 section 2.1 grant.
 pub const JWT_BEARER_GRANT_TYPE: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
 
@@ -36,6 +39,15 @@ pub enum GrantPlan {
         #[serde(default)]
         audience: Option<String>,
     },
+    /// RFC 8693: the subject token is the content of a file only the refresher reads (the
+    /// target is push-only), passed to `build_request` as its `assertion`.
+    TokenExchange {
+        subject_token_type: String,
+        #[serde(default)]
+        audience: Option<String>,
+        #[serde(default)]
+        resource: Option<String>,
+    },
 }
 
 impl GrantPlan {
@@ -44,6 +56,7 @@ impl GrantPlan {
         match self {
             GrantPlan::ClientCredentials => CLIENT_CREDENTIALS,
             GrantPlan::JwtBearer { .. } => JWT_BEARER,
+            GrantPlan::TokenExchange { .. } => TOKEN_EXCHANGE,
         }
     }
 }
@@ -81,8 +94,13 @@ pub fn assertion_claims(cred: &OAuth2Credential) -> Option<AssertionClaims> {
                 audience: token_url?,
                 scope: None,
             }),
-            ClientAuth::ClientSecretBasic | ClientAuth::ClientSecretPost | ClientAuth::None => None,
+            ClientAuth::ClientSecretBasic
+            | ClientAuth::ClientSecretPost
+            | ClientAuth::None
+            | ClientAuth::FederatedTokenFile => None,
         },
+        // Its client authentication is a secret or nothing (validation).
+        GrantPlan::TokenExchange { .. } => None,
     }
 }
 

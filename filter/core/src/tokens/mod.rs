@@ -15,6 +15,7 @@
 #[cfg(feature = "jwt")]
 pub mod assertion;
 pub mod coord;
+pub mod exchange;
 pub mod grant;
 pub mod record;
 pub mod reply;
@@ -22,6 +23,7 @@ pub mod request;
 pub mod schedule;
 pub mod service_account;
 pub mod time;
+pub mod token_file;
 
 pub use record::{FetchState, TokenRecord, TokenSource};
 pub use reply::{parse_reply, FetchError, FetchedToken};

@@ -45,6 +45,8 @@ pub enum FetchError {
     BadToken,
     #[error("token_type {0:?} is not supported (only Bearer)")]
     UnsupportedTokenType(String),
+    #[error("the exchanged token cannot be sent as a Bearer access token ({0})")]
+    IssuedTokenType(String),
     #[error("expires_in is not a positive number")]
     BadExpiresIn,
     #[error("the token had already expired when it arrived")]
@@ -66,7 +68,9 @@ impl FetchError {
             FetchError::NoAccessToken | FetchError::BadToken | FetchError::ExpiredOnArrival => {
                 "bad_token"
             }
-            FetchError::UnsupportedTokenType(_) => "bad_token_type",
+            FetchError::UnsupportedTokenType(_) | FetchError::IssuedTokenType(_) => {
+                "bad_token_type"
+            }
             FetchError::BadExpiresIn => "bad_expires_in",
             FetchError::Assertion(_) => "assertion",
             FetchError::NoTokenUrl => "config",

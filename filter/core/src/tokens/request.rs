@@ -1,8 +1,10 @@
 //! The token request of each grant (client credentials, RFC 6749 section 4.4; JWT bearer,
-//! RFC 7523 section 2.1), with the client authentication methods. The filter sends it through a callout, `egressctl` through reqwest.
+//! RFC 7523 section 2.1; token exchange, RFC 8693), with the client authentication methods. The filter sends it through a callout, `egressctl` through reqwest.
 
 use crate::config::ClientAuth;
 use crate::plan::OAuth2Credential;
+use crate::target_url::TargetUrl;
+use crate::tokens::exchange::TOKEN_EXCHANGE_GRANT;
 pub use crate::tokens::grant::assertion_claims;
 use crate::tokens::grant::{GrantPlan, JWT_BEARER_GRANT_TYPE};
 use crate::tokens::FetchError;
@@ -29,29 +31,17 @@ impl std::fmt::Debug for TokenRequest {
     }
 }
 
-/// Builds the token request for the credential's grant. `assertion` is the signed JWT of
-/// [`assertion_claims`] (the caller signs it): the grant's assertion for `oauth2_jwt_bearer`,
-/// the client assertion for `private_key_jwt`.
+/// Builds the token request for the credential's grant. `assertion` is what the caller
+/// obtained for it: the signed JWT of [`assertion_claims`] (the grant's assertion for
+/// `oauth2_jwt_bearer`, the client assertion for `private_key_jwt`), or the content of the
+/// token file the refresher read (the subject token of `oauth2_token_exchange`, the client
+/// assertion of `federated_token_file`).
 pub fn build_request(
     cred: &OAuth2Credential,
     assertion: Option<&str>,
 ) -> Result<TokenRequest, FetchError> {
     let token_url = cred.token_url.as_ref().ok_or(FetchError::NoTokenUrl)?;
-    let path = if token_url.base_path.is_empty() {
-        "/".to_string()
-    } else {
-        token_url.base_path.clone()
-    };
-    let mut headers = vec![
-        (":method".to_string(), "POST".to_string()),
-        (":path".to_string(), path),
-        (":authority".to_string(), token_url.authority()),
-        (
-            "content-type".to_string(),
-            "application/x-www-form-urlencoded".to_string(),
-        ),
-        ("accept".to_string(), "application/json".to_string()),
-    ];
+    let mut headers = token_request_headers(token_url);
     let mut form: Vec<(&str, &str)> = Vec::new();
     // The grant's own fields; a grant whose assertion is the credential takes no client
     // assertion.
@@ -66,6 +56,25 @@ pub fn build_request(
                 "assertion",
                 assertion.ok_or(FetchError::Assertion("no signed assertion".to_string()))?,
             ));
+            None
+        }
+        GrantPlan::TokenExchange {
+            subject_token_type,
+            audience,
+            resource,
+        } => {
+            form.push(("grant_type", TOKEN_EXCHANGE_GRANT));
+            form.push((
+                "subject_token",
+                assertion.ok_or(FetchError::Assertion("no subject token".to_string()))?,
+            ));
+            form.push(("subject_token_type", subject_token_type));
+            if let Some(a) = audience {
+                form.push(("audience", a));
+            }
+            if let Some(r) = resource {
+                form.push(("resource", r));
+            }
             None
         }
     };
@@ -83,36 +92,68 @@ pub fn build_request(
         .unwrap_or("");
     match cred.client_auth {
         ClientAuth::ClientSecretBasic => {
-            // RFC 6749 2.3.1: id and secret are form-encoded before base64.
-            let pair = format!("{}:{}", form_encode(&cred.client_id), form_encode(secret));
             headers.push((
                 "authorization".to_string(),
-                format!(
-                    "Basic {}",
-                    base64::engine::general_purpose::STANDARD.encode(pair)
-                ),
+                basic_authorization(&cred.client_id, secret),
             ));
         }
         ClientAuth::ClientSecretPost => {
             form.push(("client_id", &cred.client_id));
             form.push(("client_secret", secret));
         }
-        ClientAuth::PrivateKeyJwt => {
+        ClientAuth::PrivateKeyJwt | ClientAuth::FederatedTokenFile => {
             form.push(("client_id", &cred.client_id));
             form.push(("client_assertion_type", JWT_BEARER_ASSERTION));
-            form.push(("client_assertion", client_assertion.unwrap_or("")));
+            form.push((
+                "client_assertion",
+                client_assertion.ok_or(FetchError::Assertion("no client assertion".to_string()))?,
+            ));
         }
         // A public client identifies itself (RFC 6749 section 2.3), when it has an id.
         ClientAuth::None if !cred.client_id.is_empty() => form.push(("client_id", &cred.client_id)),
         ClientAuth::None => {}
     }
-    let body = form
-        .iter()
+    Ok(TokenRequest {
+        headers,
+        body: form_body(&form),
+    })
+}
+
+/// The headers of a form POST to `url` (pseudo-headers first).
+pub fn token_request_headers(url: &TargetUrl) -> Vec<(String, String)> {
+    let path = if url.base_path.is_empty() {
+        "/".to_string()
+    } else {
+        url.base_path.clone()
+    };
+    vec![
+        (":method".to_string(), "POST".to_string()),
+        (":path".to_string(), path),
+        (":authority".to_string(), url.authority()),
+        (
+            "content-type".to_string(),
+            "application/x-www-form-urlencoded".to_string(),
+        ),
+        ("accept".to_string(), "application/json".to_string()),
+    ]
+}
+
+/// `client_secret_basic` (RFC 6749 2.3.1): id and secret are form-encoded before base64.
+pub fn basic_authorization(client_id: &str, secret: &str) -> String {
+    let pair = format!("{}:{}", form_encode(client_id), form_encode(secret));
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(pair)
+    )
+}
+
+/// `application/x-www-form-urlencoded` body of these pairs, in order.
+pub fn form_body(form: &[(&str, &str)]) -> Vec<u8> {
+    form.iter()
         .map(|(k, v)| format!("{}={}", form_encode(k), form_encode(v)))
         .collect::<Vec<_>>()
         .join("&")
-        .into_bytes();
-    Ok(TokenRequest { headers, body })
+        .into_bytes()
 }
 
 /// `application/x-www-form-urlencoded` encoding of one name or value.
@@ -135,7 +176,6 @@ mod tests {
     use super::*;
     use crate::config::SigningAlg;
     use crate::secret::Secret;
-    use crate::target_url::TargetUrl;
 
     fn cred(auth: ClientAuth) -> OAuth2Credential {
         OAuth2Credential {

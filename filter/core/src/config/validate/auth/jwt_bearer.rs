@@ -75,6 +75,7 @@ pub(super) fn jwt_bearer(
         private_key: a.private_key.clone(),
         signing_alg,
         key_id: a.key_id.clone(),
+        federated_token_file: None,
         refresh_before_expiry: timings.refresh_before_expiry,
         token_timeout: timings.token_timeout,
         default_lifetime: timings.default_lifetime,

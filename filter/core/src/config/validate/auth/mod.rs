@@ -5,10 +5,12 @@
 //! [`set_fields`], and validate it in a new file beside [`headers`] and [`oauth2`].
 
 mod aws;
+mod federated;
 mod headers;
 mod jwt_bearer;
 mod mtls;
 mod oauth2;
+mod token_exchange;
 
 use super::super::error::{ConfigErrors, FieldPath};
 use super::super::model::*;
@@ -23,6 +25,7 @@ const KINDS: &[&str] = &[
     "oauth2_client_credentials",
     "aws_sigv4",
     "oauth2_jwt_bearer",
+    "oauth2_token_exchange",
 ];
 
 /// Which auth fields each type takes.
@@ -43,10 +46,12 @@ fn fields_for(kind: &str) -> &'static [&'static str] {
             "private_key",
             "signing_alg",
             "key_id",
+            "federated_token_file",
             "token_timeout",
             "default_lifetime",
         ],
         "oauth2_jwt_bearer" => jwt_bearer::FIELDS,
+        "oauth2_token_exchange" => token_exchange::FIELDS,
         "aws_sigv4" => &[
             "region",
             "service",
@@ -88,6 +93,10 @@ fn set_fields(a: &RawAuth) -> Vec<&'static str> {
     add("issuer", a.issuer.is_some());
     add("subject", a.subject.is_some());
     add("audience", a.audience.is_some());
+    add("subject_token_file", a.subject_token_file.is_some());
+    add("subject_token_type", a.subject_token_type.is_some());
+    add("resource", a.resource.is_some());
+    add("federated_token_file", a.federated_token_file.is_some());
     add("region", a.region.is_some());
     add("service", a.service.is_some());
     add("access_key_id", a.access_key_id.is_some());
@@ -158,6 +167,9 @@ pub(in super::super) fn auth(
         "aws_sigv4" => aws::aws_sigv4(a, tls, path, errs).map_or(Auth::None, Auth::AwsSigv4),
         "oauth2_jwt_bearer" => {
             jwt_bearer::jwt_bearer(a, tls, path, errs).map_or(Auth::None, Auth::OAuth2)
+        }
+        "oauth2_token_exchange" => {
+            token_exchange::token_exchange(a, tls, path, errs).map_or(Auth::None, Auth::OAuth2)
         }
         _ => oauth2::oauth2(a, tls, path, errs)
             .map(Auth::OAuth2)

@@ -29,15 +29,19 @@ pub(super) fn oauth2(
         None | Some("client_secret_basic") => ClientAuth::ClientSecretBasic,
         Some("client_secret_post") => ClientAuth::ClientSecretPost,
         Some("private_key_jwt") => ClientAuth::PrivateKeyJwt,
+        Some("federated_token_file") => ClientAuth::FederatedTokenFile,
         Some(other) => {
             errs.push(
                 path.key("client_auth").as_str(),
-                format!("unknown client_auth {other:?}; expected client_secret_basic, client_secret_post or private_key_jwt"),
+                format!("unknown client_auth {other:?}; expected client_secret_basic, client_secret_post, private_key_jwt or federated_token_file"),
             );
             ClientAuth::ClientSecretBasic
         }
     };
-    let client_secret = if client_auth == ClientAuth::PrivateKeyJwt {
+    let federated_token_file = super::federated::federated_token_file(a, client_auth, path, errs);
+    let client_secret = if client_auth == ClientAuth::FederatedTokenFile {
+        None // the file's content authenticates; a secret or key was reported above
+    } else if client_auth == ClientAuth::PrivateKeyJwt {
         if a.client_secret.is_some() {
             errs.push(
                 path.key("client_secret").as_str(),
@@ -97,6 +101,7 @@ pub(super) fn oauth2(
         private_key: a.private_key.clone(),
         signing_alg,
         key_id: a.key_id.clone(),
+        federated_token_file,
         refresh_before_expiry: timings.refresh_before_expiry,
         token_timeout: timings.token_timeout,
         default_lifetime: timings.default_lifetime,
