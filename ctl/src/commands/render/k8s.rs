@@ -209,8 +209,20 @@ pub fn run(a: &K8sArgs) -> anyhow::Result<ExitCode> {
         "metadata": meta(name, &ns, name),
         "spec": { "maxUnavailable": 1, "selector": { "matchLabels": selector } },
     })));
+    // Callers: pods with --caller-label, from the namespaces the config's SPIFFE IDs name
+    // where it names them all (a NetworkPolicy cannot see service accounts).
+    let namespaces = match super::authz::k8s_namespaces(&src.config) {
+        Ok(nss) => json!({ "matchExpressions": [{
+            "key": "kubernetes.io/metadata.name", "operator": "In", "values": nss }] }),
+        Err(why) => {
+            if src.config.callers.is_some() {
+                eprintln!("egressctl: note: NetworkPolicy {name}: callers from any namespace (with --caller-label): {why}");
+            }
+            json!({})
+        }
+    };
     let mut ingress = vec![json!({
-        "from": [{ "namespaceSelector": {}, "podSelector": { "matchLabels": caller } }],
+        "from": [{ "namespaceSelector": namespaces, "podSelector": { "matchLabels": caller } }],
         "ports": [{ "protocol": "TCP", "port": listen.port }],
     })];
     if redis {

@@ -10,6 +10,7 @@
 //! - [`schemas`]: the published schemas every object passes before anything is written
 //!   ([`istio_schemas`]: Istio's, run in an embedded JavaScript engine).
 
+pub mod authz;
 pub mod istio;
 pub mod istio_schemas;
 pub mod k8s;
