@@ -12,6 +12,11 @@
 //! pod, found through the headless Service `<name>-push` (`--proxy-dns`); the push listener
 //! binds the pod's addresses, signed pushes only, and the NetworkPolicy admits only the
 //! refresher pods to it.
+//!
+//! Callers: the NetworkPolicy admits pods with `--caller-label`, and with `egress.callers` only
+//! from the namespaces the SPIFFE IDs name when every route's callers are named by
+//! Kubernetes-form IDs (no JWT issuer, see [`super::authz::k8s_namespaces`]). Service accounts
+//! cannot be said in a NetworkPolicy: the filter checks them.
 
 use super::objects::{self, dns_part, label_pair, labels, meta, Object};
 use super::{credential_env_pairs, input, refuse_inlined_credentials, K8sArgs};
