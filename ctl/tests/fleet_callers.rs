@@ -196,8 +196,41 @@ fn network_policy_admits_the_namespaces_the_spiffe_ids_name_and_never_more() {
             "podSelector": { "matchLabels": { "egress.io/caller": "true" } },
         }])
     );
-    let v = kubernetes_validate(&[p.join("out/networkpolicy-egress.yaml")]);
+    let v = kubernetes_validate(&yaml_files(&p.join("out")));
     assert!(v.status.success(), "{}", text(&v));
+    // The listener's own certificate, key and client CA reach the pod (a Secret, the CA
+    // ConfigMap), never a path of the machine that rendered; the kubelet, which has no client
+    // certificate, probes with a connection only.
+    let envoy_cm = yaml_files(&p.join("out"))
+        .into_iter()
+        .find(|f| f.to_string_lossy().contains("configmap-egress-envoy-"))
+        .unwrap();
+    let lds = load(&envoy_cm)["data"]["lds.yaml"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        lds.contains("/etc/egress/tls/listener-egress/tls.crt"),
+        "{lds}"
+    );
+    assert!(lds.contains("/etc/egress/ca/ca-1.crt"), "{lds}");
+    assert!(!lds.contains(p.to_str().unwrap()), "{lds}");
+    let secret = out_object(p, "secret-egress-tls-listener-egress.yaml").unwrap();
+    assert!(secret["stringData"]["tls.key"]
+        .as_str()
+        .unwrap()
+        .contains("PRIVATE KEY"));
+    let deploy = out_object(p, "deployment-egress.yaml").unwrap();
+    let envoy = &deploy["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(
+        envoy["readinessProbe"]["tcpSocket"]["port"], "http",
+        "{envoy}"
+    );
+    assert!(envoy["volumeMounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|m| m["mountPath"] == "/etc/egress/tls/listener-egress"));
 
     // An ID outside the Kubernetes form (or a JWT issuer) could come from anywhere: the policy
     // stays as wide as without callers (pods with the caller label, any namespace).
