@@ -271,3 +271,24 @@ fn network_policy_admits_the_namespaces_the_spiffe_ids_name_and_never_more() {
         "{said}"
     );
 }
+
+#[test]
+fn a_root_route_judges_every_path_but_those_of_more_specific_routes() {
+    let d = setup("");
+    let p = d.path();
+    std::fs::write(
+        p.join("config.yaml"),
+        format!(
+            "http:\n  addr: \"0.0.0.0:8080\"\negress:\n{MTLS}  targets:\n    crm:\n      url: \"http://crm.internal:9000\"\n      allow: {{spiffe_ids: [\"spiffe://cluster.local/ns/shop/sa/web\"]}}\n  routes:\n    - {{path_prefix: /, target: crm}}\n    - {{path_prefix: /open, target: crm}}\nendpoints:\n  egress: /\n"
+        ),
+    )
+    .unwrap();
+    let out = render(p, "istio", &[]);
+    let said = text(&out);
+    assert!(out.status.success(), "{said}");
+    let ap = out_object(p, "authorizationpolicy-egress.yaml").expect(&said);
+    assert_eq!(
+        ap["spec"]["rules"][0]["to"][0]["operation"],
+        json!({ "ports": ["8080"], "paths": ["/*"], "notPaths": ["/open", "/open/*"] })
+    );
+}

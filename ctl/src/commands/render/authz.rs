@@ -45,6 +45,18 @@ fn paths(prefix: &str) -> Vec<String> {
     }
 }
 
+/// What a route's rule must not judge: the paths of more specific routes (their own blocks
+/// do). The health, ready and metrics endpoints need no exception: `validate` keeps them
+/// outside the egress prefix, so outside every route.
+fn not_paths(config: &Config, prefix: &str) -> Vec<String> {
+    config
+        .routes
+        .iter()
+        .filter(|q| q.path_prefix != prefix && is_boundary_prefix(prefix, &q.path_prefix))
+        .flat_map(|q| paths(&q.path_prefix))
+        .collect()
+}
+
 /// The AuthorizationPolicy `name` in `ns` for the gateway pods `selector`, listener `port`.
 pub fn istio_policy(
     config: &Config,
@@ -81,15 +93,7 @@ pub fn istio_policy(
             let Some(allow) = allow else { continue };
             match spiffe_only(allow) {
                 Some(ids) => {
-                    let not_paths: Vec<String> = config
-                        .routes
-                        .iter()
-                        .filter(|q| {
-                            q.path_prefix != route.path_prefix
-                                && is_boundary_prefix(&route.path_prefix, &q.path_prefix)
-                        })
-                        .flat_map(|q| paths(&q.path_prefix))
-                        .collect();
+                    let not_paths = not_paths(config, &route.path_prefix);
                     let mut op = json!({ "ports": [port.to_string()], "paths": paths(&route.path_prefix) });
                     if !not_paths.is_empty() {
                         op["notPaths"] = json!(not_paths);
