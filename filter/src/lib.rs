@@ -22,6 +22,8 @@ mod http;
 #[cfg(target_arch = "wasm32")]
 mod push;
 #[cfg(target_arch = "wasm32")]
+mod push_aws;
+#[cfg(target_arch = "wasm32")]
 mod refused;
 #[cfg(target_arch = "wasm32")]
 mod root;
