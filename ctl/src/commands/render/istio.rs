@@ -8,9 +8,14 @@
 //!   target's authority); a VirtualService routes each target to its ServiceEntry, whose
 //!   DestinationRule originates TLS (client certificates from a `credentialName` Secret).
 //!
-//! Callers: the config has no callers section yet, so no AuthorizationPolicy is rendered and
-//! Istio's default applies (every workload the mesh lets reach the gateway may call).
+//! Callers (`egress.callers`): with `mtls`, the gateway's server speaks Istio mutual TLS
+//! (`ISTIO_MUTUAL`, and a DestinationRule makes the mesh's clients use it), so the filter reads
+//! each caller's mesh SPIFFE ID; the `allow` blocks that name SPIFFE IDs only also become an
+//! AuthorizationPolicy on the gateway ([`super::authz`]). The plugin runs in the `STATS` phase,
+//! after Istio's authorization, so that policy sees the caller's path before the filter
+//! rewrites it.
 
+use super::authz;
 use super::objects::{self, dns_part, label_pair, meta, Object};
 use super::{
     credential_env_pairs, input, plugin_filter_config, refuse_inlined_credentials, IstioArgs,
@@ -21,6 +26,13 @@ use egress_core::config::{Auth, Target};
 use egress_core::plan::wire;
 use egress_core::target_url::Scheme;
 use serde_json::{json, Value};
+
+/// After Istio's authorization filters: the AuthorizationPolicy judges the request as the
+/// caller sent it, before the filter rewrites its path.
+const PHASE: &str = "STATS";
+
+/// The gateway's port for callers (the Gateway server; the Service's port 80 targets it).
+const GATEWAY_PORT: u16 = 8080;
 
 pub fn run(a: &IstioArgs) -> anyhow::Result<ExitCode> {
     let inp = match input(&a.fleet)? {
@@ -91,8 +103,8 @@ pub fn run(a: &IstioArgs) -> anyhow::Result<ExitCode> {
         PluginKind::WasmPlugin => {
             let mut spec = wasm;
             spec["selector"] = json!({ "matchLabels": selector });
-            spec["phase"] = json!("AUTHN");
-            spec["match"] = json!([{ "mode": "SERVER", "ports": [{ "number": 8080 }] }]);
+            spec["phase"] = json!(PHASE);
+            spec["match"] = json!([{ "mode": "SERVER", "ports": [{ "number": GATEWAY_PORT }] }]);
             json!({ "apiVersion": "extensions.istio.io/v1alpha1", "kind": "WasmPlugin",
                     "metadata": meta(name, &ns, name), "spec": spec })
         }
@@ -102,7 +114,7 @@ pub fn run(a: &IstioArgs) -> anyhow::Result<ExitCode> {
             }
             json!({ "apiVersion": "extensions.istio.io/v1alpha1", "kind": "TrafficExtension",
                     "metadata": meta(name, &ns, name),
-                    "spec": { "selector": { "matchLabels": selector }, "phase": "AUTHN", "wasm": wasm } })
+                    "spec": { "selector": { "matchLabels": selector }, "phase": PHASE, "wasm": wasm } })
         }
     };
     objs.push(Object::new(plugin));
@@ -134,14 +146,42 @@ pub fn run(a: &IstioArgs) -> anyhow::Result<ExitCode> {
             hosts.push(t.url.host.clone());
         }
     }
+    let mutual = src
+        .config
+        .callers
+        .as_ref()
+        .is_some_and(|c| c.mtls.is_some());
+    let server = if mutual {
+        // The caller's mesh identity reaches the gateway (and the filter) only over Istio's
+        // mutual TLS; the clients' sidecars use it for the gateway's Service.
+        objs.push(Object::new(json!({
+            "apiVersion": "networking.istio.io/v1", "kind": "DestinationRule",
+            "metadata": meta(&gateway_name, &ns, name),
+            "spec": {
+                "host": a.gateway_service,
+                "trafficPolicy": { "portLevelSettings": [{
+                    "port": { "number": 80 },
+                    "tls": { "mode": "ISTIO_MUTUAL", "sni": a.host },
+                }] },
+            },
+        })));
+        json!({ "port": { "number": GATEWAY_PORT, "name": "https", "protocol": "HTTPS" },
+                "tls": { "mode": "ISTIO_MUTUAL" }, "hosts": hosts })
+    } else {
+        json!({ "port": { "number": GATEWAY_PORT, "name": "http", "protocol": "HTTP" }, "hosts": hosts })
+    };
     objs.push(Object::new(json!({
         "apiVersion": "networking.istio.io/v1", "kind": "Gateway",
         "metadata": meta(&gateway_name, &ns, name),
-        "spec": {
-            "selector": selector,
-            "servers": [{ "port": { "number": 8080, "name": "http", "protocol": "HTTP" }, "hosts": hosts }],
-        },
+        "spec": { "selector": selector, "servers": [server] },
     })));
+    let authz = authz::istio_policy(&src.config, name, &ns, &selector, GATEWAY_PORT);
+    for n in &authz.notes {
+        eprintln!("egressctl: note: callers: {n}");
+    }
+    if let Some(p) = authz.policy {
+        objs.push(Object::new(p));
+    }
 
     // On the gateway: each target to its ServiceEntry.
     let mut routes = Vec::new();

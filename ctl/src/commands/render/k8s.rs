@@ -12,6 +12,11 @@
 //! pod, found through the headless Service `<name>-push` (`--proxy-dns`); the push listener
 //! binds the pod's addresses, signed pushes only, and the NetworkPolicy admits only the
 //! refresher pods to it.
+//!
+//! Callers: the NetworkPolicy admits pods with `--caller-label`, and with `egress.callers` only
+//! from the namespaces the SPIFFE IDs name when every route's callers are named by
+//! Kubernetes-form IDs (no JWT issuer, see [`super::authz::k8s_namespaces`]). Service accounts
+//! cannot be said in a NetworkPolicy: the filter checks them.
 
 use super::objects::{self, dns_part, label_pair, labels, meta, Object};
 use super::{credential_env_pairs, input, refuse_inlined_credentials, K8sArgs};
@@ -219,8 +224,20 @@ pub fn run(a: &K8sArgs) -> anyhow::Result<ExitCode> {
         "metadata": meta(name, &ns, name),
         "spec": { "maxUnavailable": 1, "selector": { "matchLabels": selector } },
     })));
+    // Callers: pods with --caller-label, from the namespaces the config's SPIFFE IDs name
+    // where it names them all (a NetworkPolicy cannot see service accounts).
+    let namespaces = match super::authz::k8s_namespaces(&src.config) {
+        Ok(nss) => json!({ "matchExpressions": [{
+            "key": "kubernetes.io/metadata.name", "operator": "In", "values": nss }] }),
+        Err(why) => {
+            if src.config.callers.is_some() {
+                eprintln!("egressctl: note: NetworkPolicy {name}: callers from any namespace (with --caller-label): {why}");
+            }
+            json!({})
+        }
+    };
     let mut ingress = vec![json!({
-        "from": [{ "namespaceSelector": {}, "podSelector": { "matchLabels": caller } }],
+        "from": [{ "namespaceSelector": namespaces, "podSelector": { "matchLabels": caller } }],
         "ports": [{ "protocol": "TCP", "port": listen.port }],
     })];
     if redis {
@@ -276,44 +293,29 @@ pub fn envoy_files(
         seal_key: None,
     };
     let rendered = envoy::render(src, &opts)?;
-    let mut ca = BTreeMap::new();
-    let mut ca_paths: BTreeMap<String, String> = BTreeMap::new();
-    let mut tls = BTreeMap::new();
+    let mut files = MountedFiles::default();
     let mut clusters = rendered.clusters.clone();
     for c in &mut clusters {
         let cluster = c["name"].as_str().unwrap_or("cluster").to_string();
-        let Some(ctx) = c.pointer_mut("/transport_socket/typed_config/common_tls_context") else {
+        if let Some(ctx) = c.pointer_mut("/transport_socket/typed_config/common_tls_context") {
+            files.relocate(ctx, &cluster)?;
+        }
+    }
+    // The egress listener's own TLS (`egress.callers.mtls`): its certificate and key in a
+    // Secret like a target's client certificate, `client_ca` with the other CAs.
+    let mut listeners = rendered.listeners.clone();
+    for l in &mut listeners {
+        let owner = format!("listener-{}", l["name"].as_str().unwrap_or("listener"));
+        let Some(chains) = l.get_mut("filter_chains").and_then(Value::as_array_mut) else {
             continue;
         };
-        if let Some(f) = ctx.pointer_mut("/validation_context/trusted_ca/filename") {
-            let host = f.as_str().unwrap_or("").to_string();
-            if host != SYSTEM_CA {
-                let key = match ca_paths.get(&host) {
-                    Some(k) => k.clone(),
-                    None => {
-                        let k = format!("ca-{}.crt", ca_paths.len() + 1);
-                        ca.insert(k.clone(), read(&host)?);
-                        ca_paths.insert(host, k.clone());
-                        k
-                    }
-                };
-                *f = json!(format!("{CA_DIR}/{key}"));
-            }
-        }
-        if let Some(certs) = ctx
-            .get_mut("tls_certificates")
-            .and_then(Value::as_array_mut)
-        {
-            for tc in certs {
-                let cert = read(tc["certificate_chain"]["filename"].as_str().unwrap_or(""))?;
-                let key = read(tc["private_key"]["filename"].as_str().unwrap_or(""))?;
-                let dir = format!("{TLS_DIR}/{}", dns_part(&cluster));
-                tc["certificate_chain"]["filename"] = json!(format!("{dir}/tls.crt"));
-                tc["private_key"]["filename"] = json!(format!("{dir}/tls.key"));
-                tls.insert(cluster.clone(), (cert, key));
+        for fc in chains {
+            if let Some(ctx) = fc.pointer_mut("/transport_socket/typed_config/common_tls_context") {
+                files.relocate(ctx, &owner)?;
             }
         }
     }
+    let MountedFiles { ca, tls, .. } = files;
     let dir = Path::new(CONFIG_DIR);
     let yaml = |v: &Value| serde_yaml::to_string(v);
     let mut config = BTreeMap::new();
@@ -327,7 +329,7 @@ pub fn envoy_files(
     );
     config.insert(
         "lds.yaml".to_string(),
-        yaml(&envoy::resource_file(LISTENER_TYPE, &rendered.listeners))?,
+        yaml(&envoy::resource_file(LISTENER_TYPE, &listeners))?,
     );
     config.insert(
         "cds.yaml".to_string(),
@@ -339,6 +341,52 @@ pub fn envoy_files(
         tls,
         listen: src.config.http.listen.clone(),
     })
+}
+
+/// The files a TLS context names, moved to the pod's mounts.
+#[derive(Default)]
+struct MountedFiles {
+    /// Key in the CA ConfigMap -> content.
+    ca: BTreeMap<String, String>,
+    /// Host path -> key in the CA ConfigMap.
+    ca_paths: BTreeMap<String, String>,
+    /// Owner (cluster, `listener-<name>`) -> certificate and key.
+    tls: BTreeMap<String, (String, String)>,
+}
+
+impl MountedFiles {
+    /// Reads the files `ctx` (a `common_tls_context`) names and points it at the mounts.
+    fn relocate(&mut self, ctx: &mut Value, owner: &str) -> anyhow::Result<()> {
+        if let Some(f) = ctx.pointer_mut("/validation_context/trusted_ca/filename") {
+            let host = f.as_str().unwrap_or("").to_string();
+            if host != SYSTEM_CA {
+                let key = match self.ca_paths.get(&host) {
+                    Some(k) => k.clone(),
+                    None => {
+                        let k = format!("ca-{}.crt", self.ca_paths.len() + 1);
+                        self.ca.insert(k.clone(), read(&host)?);
+                        self.ca_paths.insert(host, k.clone());
+                        k
+                    }
+                };
+                *f = json!(format!("{CA_DIR}/{key}"));
+            }
+        }
+        if let Some(certs) = ctx
+            .get_mut("tls_certificates")
+            .and_then(Value::as_array_mut)
+        {
+            for tc in certs {
+                let cert = read(tc["certificate_chain"]["filename"].as_str().unwrap_or(""))?;
+                let key = read(tc["private_key"]["filename"].as_str().unwrap_or(""))?;
+                let dir = format!("{TLS_DIR}/{}", dns_part(owner));
+                tc["certificate_chain"]["filename"] = json!(format!("{dir}/tls.crt"));
+                tc["private_key"]["filename"] = json!(format!("{dir}/tls.key"));
+                self.tls.insert(owner.to_string(), (cert, key));
+            }
+        }
+        Ok(())
+    }
 }
 
 fn read(path: &str) -> anyhow::Result<String> {
@@ -368,9 +416,20 @@ fn envoy_container(
     mounts: Vec<Value>,
 ) -> Value {
     let ep = &src.config.endpoints;
+    // With `callers.mtls` the listener speaks TLS: the kubelet probes over HTTPS (it does not
+    // verify the certificate), or, when a client certificate is required (the kubelet has
+    // none), only opens a connection.
+    let mtls = src.config.callers.as_ref().and_then(|c| c.mtls.as_ref());
+    let http_probes = !mtls.is_some_and(|m| m.require_client_cert);
     let probe = |path: Option<&String>| match path {
-        Some(p) => json!({ "httpGet": { "path": p, "port": "http" } }),
-        None => json!({ "tcpSocket": { "port": "http" } }),
+        Some(p) if http_probes => {
+            let mut get = json!({ "path": p, "port": "http" });
+            if mtls.is_some() {
+                get["scheme"] = json!("HTTPS");
+            }
+            json!({ "httpGet": get })
+        }
+        _ => json!({ "tcpSocket": { "port": "http" } }),
     };
     let mut ready = probe(ep.ready.as_ref().or(ep.health.as_ref()));
     ready["periodSeconds"] = json!(5);

@@ -6,10 +6,13 @@
 //!   `token_store: redis` the refresher Deployment and the headless push Service.
 //! - [`istio`]: the filter as a WasmPlugin or TrafficExtension on the egress gateway, a
 //!   ServiceEntry and DestinationRule per target, mesh routing to the gateway.
+//! - [`authz`]: `egress.callers` as the platforms can say it: an AuthorizationPolicy from the
+//!   SPIFFE IDs (istio), the callers' namespaces in the NetworkPolicy (k8s).
 //! - [`objects`]: what both share: names, checks before writing, writing.
 //! - [`schemas`]: the published schemas every object passes before anything is written
 //!   ([`istio_schemas`]: Istio's, run in an embedded JavaScript engine).
 
+pub mod authz;
 pub mod istio;
 pub mod istio_schemas;
 pub mod k8s;
@@ -68,14 +71,18 @@ Example:
   egressctl render istio config.yaml --out istio/ --module-image ... --plugin-kind traffic-extension
   kubectl apply -f istio/
 
-Callers reach the proxy at http://HOST/<egress prefix>/... (HOST: --host). Credential values
+Callers reach the proxy at http://HOST/<egress prefix>/... (HOST: --host). With
+egress.callers.mtls the gateway speaks Istio mutual TLS (the filter sees each caller's mesh
+SPIFFE ID) and every allow block that names only SPIFFE IDs becomes a DENY rule of the
+AuthorizationPolicy <name> (notPrincipals on that route's paths); blocks naming JWT subjects
+or roles are left to the filter, and render says so. Credential values
 never go into the plugin config: it names environment variables the gateway reads (see
 README \"Running with Istio\").
 
 Checked before writing, nothing written if one check fails: names, labels, ports and Secret
 keys for every object; Secrets against the published Kubernetes 1.35 schemas (PyPI
-kubernetes-validate 1.37.0); WasmPlugin, ServiceEntry, DestinationRule, VirtualService and
-Gateway against Istio 1.29's CRD schemas, the validators npm @kubernetes-models/istio 3.0.1
+kubernetes-validate 1.37.0); WasmPlugin, ServiceEntry, DestinationRule, VirtualService,
+Gateway and AuthorizationPolicy against Istio 1.29's CRD schemas, the validators npm @kubernetes-models/istio 3.0.1
 compiles from them, embedded in egressctl and run in QuickJS; a field those kinds do not have
 is refused too (as the API server's strict field validation does).
 TrafficExtension has no published schema (that package predates it): only its spec.wasm is
@@ -126,8 +133,9 @@ pub struct K8sArgs {
     /// Envoy replicas.
     #[arg(long, default_value_t = 2, value_name = "N")]
     pub replicas: u32,
-    /// Pods carrying this label (any namespace) may call the proxy; the NetworkPolicy admits
-    /// no one else.
+    /// Pods carrying this label may call the proxy; the NetworkPolicy admits no one else. From
+    /// any namespace, or only from those the config's SPIFFE IDs name
+    /// (`spiffe://<td>/ns/<namespace>/sa/<sa>`) when every route's callers are named so.
     #[arg(
         long,
         default_value = "egress.io/caller=true",
