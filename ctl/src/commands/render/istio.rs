@@ -42,17 +42,21 @@ pub fn run(a: &IstioArgs) -> anyhow::Result<ExitCode> {
     let src = &inp.source;
     let mut reasons = Vec::new();
     for t in &src.config.targets {
-        if let Auth::OAuth2(_) = t.auth {
-            reasons.push(format!(
-                "target {}: oauth2_client_credentials needs the token endpoint clusters and the token push listener `compile` adds to Envoy; Istio's gateway has neither: use `render k8s` for OAuth2 targets",
-                t.name
-            ));
+        // Istio's gateway runs no token refresher and has no push listener: nothing could
+        // bring a push-only credential to it (render k8s renders the refresher).
+        match egress_core::build::push_only(&src.config, t) {
+            Some(egress_core::build::PushOnly::HostFile { field, path }) => reasons.push(format!(
+                "target {}: {} needs {field} ({path}), a file the filter cannot read: `egressctl token refresh` must fetch it and push, and Istio's gateway has no push listener nor refresher; use `render k8s`, which renders the refresher with the file mounted",
+                t.name,
+                t.auth.kind()
+            )),
+            _ if matches!(t.auth, Auth::OAuth2(_)) => reasons.push(format!(
+                "target {}: {} needs the token endpoint clusters and the token push listener `compile` adds to Envoy; Istio's gateway has neither: use `render k8s` for OAuth2 targets",
+                t.name,
+                t.auth.kind()
+            )),
+            _ => {}
         }
-    }
-    for name in crate::commands::compile::push_only_aws_targets(src) {
-        reasons.push(format!(
-            "target {name}: aws_sigv4 with web_identity is push-only (egressctl token refresh pushes the STS credentials to the push listener); Istio's gateway has no push listener"
-        ));
     }
     let selector = match label_pair("--gateway-selector", &a.gateway_selector) {
         Ok(v) => v,

@@ -17,6 +17,7 @@ pub mod istio;
 pub mod istio_schemas;
 pub mod k8s;
 pub mod objects;
+pub mod refresher;
 pub mod schemas;
 
 use super::load_or_report;
@@ -127,7 +128,8 @@ pub struct K8sArgs {
     /// Envoy image (1.40 or later with the V8 wasm runtime). Pin it by digest in production.
     #[arg(long, default_value = "envoyproxy/envoy:v1.40.0", value_name = "IMAGE")]
     pub envoy_image: String,
-    /// Image with egressctl, for the token refresher Deployment (`token_store: redis` only).
+    /// Image with egressctl, for the token refresher Deployment (`token_store: redis`, and
+    /// targets whose credential needs a file on the host).
     #[arg(long, default_value = concat!("egressctl:", env!("CARGO_PKG_VERSION")), value_name = "IMAGE")]
     pub egressctl_image: String,
     /// Envoy replicas.
@@ -142,6 +144,12 @@ pub struct K8sArgs {
         value_name = "KEY=VALUE"
     )]
     pub caller_label: String,
+    /// The audience of a target's projected token file (repeatable). Defaults:
+    /// `sts.amazonaws.com` (aws_sigv4 web_identity), `api://AzureADTokenExchange`
+    /// (federated_token_file), the target's `audience` or else its token_url
+    /// (oauth2_token_exchange).
+    #[arg(long, value_name = "TARGET=AUDIENCE")]
+    pub token_audience: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
