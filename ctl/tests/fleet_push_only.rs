@@ -305,3 +305,69 @@ fn render_k8s_token_audience_overrides_the_default_and_bad_paths_are_refused_by_
     }
     assert!(!text(&out).contains(SA_MARKER));
 }
+
+#[test]
+fn render_k8s_with_redis_mounts_host_files_in_its_one_refresher_and_refuses_files_it_cannot_mount()
+{
+    let d = setup("");
+    let base = std::fs::read_to_string(d.path().join("config.yaml"))
+        .unwrap()
+        .replace(
+            "egress:\n",
+            "egress:\n  token_store:\n    type: redis\n    redis:\n      address: \"redis.egress:6379\"\n",
+        );
+    let s3 = "    s3:\n      url: \"https://my-bucket.s3.eu-west-1.amazonaws.com\"\n      auth:\n        type: aws_sigv4\n        region: eu-west-1\n        service: s3\n        web_identity:\n          role_arn: arn:aws:iam::123456789012:role/egress\n          token_file: /var/run/secrets/eks.amazonaws.com/serviceaccount/token\n";
+    // Redis alone: the refresher as before, no ServiceAccount of its own.
+    std::fs::write(d.path().join("config.yaml"), &base).unwrap();
+    let out = render_to(d.path(), "k8s", "plain", &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    let objs: Vec<Value> = yaml_files(&d.path().join("plain"))
+        .iter()
+        .map(|f| load(f))
+        .collect();
+    let pod = &find(&objs, "Deployment", "egress-token-refresher")["spec"]["template"];
+    assert!(pod["spec"].get("serviceAccountName").is_none());
+    assert!(!objs.iter().any(|o| o["kind"] == "ServiceAccount"));
+
+    // Redis and a web identity: the same two replicas refreshing everything, with the token.
+    std::fs::write(
+        d.path().join("config.yaml"),
+        base.replace("endpoints:", &format!("{s3}endpoints:")),
+    )
+    .unwrap();
+    let out = render_env(d.path(), "k8s", &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    let files = yaml_files(&d.path().join("out"));
+    let v = kubernetes_validate(&files);
+    assert!(v.status.success(), "{}", text(&v));
+    let objs: Vec<Value> = files.iter().map(|f| load(f)).collect();
+    let refresher = find(&objs, "Deployment", "egress-token-refresher");
+    assert_eq!(refresher["spec"]["replicas"], 2);
+    let pod = &refresher["spec"]["template"];
+    let containers = pod["spec"]["containers"].as_array().unwrap();
+    assert_eq!(containers.len(), 1);
+    assert!(!strs(&containers[0]["args"]).contains(&"--target"));
+    let src = file_source(
+        pod,
+        &containers[0],
+        "/var/run/secrets/eks.amazonaws.com/serviceaccount/token",
+    );
+    assert_eq!(src["serviceAccountToken"]["audience"], "sts.amazonaws.com");
+    assert_eq!(pod["spec"]["serviceAccountName"], "egress-token-refresher");
+
+    // A token endpoint CA file the refresher would read but has not: refused, saying which.
+    let xchg = "    xchg:\n      url: \"https://crm.example.com\"\n      tls: {ca_cert: c.crt}\n      auth:\n        type: oauth2_token_exchange\n        token_url: \"https://sts.example.com/token\"\n        subject_token_file: /var/run/secrets/tokens/xchg\n";
+    std::fs::write(
+        d.path().join("config.yaml"),
+        base.replace("endpoints:", &format!("{xchg}endpoints:")),
+    )
+    .unwrap();
+    let out = render_to(d.path(), "k8s", "out3", &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("target xchg: the refresher would also read tls.ca_cert (c.crt)"),
+        "{}",
+        text(&out)
+    );
+    assert!(!d.path().join("out3").exists());
+}

@@ -15,7 +15,7 @@ use super::k8s::{CONFIG_DIR, PUSH_PORT};
 use super::objects::{dns_part, labels, meta, Object};
 use super::K8sArgs;
 use egress_core::build::{push_only, PushOnly};
-use egress_core::config::{Auth, AwsCredentialSource, Config, Grant};
+use egress_core::config::{Auth, AwsCredentialSource, Config, Grant, Target};
 use egress_core::push::PushSigner;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
@@ -125,6 +125,13 @@ pub fn host_files(
                 continue;
             }
         }
+        if let Some((other, file)) = other_files(t).into_iter().next() {
+            reasons.push(format!(
+                "target {}: the refresher would also read {other} ({file}), which render k8s does not mount (only {field}): leave it out (the system CA bundle; client_auth without a private_key file) or run the refresher yourself",
+                t.name
+            ));
+            continue;
+        }
         if let Err(why) = mountable(&path) {
             reasons.push(format!(
                 "target {}: {field} ({path}) cannot be mounted in the refresher pod: {why}",
@@ -156,6 +163,35 @@ pub fn host_files(
     } else {
         Err(reasons)
     }
+}
+
+/// The other files `egressctl token refresh` reads for a target (a token endpoint's CA, a
+/// `private_key_jwt` key): not mounted in the refresher pod.
+fn other_files(t: &Target) -> Vec<(&'static str, String)> {
+    let mut out = Vec::new();
+    match &t.auth {
+        Auth::OAuth2(o) => {
+            if let Some(p) = &o.private_key {
+                out.push(("auth.private_key", p.clone()));
+            }
+            // The token endpoint's TLS is the target's `tls` (as the fetcher reads it).
+            let ca = o
+                .tls
+                .as_ref()
+                .or(t.tls.as_ref())
+                .and_then(|tls| tls.ca_cert.clone());
+            out.extend(ca.map(|c| ("tls.ca_cert", c)));
+        }
+        Auth::AwsSigv4(a) => {
+            if let AwsCredentialSource::WebIdentity(w) = &a.source {
+                if let Some(c) = w.tls.as_ref().and_then(|tls| tls.ca_cert.as_ref()) {
+                    out.push(("auth.web_identity.tls.ca_cert", c.clone()));
+                }
+            }
+        }
+        _ => {}
+    }
+    out
 }
 
 /// Whether a file can be mounted at `path` beside the refresher's own mounts.
