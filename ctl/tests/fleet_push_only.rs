@@ -355,7 +355,7 @@ fn render_k8s_with_redis_mounts_host_files_in_its_one_refresher_and_refuses_file
     assert_eq!(src["serviceAccountToken"]["audience"], "sts.amazonaws.com");
     assert_eq!(pod["spec"]["serviceAccountName"], "egress-token-refresher");
 
-    // A token endpoint CA file the refresher would read but has not: refused, saying which.
+    // A token endpoint CA at a relative path, which the refresher cannot have: refused.
     let xchg = "    xchg:\n      url: \"https://crm.example.com\"\n      tls: {ca_cert: c.crt}\n      auth:\n        type: oauth2_token_exchange\n        token_url: \"https://sts.example.com/token\"\n        subject_token_file: /var/run/secrets/tokens/xchg\n";
     std::fs::write(
         d.path().join("config.yaml"),
@@ -365,7 +365,9 @@ fn render_k8s_with_redis_mounts_host_files_in_its_one_refresher_and_refuses_file
     let out = render_to(d.path(), "k8s", "out3", &[]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(
-        text(&out).contains("target xchg: the refresher would also read tls.ca_cert (c.crt)"),
+        text(&out).contains(
+            "target xchg: the refresher would also read tls.ca_cert (c.crt), a relative path"
+        ),
         "{}",
         text(&out)
     );

@@ -3,7 +3,8 @@
 //!
 //! - [`k8s`]: Envoy as a Deployment (config in a ConfigMap, credentials in Secrets, module from
 //!   an image volume pinned by digest), Service, PodDisruptionBudget, NetworkPolicy; with
-//!   `token_store: redis` the refresher Deployment and the headless push Service.
+//!   `token_store: redis` or a target needing a file on the host, the refresher Deployment
+//!   ([`refresher`]) and the headless push Service.
 //! - [`istio`]: the filter as a WasmPlugin or TrafficExtension on the egress gateway, a
 //!   ServiceEntry and DestinationRule per target, mesh routing to the gateway.
 //! - [`authz`]: `egress.callers` as the platforms can say it: an AuthorizationPolicy from the
@@ -32,8 +33,9 @@ use std::path::PathBuf;
 #[derive(Debug, Subcommand)]
 pub enum RenderCommand {
     /// Plain Kubernetes: a Deployment of Envoy with the filter, its ConfigMap and Secrets, a
-    /// Service, a PodDisruptionBudget and a NetworkPolicy (with `token_store: redis`, also the
-    /// token refresher as its own Deployment, pushing to every Envoy pod through a headless
+    /// Service, a PodDisruptionBudget and a NetworkPolicy (with `token_store: redis`, or targets
+    /// whose credential needs a file on the host, also the token refresher as its own
+    /// Deployment with those files mounted, pushing to every Envoy pod through a headless
     /// Service).
     #[command(after_help = K8S_AFTER)]
     K8s(K8sArgs),
@@ -62,6 +64,14 @@ With token_store: redis, `egressctl token refresh --watch` runs as its own Deplo
 the headless Service <name>-push (--proxy-dns); only the refresher pods may reach port 9902.
 Its Secret <name>-refresher-env holds the ${VAR}s the config names, read from the environment
 render runs in.
+
+Targets whose credential needs a file on the host (service_account_file, subject_token_file,
+federated_token_file, web_identity.token_file) get the refresher too, without redis: one
+replica, one container per target, each file mounted at the path the config names. A
+service-account key comes from a Secret you create (<name>-sa-<target>, key key.json; never in
+the output); token files are projected tokens of the ServiceAccount <name>-token-refresher
+(audience: sts.amazonaws.com for web_identity, api://AzureADTokenExchange for
+federated_token_file, the target's audience or token_url for token exchange; --token-audience).
 
 Exit 0: written; 1: invalid config or a config this output cannot carry (each reason printed);
 2: bad usage; 3: other failure (I/O, module not found).";

@@ -125,9 +125,15 @@ pub fn host_files(
                 continue;
             }
         }
-        if let Some((other, file)) = other_files(t).into_iter().next() {
+        // Other files the refresher reads (a token endpoint's CA, a private_key_jwt key) are
+        // not mounted: they must be in the refresher's image, at an absolute path (a relative
+        // one resolves into the config's ConfigMap mount).
+        if let Some((other, file)) = other_files(t)
+            .into_iter()
+            .find(|(_, f)| !Path::new(f).is_absolute())
+        {
             reasons.push(format!(
-                "target {}: the refresher would also read {other} ({file}), which render k8s does not mount (only {field}): leave it out (the system CA bundle; client_auth without a private_key file) or run the refresher yourself",
+                "target {}: the refresher would also read {other} ({file}), a relative path that resolves into its {CONFIG_DIR}, where no such file is: give an absolute path that exists in the refresher's image (--egressctl-image)",
                 t.name
             ));
             continue;
