@@ -179,13 +179,8 @@ impl Request {
                 // the target nor starts a token fetch.
                 let mut retried = false;
                 loop {
-                    let verdict = callers::authorize(
-                        &self.engine,
-                        &fwd,
-                        &headers,
-                        &self.callers,
-                        &self.jwks,
-                    );
+                    let verdict =
+                        callers::authorize(&self.engine, &fwd, &headers, &self.callers, &self.jwks);
                     let refusal = match verdict {
                         Ok(admitted) => {
                             callers::admit(&admitted)?;
@@ -239,7 +234,9 @@ impl Request {
                         if let Ok(mut t) = self.tokens.try_borrow_mut() {
                             t.count_unavailable(&Host, fwd.target);
                         }
-                        return Ok(Some(self.reply(&self.engine.credentials_unavailable(fwd.target))));
+                        return Ok(Some(
+                            self.reply(&self.engine.credentials_unavailable(fwd.target)),
+                        ));
                     }
                 }
                 // One host call per change (replacing the whole map costs Envoy far more).
@@ -264,7 +261,9 @@ impl Request {
                         .try_borrow_mut()
                         .is_ok_and(|mut t| t.wait(&Host, fwd.target, self.context_id));
                     if !waiting {
-                        return Ok(Some(self.reply(&self.engine.credentials_unavailable(fwd.target))));
+                        return Ok(Some(
+                            self.reply(&self.engine.credentials_unavailable(fwd.target)),
+                        ));
                     }
                     self.debug(|| format!("egress: {target_name}: waiting for a token"));
                     return Ok(Some(Action::Pause));
