@@ -5,7 +5,6 @@ use crate::host::{self, Host};
 use crate::http::{self, Parked};
 use egress_core::callers::jwks::{JwksManager, Wake, MAX_JWKS_BYTES};
 use egress_core::plan::LogLevel;
-use proxy_wasm::hostcalls;
 use proxy_wasm::types::{Action, MapType};
 use std::cell::RefCell;
 
@@ -66,23 +65,23 @@ fn wake(wakes: Vec<Wake>, parked: &Parked, root_id: u32) {
         let Some(request) = request else {
             continue;
         };
-        if let Err(e) = hostcalls::set_effective_context(w.context_id) {
-            host::log(LogLevel::Warn, &format!("egress: waking a request: {e:?}"));
+        if let Err(e) = host::enter_context(w.context_id) {
+            host::log(LogLevel::Warn, &format!("egress: waking a request: {e}"));
             continue;
         }
         if http::run(&request, Some(w.expired)) == Action::Continue {
-            if let Err(e) = hostcalls::resume_http_request() {
+            if let Err(e) = host::resume_request() {
                 host::log(
                     LogLevel::Warn,
-                    &format!("egress: resuming a request: {e:?}"),
+                    &format!("egress: resuming a request: {e}"),
                 );
             }
         }
     }
-    if let Err(e) = hostcalls::set_effective_context(root_id) {
+    if let Err(e) = host::enter_context(root_id) {
         host::log(
             LogLevel::Error,
-            &format!("egress: restoring the root context: {e:?}"),
+            &format!("egress: restoring the root context: {e}"),
         );
     }
 }
