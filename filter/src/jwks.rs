@@ -71,10 +71,7 @@ fn wake(wakes: Vec<Wake>, parked: &Parked, root_id: u32) {
         }
         if http::run(&request, Some(w.expired)) == Action::Continue {
             if let Err(e) = host::resume_request() {
-                host::log(
-                    LogLevel::Warn,
-                    &format!("egress: resuming a request: {e}"),
-                );
+                host::log(LogLevel::Warn, &format!("egress: resuming a request: {e}"));
             }
         }
     }
