@@ -1,7 +1,8 @@
 //! `egressctl render k8s|istio` and `package`: every rendered file passes the published
 //! schemas (core Kubernetes: PyPI `kubernetes-validate`; Istio: npm `@kubernetes-models/istio`,
 //! generated from Istio's CRDs), credentials stay in Secrets, and what cannot be carried is
-//! refused with nothing written. Needs `bash tests/support/install-fleet-deps.sh`.
+//! refused with nothing written (render refusing what fails the Istio CRD schemas: see
+//! fleet_istio.rs). Needs `bash tests/support/install-fleet-deps.sh`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -328,6 +329,7 @@ fn render_help_names_the_schemas_it_checks_and_the_kind_without_one() {
     let o = ctl(d.path(), &["render", "istio", "--help"]);
     let h = text(&o);
     assert!(h.contains("kubernetes-validate"), "{h}");
+    assert!(h.contains("@kubernetes-models/istio 3.0.1"), "{h}");
     assert!(
         h.contains("TrafficExtension has no published schema"),
         "{h}"

@@ -6,7 +6,8 @@
 #  - kubernetes-validate (PyPI, pinned) in tests/support/schemas/.venv: the published core
 #    Kubernetes OpenAPI schemas, per Kubernetes version, with a CLI.
 #  - @kubernetes-models/istio (npm, pinned) in tests/support/schemas/node_modules: validators
-#    generated from Istio's own CRD schemas (crd-all.gen.yaml).
+#    generated from Istio's own CRD schemas (crd-all.gen.yaml); and esbuild and typescript
+#    (npm, pinned), with which ctl/schemas/generate-istio.sh makes what egressctl embeds.
 # Idempotent.
 set -euo pipefail
 

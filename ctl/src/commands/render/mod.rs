@@ -7,9 +7,11 @@
 //! - [`istio`]: the filter as a WasmPlugin or TrafficExtension on the egress gateway, a
 //!   ServiceEntry and DestinationRule per target, mesh routing to the gateway.
 //! - [`objects`]: what both share: names, checks before writing, writing.
-//! - [`schemas`]: the published schemas every object passes before anything is written.
+//! - [`schemas`]: the published schemas every object passes before anything is written
+//!   ([`istio_schemas`]: Istio's, run in an embedded JavaScript engine).
 
 pub mod istio;
+pub mod istio_schemas;
 pub mod k8s;
 pub mod objects;
 pub mod schemas;
@@ -70,12 +72,14 @@ Callers reach the proxy at http://HOST/<egress prefix>/... (HOST: --host). Crede
 never go into the plugin config: it names environment variables the gateway reads (see
 README \"Running with Istio\").
 
-Checked before writing: names, labels, ports and Secret keys for every object, and the
-Kubernetes objects (Secrets) against the published schemas (PyPI kubernetes-validate 1.37.0,
-Kubernetes 1.35). The Istio kinds are not checked against schemas here: the registry package
-with Istio's CRD schemas (npm @kubernetes-models/istio 3.0.1) ships compiled validators, not
-JSON Schema, so egressctl cannot embed them; the project's tests validate every Istio object
-with it. TrafficExtension has no published schema at all: its fields follow Istio's docs.
+Checked before writing, nothing written if one check fails: names, labels, ports and Secret
+keys for every object; Secrets against the published Kubernetes 1.35 schemas (PyPI
+kubernetes-validate 1.37.0); WasmPlugin, ServiceEntry, DestinationRule, VirtualService and
+Gateway against Istio 1.29's CRD schemas, the validators npm @kubernetes-models/istio 3.0.1
+compiles from them, embedded in egressctl and run in QuickJS; a field those kinds do not have
+is refused too (as the API server's strict field validation does).
+TrafficExtension has no published schema (that package predates it): only its spec.wasm is
+checked, as the WasmPlugin fields of the same names, and render says so.
 
 Exit 0: written; 1: invalid config or a config this output cannot carry; 2: bad usage; 3:
 other failure.";

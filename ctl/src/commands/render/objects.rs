@@ -215,6 +215,14 @@ pub fn check_and_write(objects: &[Object], out: &Path) -> anyhow::Result<ExitCod
         eprintln!("egressctl: nothing written to {}", out.display());
         return Ok(ExitCode::InvalidConfig);
     }
+    for o in objects {
+        let v = &o.value;
+        let (api, kind) = (v["apiVersion"].as_str(), v["kind"].as_str());
+        if let Some(note) = super::schemas::unchecked_note(api.unwrap_or(""), kind.unwrap_or("")) {
+            let name = v["metadata"]["name"].as_str().unwrap_or("");
+            eprintln!("egressctl: note: {} {name}: {note}", kind.unwrap_or(""));
+        }
+    }
     std::fs::create_dir_all(out)?;
     for o in objects {
         let yaml = serde_yaml::to_string(&o.value)?;

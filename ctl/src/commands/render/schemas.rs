@@ -5,11 +5,11 @@
 //! `ctl/schemas/k8s/` (see its SOURCE file) and embedded here. A test regenerates them from
 //! the pinned package and compares, so they cannot drift.
 //!
-//! Istio kinds: the registry package with Istio's CRD schemas (npm `@kubernetes-models/istio`)
-//! ships them only as compiled validators, not as JSON Schema, so `render` cannot embed them;
-//! the fleet tests validate every Istio object with that package. TrafficExtension has no
-//! published schema at all (that package predates it).
+//! Istio kinds: Istio's CRD schemas as npm `@kubernetes-models/istio` ships them, compiled
+//! validators run in an embedded JavaScript engine ([`super::istio_schemas`]). TrafficExtension
+//! has no published schema (that package predates it): only its `spec.wasm` is checked.
 
+use super::istio_schemas;
 use serde_json::Value;
 use std::sync::OnceLock;
 
@@ -71,20 +71,39 @@ fn compiled() -> &'static Compiled {
     })
 }
 
-/// Whether `render` carries a published schema for this kind.
+/// Whether `render` carries the whole published schema for this kind (Kubernetes or Istio).
 pub fn has_schema(api_version: &str, kind: &str) -> bool {
     EMBEDDED
         .iter()
         .any(|(a, k, _)| *a == api_version && *k == kind)
+        || istio_schemas::kinds()
+            .is_ok_and(|ks| ks.iter().any(|(a, k)| a == api_version && k == kind))
+}
+
+/// For a kind without a whole published schema: what is (not) checked, to tell the user.
+pub fn unchecked_note(api_version: &str, kind: &str) -> Option<String> {
+    if has_schema(api_version, kind) {
+        return None;
+    }
+    Some(if (api_version, kind) == istio_schemas::TRAFFIC_EXTENSION {
+        format!(
+            "no published schema for {kind} (not in {}): only its spec.wasm is checked, as the WasmPlugin fields of the same names; the rest is not",
+            istio_schemas::source()
+        )
+    } else {
+        format!(
+            "{api_version} {kind} has no published schema in egressctl: not checked against one"
+        )
+    })
 }
 
 /// Every way `object` fails its kind's published schema (empty: it passes, or the kind has
-/// no embedded schema: see [`has_schema`]). Each problem names the field path.
+/// no embedded schema: see [`unchecked_note`]). Each problem names the field path.
 pub fn validate(object: &Value) -> Vec<String> {
     let api = object["apiVersion"].as_str().unwrap_or("");
     let kind = object["kind"].as_str().unwrap_or("");
     let Some((_, _, v)) = compiled().iter().find(|(a, k, _)| *a == api && *k == kind) else {
-        return Vec::new();
+        return istio_schemas::validate(object).unwrap_or_default();
     };
     match v {
         Err(e) => vec![format!(
