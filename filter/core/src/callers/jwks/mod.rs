@@ -36,7 +36,7 @@ pub fn backoff_ms(failures: u32) -> u64 {
     if failures == 0 {
         0
     } else {
-        (1000u64 << failures.min(6)).min(60_000)
+        (1000u64 << (failures - 1).min(6)).min(60_000)
     }
 }
 
