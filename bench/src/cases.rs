@@ -1,6 +1,8 @@
-//! The seven cases and their Envoy configs: cases 1–4 rendered here (JSON bootstraps),
-//! cases 5–7 by `egressctl compile` of egress configs written here.
+//! The eleven cases and their Envoy configs: cases 1–4 and 11 rendered here (JSON bootstraps),
+//! cases 5–10 by `egressctl compile` of egress configs written here (what cases 8–10 add to
+//! the API-key config lives in `auth_cases`).
 
+use crate::auth_cases;
 use crate::procs::output;
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
@@ -37,6 +39,15 @@ pub enum Kind {
     OursOauth2,
     /// Our filter, 10,000 routes.
     OursManyRoutes,
+    /// Our filter, API key target, callers verified by mTLS (a SPIFFE ID in the client
+    /// certificate wrk presents, through `bench/wrk-client-cert`).
+    OursMtlsCallers,
+    /// Our filter, API key target, callers verified by an HS256 JWT (cached: same token).
+    OursJwtCached,
+    /// Our filter, AWS SigV4 target (static keys, payload unsigned).
+    OursSigv4,
+    /// Case 1 behind the TLS listener of case 8: what TLS with client certificates costs.
+    LimitMtls,
 }
 
 #[derive(Debug, Clone)]
@@ -97,6 +108,30 @@ impl Case {
                 "7 ours 10k",
                 "egress filter, 10,000 routes (request hits the last one)",
             ),
+            c(
+                8,
+                OursMtlsCallers,
+                "8 ours mTLS",
+                "egress filter, API key target, callers by mTLS (client certificate with an allowed SPIFFE ID)",
+            ),
+            c(
+                9,
+                OursJwtCached,
+                "9 ours JWT",
+                "egress filter, API key target, callers by JWT (HS256, same token: cache hit)",
+            ),
+            c(
+                10,
+                OursSigv4,
+                "10 ours SigV4",
+                "egress filter, AWS SigV4 target (static keys, payload unsigned)",
+            ),
+            c(
+                11,
+                LimitMtls,
+                "11 envoy mTLS",
+                "case 1 behind case 8's TLS listener (client certificate required): TLS alone, no filter",
+            ),
         ]
     }
 
@@ -119,10 +154,17 @@ impl Case {
         };
         let key = format!(" key={API_KEY} auth=");
         match self.kind {
-            Kind::Limit => rest == " key= auth=",
-            Kind::NativeGeneric | Kind::Floor | Kind::OursApiKey | Kind::OursManyRoutes => {
-                rest == key
-            }
+            Kind::Limit | Kind::LimitMtls => rest == " key= auth=",
+            // Case 9: the caller's JWT must not reach the upstream (`auth=` empty).
+            Kind::NativeGeneric
+            | Kind::Floor
+            | Kind::OursApiKey
+            | Kind::OursManyRoutes
+            | Kind::OursMtlsCallers
+            | Kind::OursJwtCached => rest == key,
+            Kind::OursSigv4 => rest
+                .strip_prefix(" key= auth=")
+                .is_some_and(auth_cases::is_sigv4),
             Kind::NativeOauth2 | Kind::OursOauth2 => rest
                 .strip_prefix(" key= auth=Bearer ")
                 .is_some_and(|token| token.starts_with("tokens-token-")),
@@ -131,6 +173,19 @@ impl Case {
 
     pub fn uses_token_server(&self) -> bool {
         matches!(self.kind, Kind::NativeOauth2 | Kind::OursOauth2)
+    }
+
+    /// Whether this case's listener speaks TLS and wants the load's client certificate.
+    pub fn uses_client_cert(&self) -> bool {
+        matches!(self.kind, Kind::OursMtlsCallers | Kind::LimitMtls)
+    }
+
+    /// Header lines every request of this case carries.
+    pub fn headers(&self, setup: &Setup) -> Vec<String> {
+        match self.kind {
+            Kind::OursJwtCached => vec![format!("Authorization: Bearer {}", setup.jwt)],
+            _ => Vec::new(),
+        }
     }
 }
 
@@ -147,6 +202,10 @@ pub struct Setup {
     pub floor_wasm: PathBuf,
     pub upstream_port: u16,
     pub token_port: u16,
+    /// The callers' PKI of case 8 (`auth_cases::make_pki`).
+    pub pki: PathBuf,
+    /// The JWT case 9's requests carry.
+    pub jwt: String,
 }
 
 /// A case's Envoy config, ready to run.
@@ -161,13 +220,18 @@ pub struct Rendered {
 pub fn render(case: &Case, setup: &Setup, dir: &Path, listen: u16, admin: u16) -> Result<Rendered> {
     fs::create_dir_all(dir)?;
     let envoy_config = match case.kind {
-        Kind::Limit | Kind::NativeGeneric | Kind::NativeOauth2 | Kind::Floor => {
+        Kind::Limit | Kind::NativeGeneric | Kind::NativeOauth2 | Kind::Floor | Kind::LimitMtls => {
             let path = dir.join("envoy.json");
             let bootstrap = native_bootstrap(case.kind, setup, listen, admin);
             fs::write(&path, serde_json::to_string_pretty(&bootstrap)?)?;
             path
         }
-        Kind::OursApiKey | Kind::OursOauth2 | Kind::OursManyRoutes => {
+        Kind::OursApiKey
+        | Kind::OursOauth2
+        | Kind::OursManyRoutes
+        | Kind::OursMtlsCallers
+        | Kind::OursJwtCached
+        | Kind::OursSigv4 => {
             let config = dir.join("egress.yaml");
             fs::write(&config, egress_config(case.kind, setup, listen))?;
             compile(setup, &config, &dir.join("out"), admin)?;
@@ -275,7 +339,7 @@ pub fn native_bootstrap(kind: Kind, setup: &Setup, listen: u16, admin: u16) -> V
             "suppress_envoy_headers": true
         }
     }));
-    json!({
+    let mut bootstrap = json!({
         "admin": { "address": socket(admin) },
         "static_resources": {
             "listeners": [{
@@ -307,15 +371,21 @@ pub fn native_bootstrap(kind: Kind, setup: &Setup, listen: u16, admin: u16) -> V
             "clusters": clusters,
             "secrets": secrets
         }
-    })
+    });
+    if kind == Kind::LimitMtls {
+        bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["transport_socket"] =
+            auth_cases::listener_tls(&setup.pki);
+    }
+    bootstrap
 }
 
-/// Cases 5–7: the egress config (`egressctl` YAML). Request lines go to /dev/null (they are
+/// Cases 5–10: the egress config (`egressctl` YAML). Request lines go to /dev/null (they are
 /// still formatted and written: that is part of what the filter costs).
 pub fn egress_config(kind: Kind, setup: &Setup, listen: u16) -> String {
     let upstream = format!("http://127.0.0.1:{}", setup.upstream_port);
     let mut targets = String::new();
     let mut routes = String::new();
+    let mut callers = String::new();
     match kind {
         Kind::OursOauth2 => {
             targets.push_str(&format!(
@@ -337,14 +407,30 @@ pub fn egress_config(kind: Kind, setup: &Setup, listen: u16) -> String {
                 routes.push_str(&route(&prefix, &format!("t{}", i / per_target)));
             }
         }
+        Kind::OursMtlsCallers => {
+            callers = auth_cases::mtls_callers(&setup.pki);
+            targets.push_str(&api_key_target("api", &upstream));
+            targets.push_str(&auth_cases::allow_spiffe());
+            routes.push_str(&route("/egress/api", "api"));
+        }
+        Kind::OursJwtCached => {
+            callers = auth_cases::jwt_callers();
+            targets.push_str(&api_key_target("api", &upstream));
+            targets.push_str(&auth_cases::allow_role());
+            routes.push_str(&route("/egress/api", "api"));
+        }
+        Kind::OursSigv4 => {
+            targets.push_str(&auth_cases::sigv4_target("api", &upstream));
+            routes.push_str(&route("/egress/api", "api"));
+        }
         _ => {
             targets.push_str(&api_key_target("api", &upstream));
             routes.push_str(&route("/egress/api", "api"));
         }
     }
     format!(
-        "# Written by egress-bench.\nhttp:\n  addr: \"127.0.0.1:{listen}\"\n\negress:\n  enabled: true\n  \
-         targets:\n{targets}  routes:\n{routes}\nlogger:\n  level: info\n  format: json\n  output: /dev/null\n"
+        "# Written by egress-bench.\nhttp:\n  addr: \"127.0.0.1:{listen}\"\n\negress:\n  enabled: true\n\
+         {callers}  targets:\n{targets}  routes:\n{routes}\nlogger:\n  level: info\n  format: json\n  output: /dev/null\n"
     )
 }
 
@@ -382,6 +468,18 @@ pub fn compile(setup: &Setup, config: &Path, out: &Path, admin: u16) -> Result<D
 mod tests {
     use super::*;
 
+    fn test_setup() -> Setup {
+        Setup {
+            egressctl: PathBuf::new(),
+            filter_wasm: PathBuf::new(),
+            floor_wasm: PathBuf::new(),
+            upstream_port: 1,
+            token_port: 2,
+            pki: PathBuf::from("/pki"),
+            jwt: "h.p.s".into(),
+        }
+    }
+
     #[test]
     fn echo_check_matches_each_case() {
         let cases = Case::all();
@@ -398,13 +496,7 @@ mod tests {
 
     #[test]
     fn many_routes_config_has_every_route_and_the_measured_one_last() {
-        let setup = Setup {
-            egressctl: PathBuf::new(),
-            filter_wasm: PathBuf::new(),
-            floor_wasm: PathBuf::new(),
-            upstream_port: 1,
-            token_port: 2,
-        };
+        let setup = test_setup();
         let yaml = egress_config(Kind::OursManyRoutes, &setup, 3);
         assert_eq!(yaml.matches("- path_prefix:").count(), MANY_ROUTES);
         assert!(yaml.contains("path_prefix: \"/egress/svc09999\"\n      target: t9\n"));

@@ -16,13 +16,19 @@ pub struct Response {
 
 /// `GET path` on 127.0.0.1:`port` with `Connection: close`.
 pub fn get(port: u16, path: &str) -> Result<Response> {
+    get_with(port, path, &[])
+}
+
+/// [`get`] with extra request header lines (`Name: value`).
+pub fn get_with(port: u16, path: &str, headers: &[String]) -> Result<Response> {
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))
         .with_context(|| format!("connecting to {addr}"))?;
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let extra: String = headers.iter().map(|h| format!("{h}\r\n")).collect();
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: bench.local\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: bench.local\r\n{extra}Connection: close\r\n\r\n"
     )?;
     let mut raw = Vec::new();
     stream
@@ -63,25 +69,34 @@ fn dechunk(mut body: &str) -> String {
     out
 }
 
-/// Polls `GET path` until `ok` accepts the response or `timeout` passes; returns the last
-/// response or error as the failure.
+/// Polls `GET path` (with `headers`) until `ok` accepts the response or `timeout` passes;
+/// returns the last response or error as the failure.
 pub fn wait_for(
     port: u16,
     path: &str,
+    headers: &[String],
     timeout: Duration,
+    ok: impl FnMut(&Response) -> bool,
+) -> Result<Response> {
+    poll(timeout, || get_with(port, path, headers), ok)
+        .with_context(|| format!("GET 127.0.0.1:{port}{path}"))
+}
+
+/// Calls `fetch` until `ok` accepts its response or `timeout` passes.
+pub fn poll(
+    timeout: Duration,
+    mut fetch: impl FnMut() -> Result<Response>,
     mut ok: impl FnMut(&Response) -> bool,
 ) -> Result<Response> {
     let deadline = Instant::now() + timeout;
     loop {
-        let last = match get(port, path) {
+        let last = match fetch() {
             Ok(r) if ok(&r) => return Ok(r),
             Ok(r) => format!("{} {}", r.status, r.body.trim()),
             Err(e) => format!("{e:#}"),
         };
         if Instant::now() >= deadline {
-            return Err(anyhow!(
-                "GET 127.0.0.1:{port}{path} not as expected within {timeout:?}; last: {last}"
-            ));
+            return Err(anyhow!("not as expected within {timeout:?}; last: {last}"));
         }
         thread::sleep(Duration::from_millis(100));
     }

@@ -4,7 +4,7 @@
 use crate::procs::{output, pinned};
 use anyhow::{anyhow, bail, Context, Result};
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// What one wrk run measured.
@@ -29,10 +29,39 @@ pub struct Wrk<'a> {
     pub connections: u32,
 }
 
+/// A client certificate for wrk: `shim` (bench/wrk-client-cert, preloaded) loads `cert` and
+/// `key` into wrk's TLS contexts.
+#[derive(Debug, Clone)]
+pub struct ClientCert {
+    pub shim: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
 impl Wrk<'_> {
     /// `wrk -t T -c C -d D --latency URL`, pinned; returns the parsed summary.
     pub fn run(&self, url: &str, duration: Duration) -> Result<WrkResult> {
+        self.run_with(url, &[], None, duration)
+    }
+
+    /// [`Wrk::run`] with extra request headers (`-H "Name: value"` each) and, for `https`
+    /// URLs, a client certificate.
+    pub fn run_with(
+        &self,
+        url: &str,
+        headers: &[String],
+        cert: Option<&ClientCert>,
+        duration: Duration,
+    ) -> Result<WrkResult> {
         let mut cmd = pinned(self.cpus, self.bin);
+        if let Some(c) = cert {
+            cmd.env("LD_PRELOAD", &c.shim);
+            cmd.env("BENCH_CLIENT_CERT", &c.cert);
+            cmd.env("BENCH_CLIENT_KEY", &c.key);
+        }
+        for h in headers {
+            cmd.arg("-H").arg(h);
+        }
         cmd.arg("-t").arg(self.threads.to_string());
         cmd.arg("-c").arg(self.connections.to_string());
         cmd.arg("-d").arg(format!("{}s", duration.as_secs().max(1)));

@@ -2,6 +2,7 @@
 //! native credential injector (generic and OAuth2) and a minimal proxy-wasm module, under wrk,
 //! in interleaved rounds on pinned cores. See the README's "Benchmarks" section.
 
+mod auth_cases;
 mod cases;
 mod chart;
 mod envoy;

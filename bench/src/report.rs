@@ -33,6 +33,8 @@ pub struct Summary {
     pub rps_vs_1: Option<f64>,
     pub rps_vs_2: Option<f64>,
     pub rps_vs_4: Option<f64>,
+    /// Against our API-key case (what cases 7–10 add to it).
+    pub rps_vs_5: Option<f64>,
     pub p99_vs_4: Option<f64>,
     /// Non-2xx responses plus socket errors, over all measured runs.
     pub errors: u64,
@@ -108,6 +110,7 @@ pub fn summarize(cases: &[Case], samples: &[Sample]) -> Vec<Summary> {
                 rps_vs_1: ratio(samples, c.id, 1, rps),
                 rps_vs_2: ratio(samples, c.id, 2, rps),
                 rps_vs_4: ratio(samples, c.id, 4, rps),
+                rps_vs_5: ratio(samples, c.id, 5, rps),
                 p99_vs_4: ratio(samples, c.id, 4, p99),
                 errors: mine
                     .iter()
@@ -219,6 +222,21 @@ impl RunReport {
             |r| r >= 0.95,
         );
         check(
+            "case 8 (mTLS callers) req/s ≥ 0.95 × case 5",
+            self.summary(8).and_then(|s| s.rps_vs_5),
+            |r| r >= 0.95,
+        );
+        check(
+            "case 9 (cached JWT) req/s ≥ 0.95 × case 5",
+            self.summary(9).and_then(|s| s.rps_vs_5),
+            |r| r >= 0.95,
+        );
+        check(
+            "case 10 (SigV4) req/s ≥ 0.9 × case 5",
+            self.summary(10).and_then(|s| s.rps_vs_5),
+            |r| r >= 0.9,
+        );
+        check(
             "case 4 req/s ≈ 0.77–0.83 × case 2 (expected floor, not a target)",
             self.summary(4).and_then(|s| s.rps_vs_2),
             |r| (0.77..=0.83).contains(&r),
@@ -230,6 +248,16 @@ impl RunReport {
                 met: None,
             })
         };
+        let tls = self.summary(11).and_then(|s| s.rps_vs_1);
+        let mtls = self.summary(8).and_then(|s| s.rps_vs_5);
+        report(
+            "case 11 req/s × case 1: what TLS with client certificates costs Envoy alone",
+            fmt_ratio(tls),
+        );
+        report(
+            "(case 8 × case 5) ÷ (case 11 × case 1): the mTLS callers case with the TLS share taken out",
+            fmt_ratio(mtls.zip(tls).map(|(m, t)| m / t)),
+        );
         for w in &self.worker_memory {
             report(
                 &format!(
@@ -277,8 +305,8 @@ impl RunReport {
     /// The results table (markdown).
     pub fn table(&self) -> String {
         let mut out = String::from(
-            "| case | what | req/s | p50 | p99 | × case 1 | × case 2 | × case 4 | p99 × case 4 | errors | Envoy CPU | busy core 0 / 1 |\n\
-             |---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+            "| case | what | req/s | p50 | p99 | × case 1 | × case 2 | × case 4 | × case 5 | p99 × case 4 | errors | Envoy CPU | busy core 0 / 1 |\n\
+             |---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
         );
         for s in &self.summaries {
             let busy: Vec<String> = s
@@ -288,7 +316,7 @@ impl RunReport {
                 .collect();
             let _ = writeln!(
                 out,
-                "| {} | {} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {:.0}% | {} |",
+                "| {} | {} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} | {:.0}% | {} |",
                 s.id,
                 s.what,
                 s.rps,
@@ -297,6 +325,7 @@ impl RunReport {
                 fmt_ratio(s.rps_vs_1),
                 fmt_ratio(s.rps_vs_2),
                 fmt_ratio(s.rps_vs_4),
+                fmt_ratio(s.rps_vs_5),
                 fmt_ratio(s.p99_vs_4),
                 s.errors,
                 s.envoy_cpu * 100.0,
@@ -435,6 +464,50 @@ mod tests {
         assert_eq!(ratio(&s, 2, 1, p99), Some(2.0));
         assert_eq!(ratio(&s, 3, 1, rps), None);
         assert_eq!(median(&[3.0, 1.0, 2.0, 4.0]), Some(2.5));
+    }
+
+    #[test]
+    fn callers_and_sigv4_goals_are_judged_against_case_5() {
+        let cases = crate::cases::Case::all();
+        let samples = vec![
+            sample(1, 0, 200.0, 1.0),
+            sample(5, 0, 100.0, 1.0),
+            sample(8, 0, 96.0, 1.0),
+            sample(9, 0, 94.0, 1.0),
+            sample(10, 0, 91.0, 1.0),
+            sample(11, 0, 160.0, 1.0),
+        ];
+        let report = RunReport {
+            started: String::new(),
+            mode: String::new(),
+            commit: String::new(),
+            machine: vec![],
+            settings: vec![],
+            summaries: summarize(&cases, &samples),
+            samples,
+            rss_after_load_kib: vec![],
+            worker_memory: vec![],
+            compile_times: vec![],
+            wasm_sizes: vec![],
+            upstream_alone_rps: None,
+            chart: String::new(),
+        };
+        let verdict = |prefix: &str| {
+            let t = report
+                .targets()
+                .into_iter()
+                .find(|t| t.what.starts_with(prefix));
+            t.map(|t| (t.measured, t.met))
+        };
+        assert_eq!(verdict("case 8 "), Some(("0.960".into(), Some(true))));
+        assert_eq!(verdict("case 9 "), Some(("0.940".into(), Some(false))));
+        assert_eq!(verdict("case 10 "), Some(("0.910".into(), Some(true))));
+        // TLS alone costs 0.8; case 8 lost 0.96 of case 5: 1.2 once TLS is taken out.
+        assert_eq!(verdict("case 11 "), Some(("0.800".into(), None)));
+        assert_eq!(verdict("(case 8"), Some(("1.200".into(), None)));
+        assert!(report
+            .table()
+            .contains("| 8 | egress filter, API key target, callers by mTLS"));
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! One benchmark run: build inputs, servers, one Envoy per case, interleaved rounds, report.
 
+use crate::auth_cases;
 use crate::cases::{self, Case, Kind, Setup};
 use crate::envoy::{self, Envoy, EnvoyRun};
-use crate::load::{busy_between, cpu_times, Wrk};
+use crate::load::{busy_between, cpu_times, ClientCert, Wrk};
 use crate::options::Options;
 use crate::procs::{find_program, free_port};
 use crate::report::{self, RunReport, Sample, WorkerMemory};
@@ -71,10 +72,19 @@ fn optimize(repo: &Path, raw: &Path, out: &Path) -> Result<(u64, u64)> {
 }
 
 /// Sends the case's request until the upstream echoes the case's rewrite and credential.
-fn sanity(case: &Case, port: u16) -> Result<()> {
-    http::wait_for(port, &case.path(), Duration::from_secs(30), |r| {
-        r.status == 200 && case.upstream_saw_credential(&r.body)
-    })
+fn sanity(case: &Case, setup: &Setup, port: u16) -> Result<()> {
+    let headers = case.headers(setup);
+    let ok = |r: &http::Response| r.status == 200 && case.upstream_saw_credential(&r.body);
+    let timeout = Duration::from_secs(30);
+    if case.uses_client_cert() {
+        http::poll(
+            timeout,
+            || auth_cases::tls_get(port, &case.path(), &setup.pki),
+            ok,
+        )
+    } else {
+        http::wait_for(port, &case.path(), &headers, timeout, ok)
+    }
     .with_context(|| {
         format!(
             "case {}: the upstream did not get the expected request",
@@ -87,6 +97,20 @@ fn sanity(case: &Case, port: u16) -> Result<()> {
 struct Running {
     case: Case,
     envoy: Envoy,
+    headers: Vec<String>,
+    /// Cases 8 and 11: HTTPS with the load's client certificate.
+    cert: Option<ClientCert>,
+}
+
+impl Running {
+    fn url(&self) -> String {
+        let scheme = if self.cert.is_some() { "https" } else { "http" };
+        format!(
+            "{scheme}://127.0.0.1:{}{}",
+            self.envoy.listen,
+            self.case.path()
+        )
+    }
 }
 
 pub fn run(opts: &Options) -> Result<()> {
@@ -140,12 +164,23 @@ pub fn run(opts: &Options) -> Result<()> {
         .requests_per_sec;
     eprintln!("egress-bench: upstream alone: {upstream_alone:.0} req/s");
 
+    let pki = work.join("callers-pki");
+    auth_cases::make_pki(&pki)?;
+    let client_cert = ClientCert {
+        shim: work.join("wrk-client-cert.so"),
+        cert: pki.join("load.crt"),
+        key: pki.join("load.key"),
+    };
+    auth_cases::build_wrk_client_cert(&repo, &client_cert.shim)?;
     let setup = Setup {
         egressctl,
         filter_wasm,
         floor_wasm,
         upstream_port: nginx.port,
         token_port: tokens.port,
+        pki,
+        // Valid far beyond the run: every request is a cache hit after the first.
+        jwt: auth_cases::sign_jwt(6 * 3600)?,
     };
     let cases: Vec<Case> = Case::all()
         .into_iter()
@@ -177,7 +212,7 @@ pub fn run(opts: &Options) -> Result<()> {
             rendered.admin,
             &dir.join("envoy.log"),
         )?;
-        sanity(case, envoy.listen)?;
+        sanity(case, &setup, envoy.listen)?;
         eprintln!(
             "egress-bench: case {} ready on port {} ({})",
             case.id, envoy.listen, case.what
@@ -185,6 +220,8 @@ pub fn run(opts: &Options) -> Result<()> {
         running.push(Running {
             case: case.clone(),
             envoy,
+            headers: case.headers(&setup),
+            cert: case.uses_client_cert().then(|| client_cert.clone()),
         });
     }
     if let Some(case7) = cases.iter().find(|c| c.kind == Kind::OursManyRoutes) {
@@ -199,9 +236,8 @@ pub fn run(opts: &Options) -> Result<()> {
         }
     }
 
-    let url = |r: &Running| format!("http://127.0.0.1:{}{}", r.envoy.listen, r.case.path());
     for r in &running {
-        wrk.run(&url(r), opts.first_warmup)?;
+        wrk.run_with(&r.url(), &r.headers, r.cert.as_ref(), opts.first_warmup)?;
     }
     if let Some(r) = running.iter().find(|r| r.case.uses_token_server()) {
         // The token stays cached for the run: nothing else may reach the token server.
@@ -218,11 +254,11 @@ pub fn run(opts: &Options) -> Result<()> {
             let r = &mut running[(k + round) % n];
             r.envoy.proc.check_alive()?;
             nginx.proc.check_alive()?;
-            wrk.run(&url(r), opts.warmup)?;
+            wrk.run_with(&r.url(), &r.headers, r.cert.as_ref(), opts.warmup)?;
             let before = cpu_times();
             let envoy_before = r.envoy.proc.cpu_ticks();
             let wall = Instant::now();
-            let result = wrk.run(&url(r), opts.duration)?;
+            let result = wrk.run_with(&r.url(), &r.headers, r.cert.as_ref(), opts.duration)?;
             let busy = busy_between(&before, &cpu_times());
             let envoy_cpu = (r.envoy.proc.cpu_ticks() - envoy_before.min(r.envoy.proc.cpu_ticks()))
                 as f64
@@ -277,7 +313,7 @@ pub fn run(opts: &Options) -> Result<()> {
                 rendered.admin,
                 &dir.join("envoy.log"),
             )?;
-            sanity(case, envoy.listen)?;
+            sanity(case, &setup, envoy.listen)?;
             thread::sleep(Duration::from_secs(1));
             kib[slot] = envoy.proc.rss_kib()?;
         }
@@ -340,6 +376,10 @@ pub fn run(opts: &Options) -> Result<()> {
                 "nginx `return 200` (one process, keep-alive), pinned to core(s) {} with wrk",
                 opts.load_cpus
             ),
+        ),
+        (
+            "mTLS callers (case 8)".into(),
+            "cases 8 and 11: wrk over HTTPS to Envoy's TLS listener, keep-alive (one handshake per connection); wrk has no client-certificate option, so bench/wrk-client-cert (LD_PRELOAD) loads the certificate into wrk's OpenSSL contexts".into(),
         ),
         (
             "token endpoint".into(),

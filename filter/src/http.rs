@@ -152,7 +152,11 @@ impl Request {
             Decision::Ready => {
                 // Busy (never expected: one thread) is not ready, never a 200.
                 let reply = match self.tokens.try_borrow_mut() {
-                    Ok(mut t) => ready_reply(&t.not_ready(&Host)),
+                    Ok(mut t) => {
+                        let mut not_ready = t.not_ready(&Host);
+                        not_ready.extend(crate::sigv4::not_ready(&self.engine));
+                        ready_reply(&not_ready)
+                    }
                     Err(_) => LocalReply::error(503, "not_ready", "the token manager is busy"),
                 };
                 Ok(Some(self.reply(&reply)))

@@ -25,6 +25,8 @@ mod jwks;
 #[cfg(target_arch = "wasm32")]
 mod push;
 #[cfg(target_arch = "wasm32")]
+mod push_aws;
+#[cfg(target_arch = "wasm32")]
 mod refused;
 #[cfg(target_arch = "wasm32")]
 mod root;

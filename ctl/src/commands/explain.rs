@@ -118,7 +118,13 @@ pub fn explain(engine: &Engine, method: &str, path: &str, caller: Option<&Caller
                 method: method.to_string(),
                 outgoing_url: fwd.target_url.clone(),
                 outgoing_path: fwd.path.clone(),
-                credential: target.kind.to_string(),
+                credential: match &target.sigv4 {
+                    Some(c) if c.keys.is_none() => format!(
+                        "{} (web_identity: push-only, signed with temporary credentials pushed by `egressctl token refresh`; 503 credentials_unavailable until they arrive)",
+                        target.kind
+                    ),
+                    _ => target.kind.to_string(),
+                },
                 credential_header: target.injection.header_name().map(str::to_string),
                 removed_headers,
                 set_headers,

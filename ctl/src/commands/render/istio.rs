@@ -37,6 +37,11 @@ pub fn run(a: &IstioArgs) -> anyhow::Result<ExitCode> {
             ));
         }
     }
+    for name in crate::commands::compile::push_only_aws_targets(src) {
+        reasons.push(format!(
+            "target {name}: aws_sigv4 with web_identity is push-only (egressctl token refresh pushes the STS credentials to the push listener); Istio's gateway has no push listener"
+        ));
+    }
     let selector = match label_pair("--gateway-selector", &a.gateway_selector) {
         Ok(v) => v,
         Err(e) => {

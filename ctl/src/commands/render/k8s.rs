@@ -68,6 +68,16 @@ pub fn run(a: &K8sArgs) -> anyhow::Result<ExitCode> {
             listen.port
         )]));
     }
+    let push_only = crate::commands::compile::push_only_aws_targets(src);
+    if !push_only.is_empty() {
+        // The refresher Deployment rendered for redis mounts no web identity token.
+        return Ok(objects::refuse(
+            &push_only
+                .iter()
+                .map(|n| format!("target {n}: aws_sigv4 with web_identity needs `egressctl token refresh --watch` with the web identity token file mounted, which this output does not render yet; use static keys with render k8s, or egressctl compile"))
+                .collect::<Vec<_>>(),
+        ));
+    }
     let caller = match label_pair("--caller-label", &a.caller_label) {
         Ok(v) => v,
         Err(e) => return Ok(objects::refuse(&[e])),

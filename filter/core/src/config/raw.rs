@@ -220,9 +220,11 @@ pub struct RawAuth {
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct RawWebIdentity {
     /// ARN of the role to assume (`arn:aws:iam::123456789012:role/name`).
+    #[serde(default)]
     pub role_arn: String,
     /// File holding the web identity token (a projected service-account token), read on
     /// every refresh.
+    #[serde(default)]
     pub token_file: String,
     /// `RoleSessionName` (default `egress`).
     #[serde(default)]

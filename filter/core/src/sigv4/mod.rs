@@ -7,6 +7,8 @@
 //! `x-amz-*` headers that are not signed).
 
 pub mod canonical;
+pub mod pushed;
+pub mod sts;
 pub mod time;
 
 use crate::secret::Secret;
