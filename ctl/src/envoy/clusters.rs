@@ -1,7 +1,9 @@
-//! Clusters: one per target, one per OAuth2 token endpoint, and the admin (for metrics).
+//! Clusters: one per target, one per OAuth2 token endpoint, one per `jwks_url` issuer, and
+//! the admin (for metrics).
 
 use super::{socket_address, RenderError, RenderOptions};
 use crate::source::Source;
+use egress_core::callers::{jwks, KeySource};
 use egress_core::config::{Auth, ListenAddr, TlsSettings};
 use egress_core::duration::envoy_duration;
 use egress_core::plan::wire;
@@ -70,6 +72,45 @@ fn oauth2_token_url(
         Auth::OAuth2(o) => o.token_url.as_ref().map(|u| (o, u)),
         _ => None,
     }
+}
+
+/// One cluster per `jwks_url` issuer ([`wire::jwks_cluster`]): TLS verified against the
+/// issuer's `jwks_ca` or the system bundle, for the URL's host.
+pub fn jwks_clusters(
+    source: &Source,
+    opts: &RenderOptions,
+    files: &mut Vec<PathBuf>,
+) -> Result<Vec<Value>, RenderError> {
+    let mut out = Vec::new();
+    let Some(callers) = &source.config.callers else {
+        return Ok(out);
+    };
+    for (i, issuer) in callers.jwt.iter().enumerate() {
+        let KeySource::JwksUrl { url, ca_cert } = &issuer.keys else {
+            continue;
+        };
+        let url = TargetUrl::parse(url).map_err(|e| RenderError::CallerKey {
+            issuer: issuer.issuer.clone(),
+            reason: format!("jwks_url: {e}"),
+        })?;
+        let tls = TlsSettings {
+            insecure_skip_verify: false,
+            ca_cert: ca_cert.clone(),
+            client_cert: None,
+            server_name: url.host.clone(),
+        };
+        out.push(cluster(
+            &wire::jwks_cluster(i),
+            &format!("jwks_url of issuer {:?}", issuer.issuer),
+            &url,
+            Duration::from_millis(jwks::FETCH_TIMEOUT_MS),
+            Some(&tls),
+            source,
+            opts,
+            files,
+        )?);
+    }
+    Ok(out)
 }
 
 /// Envoy's admin, so the egress listener can serve `endpoints.metrics`.

@@ -57,6 +57,12 @@ pub mod wire {
         format!("egress_target_{target}")
     }
 
+    /// Envoy cluster the filter fetches JWT issuer `index`'s `jwks_url` through (its position
+    /// in `egress.callers.jwt`).
+    pub fn jwks_cluster(index: usize) -> String {
+        format!("egress_jwks_{index}")
+    }
+
     /// Envoy cluster the filter's token callouts use for an OAuth2 target.
     pub fn token_cluster(target: &str) -> String {
         format!("egress_token_{target}")

@@ -160,11 +160,13 @@ const clients = cfg.clients.map((c, i) => {
   return meta;
 });
 
-// The provider's own signing keys (JWT access tokens), fresh on every start.
+// The provider's own signing keys (JWT access tokens), fresh on every start, with a `kid`
+// unique to the start: a restart is a key rotation (a verifier sees an unknown kid).
+const startId = crypto.randomBytes(4).toString('hex');
 const signingKeys = [
   crypto.generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ format: 'jwk' }),
   crypto.generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ format: 'jwk' }),
-].map((jwk, i) => ({ ...jwk, use: 'sig', kid: `provider-${i}` }));
+].map((jwk, i) => ({ ...jwk, use: 'sig', kid: `provider-${i}-${startId}` }));
 
 const issuer = cfg.issuer ?? `${tls ? 'https' : 'http'}://127.0.0.1:${port}`;
 

@@ -60,7 +60,11 @@ pub fn file_fields(raw: &RawConfig) -> Vec<(FieldPath, &str)> {
             }
         }
         for (i, j) in c.jwt.iter().flatten().enumerate() {
-            for (field, v) in [("public_key", &j.public_key), ("jwks_file", &j.jwks_file)] {
+            for (field, v) in [
+                ("public_key", &j.public_key),
+                ("jwks_file", &j.jwks_file),
+                ("jwks_ca", &j.jwks_ca),
+            ] {
                 if let Some(v) = v {
                     out.push((cp.key("jwt").index(i).key(field), v.as_str()));
                 }
