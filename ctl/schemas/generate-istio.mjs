@@ -32,6 +32,7 @@ const KINDS = {
   "networking.istio.io/v1 DestinationRule": "NetworkingIstioIoV1DestinationRule",
   "networking.istio.io/v1 VirtualService": "NetworkingIstioIoV1VirtualService",
   "networking.istio.io/v1 Gateway": "NetworkingIstioIoV1Gateway",
+  "security.istio.io/v1 AuthorizationPolicy": "SecurityIstioIoV1AuthorizationPolicy",
 };
 
 const istio = join(modules, "@kubernetes-models/istio");

@@ -22,6 +22,7 @@ KINDS = {
     "deployment-apps-v1.json": ("apps/v1", "Deployment"),
     "poddisruptionbudget-policy-v1.json": ("policy/v1", "PodDisruptionBudget"),
     "networkpolicy-networking-v1.json": ("networking.k8s.io/v1", "NetworkPolicy"),
+    "serviceaccount-v1.json": ("v1", "ServiceAccount"),
 }
 
 

@@ -4,7 +4,7 @@
 
 use crate::state::{State, StateDir};
 use anyhow::Context;
-use egress_core::push::{PushBody, PushSigner, PUSH_PATH, STATUS_PATH};
+use egress_core::push::{PushSigner, PUSH_PATH, STATUS_PATH};
 use serde::Deserialize;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -130,7 +130,11 @@ impl ProxyClient {
     }
 
     /// Pushes a token; the proxy's new version of it.
-    pub async fn push(&self, proxy: &str, body: &PushBody) -> anyhow::Result<u64> {
+    pub async fn push<B: serde::Serialize + Sync>(
+        &self,
+        proxy: &str,
+        body: &B,
+    ) -> anyhow::Result<u64> {
         let bytes = serde_json::to_vec(body)?;
         let resp = self
             .http

@@ -28,17 +28,15 @@ pub struct PrivateKeyError {
     pub reason: String,
 }
 
-/// Each `private_key_jwt` key (PEM) by target, read and checked against its algorithm. Push-only
-/// targets (`token_store: redis`) never sign, so their keys are not read.
+/// Each signing key (`private_key_jwt`, `oauth2_jwt_bearer`; PEM) by target, read and checked
+/// against its algorithm. Push-only targets ([`egress_core::build::push_only`]) never sign in
+/// the proxy, so their keys are not read.
 pub fn private_keys(source: &Source) -> Result<BTreeMap<String, Secret>, PrivateKeyError> {
     let mut out = BTreeMap::new();
-    if matches!(
-        source.config.token_store,
-        egress_core::config::TokenStore::Redis(_)
-    ) {
-        return Ok(out);
-    }
     for t in &source.config.targets {
+        if egress_core::build::push_only(&source.config, t).is_some() {
+            continue;
+        }
         let Auth::OAuth2(o) = &t.auth else { continue };
         let Some(path) = &o.private_key else { continue };
         let full = source.resolve(path);

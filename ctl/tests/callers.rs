@@ -222,3 +222,88 @@ fn explain_says_allowed_or_refused_and_why() {
     .into_owned();
     assert!(text.contains("caller:      allowed"), "{text}");
 }
+
+#[test]
+fn compile_renders_a_tls_verified_cluster_per_jwks_url_issuer() {
+    let with_url = CONFIG.replace(
+        "        from_cookies: [access_token]\n",
+        "        from_cookies: [access_token]\n      - issuer: https://idp.example.com\n        algorithms: [RS256]\n        jwks_url: https://idp.example.com:8443/oidc/jwks\n        jwks_ca: certs/idp-ca.crt\n",
+    );
+    let ctl = Ctl::new(&with_url);
+    let v = ctl.run(&["validate", "config.yaml"]);
+    assert_eq!(
+        v.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&v.stderr)
+    );
+    let out = ctl.run(&[
+        "compile",
+        "config.yaml",
+        "--out",
+        "out",
+        "--wasm",
+        "fake.wasm",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cds: Value = serde_yaml::from_str(
+        &std::fs::read_to_string(ctl.dir.path().join("out/cds.yaml")).unwrap(),
+    )
+    .unwrap();
+    let cluster = cds["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "egress_jwks_2")
+        .unwrap_or_else(|| panic!("no egress_jwks_2 in {cds}"));
+    let addr = &cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]
+        ["address"]["socket_address"];
+    assert_eq!(
+        (addr["address"].as_str(), addr["port_value"].as_u64()),
+        (Some("idp.example.com"), Some(8443))
+    );
+    let tls = &cluster["transport_socket"]["typed_config"];
+    assert_eq!(tls["sni"], "idp.example.com");
+    let validation = &tls["common_tls_context"]["validation_context"];
+    assert!(validation["trusted_ca"]["filename"]
+        .as_str()
+        .unwrap()
+        .ends_with("certs/idp-ca.crt"));
+    assert_eq!(
+        validation["match_typed_subject_alt_names"][0]["matcher"]["exact"],
+        "idp.example.com"
+    );
+    // `routes` and `explain` still work with a jwks_url issuer.
+    ctl.json(&["routes", "config.yaml", "--format", "json"]);
+    let v = ctl.json(&[
+        "explain",
+        "config.yaml",
+        "GET",
+        "/egress/crm/Contact/1",
+        "--format",
+        "json",
+        "--subject",
+        "user-service",
+        "--roles",
+        "crm-admin",
+    ]);
+    assert_eq!(v["caller"]["allowed"], true, "{v}");
+
+    // Plain http is refused with the field path.
+    let ctl = Ctl::new(&with_url.replace(
+        "https://idp.example.com:8443",
+        "http://idp.example.com:8443",
+    ));
+    let v = ctl.run(&["validate", "config.yaml"]);
+    assert_ne!(v.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&v.stdout).to_string() + &String::from_utf8_lossy(&v.stderr);
+    assert!(
+        err.contains("egress.callers.jwt[2].jwks_url") && err.contains("https"),
+        "{err}"
+    );
+}

@@ -4,6 +4,7 @@
 
 use crate::host::{self, Headers, Host};
 use egress_core::callers::auth::CallerInput;
+use egress_core::callers::jwks::{JwksManager, KeySets};
 use egress_core::callers::{Authorized, Refusal, TokenCache};
 use egress_core::engine::{Engine, Forward};
 use egress_core::plan::{wire, LogLevel};
@@ -31,6 +32,7 @@ pub fn authorize(
     fwd: &Forward,
     headers: &Headers,
     cache: &RefCell<TokenCache>,
+    jwks: &RefCell<JwksManager>,
 ) -> Result<Authorized, Box<Refusal>> {
     if !engine.has_callers() {
         return Ok(Authorized::default());
@@ -55,9 +57,12 @@ pub fn authorize(
     } else {
         0
     };
+    let none = KeySets::default();
+    let jwks = jwks.try_borrow();
+    let keys = jwks.as_ref().map_or(&none, |j| j.keys());
     match cache.try_borrow_mut() {
-        Ok(mut c) => engine.authorize(fwd, &input, now, &mut c),
-        Err(_) => engine.authorize(fwd, &input, now, &mut TokenCache::new(1)),
+        Ok(mut c) => engine.authorize(fwd, &input, now, &mut c, keys),
+        Err(_) => engine.authorize(fwd, &input, now, &mut TokenCache::new(1), keys),
     }
 }
 

@@ -178,6 +178,16 @@ pub fn set_tick_period(ms: u64) -> Result<(), HostError> {
     hostcalls::set_tick_period(Duration::from_millis(ms)).map_err(map("set_tick_period"))
 }
 
+/// Makes `context_id` the effective context (a paused request, or the root again).
+pub fn enter_context(context_id: u32) -> Result<(), HostError> {
+    hostcalls::set_effective_context(context_id).map_err(map("set_effective_context"))
+}
+
+/// Resumes the effective context's paused request.
+pub fn resume_request() -> Result<(), HostError> {
+    hostcalls::resume_http_request().map_err(map("resume_http_request"))
+}
+
 /// The host calls of the token coordination (shared data, clock, callouts, paused requests).
 pub struct Host;
 

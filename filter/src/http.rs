@@ -1,7 +1,12 @@
 //! One request: read the headers once, let the engine decide, write the headers once.
+//!
+//! A request whose caller token needs JWKS keys not fetched yet is paused and parked
+//! ([`Parked`]); the root runs it again from the start when the keys come or its wait ends
+//! ([`crate::jwks`]), so its state lives behind an `Rc` the root can reach.
 
 use crate::callers;
 use crate::host::{self, Headers, Host};
+use egress_core::callers::jwks::{JwksManager, NeedOutcome};
 use egress_core::callers::TokenCache;
 use egress_core::engine::{Decision, Edited, Engine, LocalReply};
 use egress_core::plan::{wire, LogLevel};
@@ -9,39 +14,108 @@ use egress_core::tokens::coord::{HostError, Lookup, TokenManager};
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, MapType};
 use std::cell::RefCell;
-use std::rc::Rc;
+use std::collections::HashMap;
+use std::rc::{Rc, Weak};
+
+/// This worker's requests paused for JWKS keys, by context id.
+pub type Parked = Rc<RefCell<HashMap<u32, Weak<RefCell<Request>>>>>;
+
+/// What one worker's requests share.
+#[derive(Clone)]
+pub struct Shared {
+    pub engine: Rc<Engine>,
+    pub tokens: Rc<RefCell<TokenManager>>,
+    pub callers: Rc<RefCell<TokenCache>>,
+    pub jwks: Rc<RefCell<JwksManager>>,
+    pub parked: Parked,
+    pub log_level: LogLevel,
+}
 
 pub struct EgressHttp {
+    request: Rc<RefCell<Request>>,
+}
+
+pub struct Request {
     context_id: u32,
     engine: Rc<Engine>,
     tokens: Rc<RefCell<TokenManager>>,
     callers: Rc<RefCell<TokenCache>>,
+    jwks: Rc<RefCell<JwksManager>>,
+    parked: Parked,
     log_level: LogLevel,
     /// The OAuth2 token this request carries: (target, version), to mark it stale on a 401.
     injected: Option<(usize, u64)>,
     /// AWS SigV4 targets: signing after the rewrite (`crate::sigv4`).
     sigv4: crate::sigv4::Signing,
+    /// The headers ended the stream (kept for a run again after a JWKS wait).
+    end_of_stream: bool,
+    /// Paused for JWKS keys: the body must not let the request through meanwhile.
+    waiting_keys: bool,
+    /// Run again after a JWKS wait that ended without keys: refuse, do not wait again.
+    wait_over: bool,
+}
+
+/// How a run of the request's headers ends.
+enum Flow {
+    Act(Action),
+    /// Paused until JWKS keys come (the request is parked).
+    WaitKeys,
 }
 
 impl EgressHttp {
-    pub fn new(
-        context_id: u32,
-        engine: Rc<Engine>,
-        tokens: Rc<RefCell<TokenManager>>,
-        callers: Rc<RefCell<TokenCache>>,
-        log_level: LogLevel,
-    ) -> Self {
+    pub fn new(context_id: u32, shared: &Shared) -> Self {
         Self {
-            context_id,
-            engine,
-            tokens,
-            callers,
-            log_level,
-            injected: None,
-            sigv4: crate::sigv4::Signing::default(),
+            request: Rc::new(RefCell::new(Request {
+                context_id,
+                engine: shared.engine.clone(),
+                tokens: shared.tokens.clone(),
+                callers: shared.callers.clone(),
+                jwks: shared.jwks.clone(),
+                parked: shared.parked.clone(),
+                log_level: shared.log_level,
+                injected: None,
+                sigv4: crate::sigv4::Signing::default(),
+                end_of_stream: false,
+                waiting_keys: false,
+                wait_over: false,
+            })),
         }
     }
+}
 
+/// Runs the request's headers (first time: `wait_over` is `None`; again after a JWKS wait:
+/// whether it ended without keys). A request that must wait for keys is parked.
+pub fn run(request: &Rc<RefCell<Request>>, wait_over: Option<bool>) -> Action {
+    let Ok(mut r) = request.try_borrow_mut() else {
+        host::log(LogLevel::Error, "egress: request state busy");
+        return Action::Pause;
+    };
+    r.waiting_keys = false;
+    r.wait_over = wait_over.unwrap_or(false);
+    let flow = match r.handle() {
+        Ok(flow) => flow,
+        Err(e) => {
+            host::log(LogLevel::Error, &format!("egress: {e}"));
+            Flow::Act(r.reply(&LocalReply::error(
+                500,
+                "internal_error",
+                "the egress filter could not process the request",
+            )))
+        }
+    };
+    match flow {
+        Flow::Act(action) => action,
+        Flow::WaitKeys => {
+            r.waiting_keys = true;
+            if let Ok(mut p) = r.parked.try_borrow_mut() {
+                p.insert(r.context_id, Rc::downgrade(request));
+            }
+            Action::Pause
+        }
+    }
+}
+
+impl Request {
     fn debug(&self, msg: impl FnOnce() -> String) {
         if self.log_level <= LogLevel::Debug {
             host::log(LogLevel::Debug, &msg());
@@ -60,26 +134,39 @@ impl EgressHttp {
         }
     }
 
-    fn handle(&mut self, end_of_stream: bool) -> Result<Action, HostError> {
+    fn handle(&mut self) -> Result<Flow, HostError> {
+        match self.forward_or_answer()? {
+            Some(action) => Ok(Flow::Act(action)),
+            None => Ok(Flow::WaitKeys),
+        }
+    }
+
+    /// The request's action, or `None` when it waits for JWKS keys.
+    fn forward_or_answer(&mut self) -> Result<Option<Action>, HostError> {
+        let end_of_stream = self.end_of_stream;
         let headers = host::request_headers()?;
         let method = pseudo(&headers, ":method");
         let path = pseudo(&headers, ":path");
         match self.engine.decide(method, path) {
-            Decision::Pass => Ok(Action::Continue),
+            Decision::Pass => Ok(Some(Action::Continue)),
             Decision::Ready => {
                 // Busy (never expected: one thread) is not ready, never a 200.
                 let reply = match self.tokens.try_borrow_mut() {
-                    Ok(mut t) => ready_reply(&t.not_ready(&Host)),
+                    Ok(mut t) => {
+                        let mut not_ready = t.not_ready(&Host);
+                        not_ready.extend(crate::sigv4::not_ready(&self.engine));
+                        ready_reply(&not_ready)
+                    }
                     Err(_) => LocalReply::error(503, "not_ready", "the token manager is busy"),
                 };
-                Ok(self.reply(&reply))
+                Ok(Some(self.reply(&reply)))
             }
             Decision::Respond(reply) => {
                 // Refused paths are logged as sent (without the query), escaped for the JSON line.
                 let without_query = path.split_once('?').map_or(path, |(p, _)| p);
                 self.log_property(&wire::log_fragment("-", method, without_query, "-"));
                 self.debug(|| format!("egress: local reply {} {}", reply.status, reply.code));
-                Ok(self.reply(&reply))
+                Ok(Some(self.reply(&reply)))
             }
             Decision::Forward(fwd) => {
                 let target_name = self
@@ -94,11 +181,34 @@ impl EgressHttp {
                 ));
                 // Who calls, before anything is spent on the request: a refusal never reaches
                 // the target nor starts a token fetch.
-                match callers::authorize(&self.engine, &fwd, &headers, &self.callers) {
-                    Ok(admitted) => callers::admit(&admitted)?,
-                    Err(refusal) => {
-                        callers::refused(&refusal, target_name, &self.tokens);
-                        return Ok(self.reply(&refusal.reply));
+                let mut retried = false;
+                loop {
+                    let verdict =
+                        callers::authorize(&self.engine, &fwd, &headers, &self.callers, &self.jwks);
+                    let refusal = match verdict {
+                        Ok(admitted) => {
+                            callers::admit(&admitted)?;
+                            break;
+                        }
+                        Err(refusal) => refusal,
+                    };
+                    // A token that fetched keys could cure waits for them (bounded), unless
+                    // its wait is already over: never let it through unverified.
+                    let need = refusal.jwks.filter(|_| !self.wait_over);
+                    let outcome = need.map(|n| match self.jwks.try_borrow_mut() {
+                        Ok(mut j) => j.need(&Host, n, self.context_id),
+                        Err(_) => NeedOutcome::Refuse,
+                    });
+                    match outcome {
+                        Some(NeedOutcome::Retry) if !retried => retried = true,
+                        Some(NeedOutcome::Wait) => {
+                            self.debug(|| format!("egress: {target_name}: waiting for JWKS keys"));
+                            return Ok(None);
+                        }
+                        _ => {
+                            callers::refused(&refusal, target_name, &self.tokens);
+                            return Ok(Some(self.reply(&refusal.reply)));
+                        }
                     }
                 }
                 let is_oauth2 = self
@@ -128,7 +238,9 @@ impl EgressHttp {
                         if let Ok(mut t) = self.tokens.try_borrow_mut() {
                             t.count_unavailable(&Host, fwd.target);
                         }
-                        return Ok(self.reply(&self.engine.credentials_unavailable(fwd.target)));
+                        return Ok(Some(
+                            self.reply(&self.engine.credentials_unavailable(fwd.target)),
+                        ));
                     }
                 }
                 // One host call per change (replacing the whole map costs Envoy far more).
@@ -144,7 +256,7 @@ impl EgressHttp {
                     self.sigv4
                         .on_forward(&self.engine, &fwd, method, &headers, end_of_stream)?;
                 if let Some(action) = signing {
-                    return Ok(action);
+                    return Ok(Some(action));
                 }
                 if edited == Edited::NeedsToken {
                     // Wait for the fetch in flight; the tick or the callout reply resumes us.
@@ -153,13 +265,15 @@ impl EgressHttp {
                         .try_borrow_mut()
                         .is_ok_and(|mut t| t.wait(&Host, fwd.target, self.context_id));
                     if !waiting {
-                        return Ok(self.reply(&self.engine.credentials_unavailable(fwd.target)));
+                        return Ok(Some(
+                            self.reply(&self.engine.credentials_unavailable(fwd.target)),
+                        ));
                     }
                     self.debug(|| format!("egress: {target_name}: waiting for a token"));
-                    return Ok(Action::Pause);
+                    return Ok(Some(Action::Pause));
                 }
                 self.debug(|| format!("egress: {target_name} -> {}", fwd.target_url));
-                Ok(Action::Continue)
+                Ok(Some(Action::Continue))
             }
         }
     }
@@ -198,8 +312,16 @@ fn ready_reply(not_ready: &[String]) -> LocalReply {
 
 impl Context for EgressHttp {
     fn on_done(&mut self) -> bool {
-        if let Ok(mut t) = self.tokens.try_borrow_mut() {
-            t.forget(self.context_id);
+        if let Ok(r) = self.request.try_borrow() {
+            if let Ok(mut t) = r.tokens.try_borrow_mut() {
+                t.forget(r.context_id);
+            }
+            if let Ok(mut j) = r.jwks.try_borrow_mut() {
+                j.forget(r.context_id);
+            }
+            if let Ok(mut p) = r.parked.try_borrow_mut() {
+                p.remove(&r.context_id);
+            }
         }
         true
     }
@@ -207,32 +329,32 @@ impl Context for EgressHttp {
 
 impl HttpContext for EgressHttp {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
-        match self.handle(end_of_stream) {
-            Ok(action) => action,
-            Err(e) => {
-                host::log(LogLevel::Error, &format!("egress: {e}"));
-                self.reply(&LocalReply::error(
-                    500,
-                    "internal_error",
-                    "the egress filter could not process the request",
-                ))
-            }
+        if let Ok(mut r) = self.request.try_borrow_mut() {
+            r.end_of_stream = end_of_stream;
         }
+        run(&self.request, None)
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        self.sigv4.on_body(body_size, end_of_stream)
+        let Ok(mut r) = self.request.try_borrow_mut() else {
+            return Action::Pause;
+        };
+        if r.waiting_keys {
+            // Buffered until the caller is verified; continuing here would let it through.
+            return Action::Pause;
+        }
+        r.sigv4.on_body(body_size, end_of_stream)
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        let Ok(mut tokens) = self.tokens.try_borrow_mut() else {
+        let Ok(r) = self.request.try_borrow() else {
+            return Action::Continue;
+        };
+        let Ok(mut tokens) = r.tokens.try_borrow_mut() else {
             return Action::Continue;
         };
         // A request that waited for its token was resumed by the root: it knows the version.
-        if let Some((target, version)) = self
-            .injected
-            .or_else(|| tokens.resumed_with(self.context_id))
-        {
+        if let Some((target, version)) = r.injected.or_else(|| tokens.resumed_with(r.context_id)) {
             if host::status_of(MapType::HttpResponseHeaders) == Some(401) {
                 tokens.mark_stale(&Host, target, version);
             }

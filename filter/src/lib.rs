@@ -5,6 +5,7 @@
 //! - [`http`]: one request: read the headers once, ask the engine, write the headers once.
 //! - [`push`]: the push listener's requests (token pushes, status).
 //! - [`callers`]: the caller's identity handed to the core, its verdict applied.
+//! - [`jwks`]: JWKS callout replies to the core; requests waiting for keys run again.
 //! - [`refused`]: what every request gets when the config was refused (a JSON 503).
 //! - [`host`]: the only place that calls proxy-wasm host functions and maps their `Status`;
 //!   it implements the core's `TokenHost`, so token coordination lives in `egress-core`.
@@ -20,7 +21,11 @@ mod host;
 #[cfg(target_arch = "wasm32")]
 mod http;
 #[cfg(target_arch = "wasm32")]
+mod jwks;
+#[cfg(target_arch = "wasm32")]
 mod push;
+#[cfg(target_arch = "wasm32")]
+mod push_aws;
 #[cfg(target_arch = "wasm32")]
 mod refused;
 #[cfg(target_arch = "wasm32")]

@@ -101,7 +101,16 @@ impl PushHttp {
                 .filter(|t| t.oauth2.is_some())
                 .map(|t| t.name.as_str())
                 .collect();
-            return self.reply(200, push_store::status(&Host, &names, now));
+            let mut status = push_store::status(&Host, &names, now);
+            crate::push_aws::add_status(&self.engine, &mut status, now);
+            return self.reply(200, status);
+        }
+        if crate::push_aws::is_aws_push(body) {
+            return match crate::push_aws::store(&self.engine, body, now) {
+                Ok(reply) => self.reply(200, reply),
+                Err(crate::push_aws::Refused::Push(e)) => self.refuse(&e),
+                Err(crate::push_aws::Refused::Retry(status, reply)) => self.reply(status, reply),
+            };
         }
         let (target, record) = match record_from_body(body, now) {
             Ok(r) => r,

@@ -6,9 +6,10 @@
 //! (the SDK traps when a root returns none, and the VM would be gone).
 
 use crate::host::{self, Host};
-use crate::http::EgressHttp;
+use crate::http::{EgressHttp, Shared};
 use crate::push::PushHttp;
 use crate::refused::RefusedHttp;
+use egress_core::callers::jwks::JwksManager;
 use egress_core::callers::TokenCache;
 use egress_core::engine::Engine;
 use egress_core::plan::{FilterConfig, LogLevel, Role};
@@ -42,12 +43,8 @@ enum ConfigError {
 enum Running {
     /// Not configured (yet, or refused): requests get a 503.
     Refused,
-    Egress {
-        engine: Rc<Engine>,
-        tokens: Rc<RefCell<TokenManager>>,
-        /// This worker's verified caller tokens.
-        callers: Rc<RefCell<TokenCache>>,
-    },
+    /// The worker's token manager, verified-caller cache, JWKS keys and parked requests.
+    Egress(Shared),
     Push {
         engine: Rc<Engine>,
         verifier: Rc<PushVerifier>,
@@ -103,15 +100,24 @@ impl EgressRoot {
                 let targets = TokenTarget::from_engine(&engine)?;
                 let mut tokens =
                     TokenManager::new(self.context_id, targets, level, host::random_seed());
+                let mut jwks = JwksManager::new(engine.jwks_sources(), host::random_seed());
                 if tokens.has_targets() {
                     tokens.start(&Host);
+                }
+                if jwks.has_sources() {
+                    jwks.start(&Host);
+                }
+                if tokens.has_targets() || jwks.has_sources() {
                     host::set_tick_period(TICK_MS)?;
                 }
-                Running::Egress {
+                Running::Egress(Shared {
                     engine: engine.clone(),
                     tokens: Rc::new(RefCell::new(tokens)),
                     callers: Rc::new(RefCell::new(TokenCache::default())),
-                }
+                    jwks: Rc::new(RefCell::new(jwks)),
+                    parked: Rc::default(),
+                    log_level: level,
+                })
             }
         };
         host::log(
@@ -137,10 +143,20 @@ impl Context for EgressRoot {
         body_size: usize,
         _trailers: usize,
     ) {
-        let Running::Egress { tokens, .. } = &self.running else {
+        let Running::Egress(shared) = &self.running else {
             return;
         };
-        let Ok(mut t) = tokens.try_borrow_mut() else {
+        if crate::jwks::on_callout(
+            &shared.jwks,
+            &shared.parked,
+            self.context_id,
+            token_id,
+            num_headers,
+            body_size,
+        ) {
+            return;
+        }
+        let Ok(mut t) = shared.tokens.try_borrow_mut() else {
             host::log(
                 LogLevel::Error,
                 "egress: token callout reply while the token manager is busy",
@@ -182,14 +198,15 @@ impl RootContext for EgressRoot {
     }
 
     fn on_tick(&mut self) {
-        if let Running::Egress { tokens, .. } = &self.running {
-            match tokens.try_borrow_mut() {
+        if let Running::Egress(shared) = &self.running {
+            match shared.tokens.try_borrow_mut() {
                 Ok(mut t) => t.on_tick(&Host),
                 Err(_) => host::log(
                     LogLevel::Error,
                     "egress: tick while the token manager is busy",
                 ),
             }
+            crate::jwks::on_tick(&shared.jwks, &shared.parked, self.context_id);
         }
     }
 
@@ -202,17 +219,7 @@ impl RootContext for EgressRoot {
             Running::Sign { engine } => {
                 Box::new(crate::sigv4::SignHttp::new(engine.clone(), self.log_level))
             }
-            Running::Egress {
-                engine,
-                tokens,
-                callers,
-            } => Box::new(EgressHttp::new(
-                context_id,
-                engine.clone(),
-                tokens.clone(),
-                callers.clone(),
-                self.log_level,
-            )),
+            Running::Egress(shared) => Box::new(EgressHttp::new(context_id, shared)),
         })
     }
 

@@ -14,10 +14,11 @@
 //! `SIGNED_PAYLOAD_MAX_BYTES`, 413 beyond) and the request starts upstream only once it is
 //! complete.
 
-use crate::host::{self, Headers};
+use crate::host::{self, Headers, Host};
 use egress_core::engine::{Engine, Forward, LocalReply};
 use egress_core::plan::{wire, LogLevel};
-use egress_core::sigv4::{self, AwsSigv4Credential, Payload, PayloadMode};
+use egress_core::sigv4::pushed::AwsCredCache;
+use egress_core::sigv4::{self, AwsKeys, AwsSigv4Credential, Payload, PayloadMode};
 use egress_core::tokens::coord::HostError;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
@@ -28,6 +29,37 @@ thread_local! {
     /// This worker's derived signing keys (one per target and day): the four chained HMACs
     /// run once a day per target, not per request.
     static SIGNING_KEYS: RefCell<sigv4::SigningKeys> = RefCell::new(sigv4::SigningKeys::new());
+    /// This worker's copies of pushed temporary credentials (`web_identity` targets).
+    static PUSHED: RefCell<AwsCredCache> = RefCell::new(AwsCredCache::default());
+}
+
+/// `web_identity` targets without valid pushed credentials (for the readiness endpoint).
+pub fn not_ready(engine: &Engine) -> Vec<String> {
+    engine
+        .targets()
+        .iter()
+        .filter_map(|t| {
+            let cred = t.sigv4.as_ref().filter(|c| c.keys.is_none())?;
+            match keys_for(&t.name, cred) {
+                Ok(Some(_)) => None,
+                _ => Some(t.name.clone()),
+            }
+        })
+        .collect()
+}
+
+/// The keys to sign with: the static ones, or the pushed temporary credentials while valid.
+/// `None`: no valid credentials (answer 503, never forward unsigned).
+fn keys_for(target: &str, cred: &AwsSigv4Credential) -> Result<Option<AwsKeys>, HostError> {
+    if let Some(k) = &cred.keys {
+        return Ok(Some(k.clone()));
+    }
+    let now = host::now_ms()?;
+    Ok(PUSHED.with(|c| {
+        c.try_borrow_mut()
+            .ok()
+            .and_then(|mut c| c.keys(&Host, target, now))
+    }))
 }
 
 /// The SigV4 state of one request in the egress filter.
@@ -54,14 +86,22 @@ impl Signing {
         let Some(cred) = &target.sigv4 else {
             return Ok(None);
         };
-        if cred.keys.is_none() {
-            // Temporary credentials come by push; none is there.
+        let Some(keys) = keys_for(&target.name, cred)? else {
+            // Temporary credentials come by push; none is there, or they expired.
             host::reply_or_reset(&engine.credentials_unavailable(fwd.target));
             return Ok(Some(Action::Pause));
-        }
+        };
         match cred.payload {
             PayloadMode::Unsigned => {
-                sign_now(cred, method, &target.authority, &fwd.path, headers, None)?;
+                sign_now(
+                    cred,
+                    &keys,
+                    method,
+                    &target.authority,
+                    &fwd.path,
+                    headers,
+                    None,
+                )?;
             }
             // The signer instance signs; with a body, it needs the digest recorded here.
             PayloadMode::Signed if !end_of_stream => {
@@ -113,15 +153,13 @@ fn hex(bytes: &[u8]) -> String {
 /// SHA-256 for `payload: signed` (`None` there means an empty body).
 fn sign_now(
     cred: &AwsSigv4Credential,
+    keys: &AwsKeys,
     method: &str,
     host_name: &str,
     path: &str,
     headers: &Headers,
     digest: Option<&str>,
 ) -> Result<(), HostError> {
-    let Some(keys) = &cred.keys else {
-        return Ok(());
-    };
     let req = sigv4::Request {
         method,
         host: host_name,
@@ -169,7 +207,7 @@ impl SignHttp {
         Self { engine, log_level }
     }
 
-    fn handle(&self) -> Result<(), HostError> {
+    fn handle(&self) -> Result<Action, HostError> {
         let headers = host::request_headers()?;
         let get = |name: &str| {
             headers
@@ -178,17 +216,17 @@ impl SignHttp {
                 .and_then(|(_, v)| std::str::from_utf8(v).ok())
         };
         let Some(name) = get(wire::TARGET_HEADER) else {
-            return Ok(());
+            return Ok(Action::Continue);
         };
         let Some(target) = self.engine.targets().iter().find(|t| t.name == name) else {
-            return Ok(());
+            return Ok(Action::Continue);
         };
         let Some(cred) = target
             .sigv4
             .as_ref()
             .filter(|c| c.payload == PayloadMode::Signed)
         else {
-            return Ok(());
+            return Ok(Action::Continue);
         };
         let digest = host::get_property(wire::PROP_BODY_SHA256)
             .and_then(|d| String::from_utf8(d).ok())
@@ -199,14 +237,25 @@ impl SignHttp {
                 &format!("egress: {name}: signing with payload digest {digest:?}"),
             );
         }
+        let Some(keys) = keys_for(name, cred)? else {
+            // Expired while the body was buffered: never forward unsigned.
+            let index = self.engine.targets().iter().position(|t| t.name == name);
+            host::reply_or_reset(&index.map_or_else(
+                || LocalReply::error(503, "credentials_unavailable", "no AWS credentials"),
+                |i| self.engine.credentials_unavailable(i),
+            ));
+            return Ok(Action::Pause);
+        };
         sign_now(
             cred,
+            &keys,
             get(":method").unwrap_or(""),
             &target.authority,
             get(":path").unwrap_or(""),
             &headers,
             digest.as_deref(),
-        )
+        )?;
+        Ok(Action::Continue)
     }
 }
 
@@ -215,7 +264,7 @@ impl Context for SignHttp {}
 impl HttpContext for SignHttp {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
         match self.handle() {
-            Ok(()) => Action::Continue,
+            Ok(action) => action,
             Err(e) => {
                 host::log(LogLevel::Error, &format!("egress: aws_sigv4: {e}"));
                 host::reply_or_reset(&LocalReply::error(

@@ -26,12 +26,43 @@ pub fn run(args: &CompileArgs) -> anyhow::Result<ExitCode> {
     ] {
         println!("wrote {}", f.display());
     }
+    for t in &source.config.targets {
+        if let Some(why) = egress_core::build::push_only(&source.config, t) {
+            println!(
+                "target {}: push-only ({why}): the proxy never fetches its credential; run `egressctl token refresh {} --out {}` where its files are",
+                t.name,
+                args.config.display(),
+                args.out.display()
+            );
+        }
+    }
     println!(
         "run: env $(grep -v '^#' {}) envoy -c {}  (or egressctl up: Envoy needs the variables of secrets.env)",
         dir.secrets_env().display(),
         dir.envoy_yaml().display()
     );
+    for name in push_only_aws_targets(&source) {
+        eprintln!(
+            "egressctl: note: target {name} (aws_sigv4 with web_identity) is push-only: the proxy signs with temporary credentials that `egressctl token refresh --watch {} --out {}` fetches from STS and pushes; until they arrive its requests get 503 credentials_unavailable",
+            args.config.display(),
+            args.out.display()
+        );
+    }
     Ok(ExitCode::Success)
+}
+
+/// `aws_sigv4` targets whose credentials only arrive by push (`web_identity`).
+pub fn push_only_aws_targets(source: &Source) -> Vec<&str> {
+    source
+        .config
+        .targets
+        .iter()
+        .filter(|t| {
+            matches!(&t.auth, egress_core::config::Auth::AwsSigv4(a)
+                if matches!(a.source, egress_core::config::AwsCredentialSource::WebIdentity(_)))
+        })
+        .map(|t| t.name.as_str())
+        .collect()
 }
 
 /// The options rendering needs, from the command line (compile, up) or the state file (apply).

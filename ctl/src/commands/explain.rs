@@ -29,6 +29,10 @@ pub enum Explanation {
         /// With `egress.callers`: whether the given caller may use the route, and why.
         #[serde(skip_serializing_if = "Option::is_none")]
         caller: Option<CallerCheck>,
+        /// Set when the proxy never fetches the credential: why, and who does
+        /// ([`egress_core::build::push_only`]).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        push_only: Option<String>,
     },
     Reply {
         status: u16,
@@ -118,11 +122,18 @@ pub fn explain(engine: &Engine, method: &str, path: &str, caller: Option<&Caller
                 method: method.to_string(),
                 outgoing_url: fwd.target_url.clone(),
                 outgoing_path: fwd.path.clone(),
-                credential: target.kind.to_string(),
+                credential: match &target.sigv4 {
+                    Some(c) if c.keys.is_none() => format!(
+                        "{} (web_identity: push-only, signed with temporary credentials pushed by `egressctl token refresh`; 503 credentials_unavailable until they arrive)",
+                        target.kind
+                    ),
+                    _ => target.kind.to_string(),
+                },
                 credential_header: target.injection.header_name().map(str::to_string),
                 removed_headers,
                 set_headers,
                 caller: check(engine, &fwd, caller),
+                push_only: None,
             }
         }
         Decision::Respond(r) => Explanation::Reply {
@@ -148,7 +159,17 @@ pub fn run(args: &ExplainArgs) -> anyhow::Result<ExitCode> {
         args.subject.as_deref(),
         args.roles.as_deref(),
     );
-    let e = explain(&engine, &args.method, &args.path, caller.as_ref());
+    let mut e = explain(&engine, &args.method, &args.path, caller.as_ref());
+    if let Explanation::Forward {
+        target, push_only, ..
+    } = &mut e
+    {
+        *push_only = source
+            .config
+            .target(target)
+            .and_then(|t| egress_core::build::push_only(&source.config, t))
+            .map(|why| format!("{why}: only `egressctl token refresh` obtains it and pushes it"));
+    }
     match args.format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&e)?),
         Format::Table => print!("{}", render(&args.method, &args.path, &e)),
@@ -169,6 +190,7 @@ fn render(method: &str, path: &str, e: &Explanation) -> String {
             removed_headers,
             set_headers,
             caller,
+            push_only,
         } => {
             s += &format!("  target:      {target}\n");
             s += &format!("  outgoing:    {method} {outgoing_url}\n");
@@ -181,6 +203,9 @@ fn render(method: &str, path: &str, e: &Explanation) -> String {
                 None => "none".to_string(),
             };
             s += &format!("  credential:  {credential} ({header})\n");
+            if let Some(why) = push_only {
+                s += &format!("  push-only:   {why}\n");
+            }
             s += "  set:\n";
             for h in set_headers {
                 s += &format!("    {}: {}\n", h.name, h.value);

@@ -1,7 +1,9 @@
-//! Clusters: one per target, one per OAuth2 token endpoint, and the admin (for metrics).
+//! Clusters: one per target, one per OAuth2 token endpoint, one per `jwks_url` issuer, and
+//! the admin (for metrics).
 
 use super::{socket_address, RenderError, RenderOptions};
 use crate::source::Source;
+use egress_core::callers::{jwks, KeySource};
 use egress_core::config::{Auth, ListenAddr, TlsSettings};
 use egress_core::duration::envoy_duration;
 use egress_core::plan::wire;
@@ -43,11 +45,12 @@ pub fn token_clusters(
 ) -> Result<Vec<Value>, RenderError> {
     let mut out = Vec::new();
     for t in &source.config.targets {
-        if let Auth::OAuth2(o) = &t.auth {
+        // A token URL that only a key file names (push-only) needs no cluster.
+        if let Some((o, token_url)) = oauth2_token_url(&t.auth) {
             out.push(cluster(
                 &wire::token_cluster(&t.name),
                 &t.name,
-                &o.token_url,
+                token_url,
                 o.token_timeout,
                 o.tls.as_ref(),
                 source,
@@ -55,6 +58,57 @@ pub fn token_clusters(
                 files,
             )?);
         }
+    }
+    Ok(out)
+}
+
+fn oauth2_token_url(
+    auth: &Auth,
+) -> Option<(
+    &egress_core::config::OAuth2Settings,
+    &egress_core::target_url::TargetUrl,
+)> {
+    match auth {
+        Auth::OAuth2(o) => o.token_url.as_ref().map(|u| (o, u)),
+        _ => None,
+    }
+}
+
+/// One cluster per `jwks_url` issuer ([`wire::jwks_cluster`]): TLS verified against the
+/// issuer's `jwks_ca` or the system bundle, for the URL's host.
+pub fn jwks_clusters(
+    source: &Source,
+    opts: &RenderOptions,
+    files: &mut Vec<PathBuf>,
+) -> Result<Vec<Value>, RenderError> {
+    let mut out = Vec::new();
+    let Some(callers) = &source.config.callers else {
+        return Ok(out);
+    };
+    for (i, issuer) in callers.jwt.iter().enumerate() {
+        let KeySource::JwksUrl { url, ca_cert } = &issuer.keys else {
+            continue;
+        };
+        let url = TargetUrl::parse(url).map_err(|e| RenderError::CallerKey {
+            issuer: issuer.issuer.clone(),
+            reason: format!("jwks_url: {e}"),
+        })?;
+        let tls = TlsSettings {
+            insecure_skip_verify: false,
+            ca_cert: ca_cert.clone(),
+            client_cert: None,
+            server_name: url.host.clone(),
+        };
+        out.push(cluster(
+            &wire::jwks_cluster(i),
+            &format!("jwks_url of issuer {:?}", issuer.issuer),
+            &url,
+            Duration::from_millis(jwks::FETCH_TIMEOUT_MS),
+            Some(&tls),
+            source,
+            opts,
+            files,
+        )?);
     }
     Ok(out)
 }

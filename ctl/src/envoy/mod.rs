@@ -81,7 +81,7 @@ pub fn render(source: &Source, opts: &RenderOptions) -> Result<Rendered, RenderE
                     Some(k) => SecretMode::Sealed(k.clone()),
                     None => SecretMode::Env,
                 },
-                for_fetcher: false,
+                ..Default::default()
             },
         )
     };
@@ -90,6 +90,7 @@ pub fn render(source: &Source, opts: &RenderOptions) -> Result<Rendered, RenderE
     let mut files = Vec::new();
     let mut clusters = clusters::target_clusters(source, opts, &mut files)?;
     clusters.extend(clusters::token_clusters(source, opts, &mut files)?);
+    clusters.extend(clusters::jwks_clusters(source, opts, &mut files)?);
     clusters.push(clusters::admin_cluster(&opts.admin));
     let wasm = listener::WasmModule {
         path: &opts.wasm,

@@ -4,13 +4,14 @@
 //! This is the only module that knows both the user-facing config and the filter config, so
 //! [`crate::config`] and [`crate::plan`] do not import each other.
 
-use crate::config::{Auth, Config, TokenStore};
+use crate::config::{Auth, Config, Grant, JwtBearerKey, Target, TokenStore};
 use crate::plan::{
     wire, Credential, FilterConfig, FilterEndpoints, FilterRoute, FilterTarget, OAuth2Credential,
     Role, FILTER_CONFIG_VERSION,
 };
 use crate::secret::Secret;
 use crate::secret_ref::{env_name, env_value, to_references, SealKey, SecretField};
+use crate::tokens::grant::GrantPlan;
 use std::collections::BTreeMap;
 
 /// How credential values appear in the built config.
@@ -36,7 +37,10 @@ pub struct BuildOptions {
     /// system.
     pub private_keys: BTreeMap<String, Secret>,
     pub secrets: SecretMode,
-    /// Build the credentials as a token fetcher needs them, whatever the token store (the
+    /// Google service-account keys by target (`auth.service_account_file`), read by
+    /// `egressctl token refresh` on its host; used only with `for_fetcher`.
+    pub service_accounts: BTreeMap<String, crate::tokens::service_account::ServiceAccountKey>,
+    /// Build the credentials as a token fetcher needs them, whatever [`push_only`] says (the
     /// client secret even with `token_store: redis`): `egressctl token refresh`.
     pub for_fetcher: bool,
 }
@@ -45,71 +49,82 @@ fn millis(d: std::time::Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
-/// Push-only (`token_store: redis`): the proxy never fetches, so it holds no client secret
-/// and no private key.
-fn push_only(config: &Config) -> bool {
-    matches!(config.token_store, TokenStore::Redis(_))
+/// Why a target's credential reaches the proxy only by push: the proxy never fetches it and
+/// holds none of its secrets; `egressctl token refresh` fetches it and pushes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PushOnly {
+    /// `token_store: redis`: tokens are shared through redis by the refreshers.
+    TokenStore,
+    /// The credential needs a file on the proxy's host, which the filter cannot read.
+    HostFile { field: &'static str, path: String },
+}
+
+impl std::fmt::Display for PushOnly {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PushOnly::TokenStore => f.write_str("token_store is redis"),
+            PushOnly::HostFile { field, path } => write!(
+                f,
+                "{field} ({path}) is a file the proxy's filter cannot read"
+            ),
+        }
+    }
+}
+
+/// The one rule for "fetched only by `egressctl token refresh`", per target: the builder,
+/// `compile`'s message, `explain` and the refresher all ask it. `None`: the filter obtains
+/// the credential itself (or it needs no fetching).
+pub fn push_only(config: &Config, target: &Target) -> Option<PushOnly> {
+    if let Some((field, path)) = target.auth.host_file() {
+        return Some(PushOnly::HostFile {
+            field,
+            path: path.to_string(),
+        });
+    }
+    match (&target.auth, &config.token_store) {
+        (Auth::OAuth2(_), TokenStore::Redis(_)) => Some(PushOnly::TokenStore),
+        _ => None,
+    }
 }
 
 /// The complete filter config for one listener.
 pub fn filter_config(config: &Config, opts: &BuildOptions) -> FilterConfig {
-    let push_only = push_only(config) && !opts.for_fetcher;
     let targets = config
         .targets
         .iter()
-        .map(|t| FilterTarget {
-            name: t.name.clone(),
-            url: t.url.clone(),
-            credential: match &t.auth {
-                Auth::None => Credential::None,
-                Auth::ApiKey { header, key } => Credential::ApiKey {
-                    header: header.clone(),
-                    key: key.clone(),
-                },
-                Auth::Bearer { token } => Credential::Bearer {
-                    token: token.clone(),
-                },
-                Auth::Basic { username, password } => Credential::Basic {
-                    username: username.clone(),
-                    password: password.clone(),
-                },
-                Auth::Mtls => Credential::Mtls,
-                Auth::OAuth2(o) => Credential::Oauth2(OAuth2Credential {
-                    token_cluster: wire::token_cluster(&t.name),
-                    fetch: !push_only,
-                    token_url: o.token_url.clone(),
-                    client_id: o.client_id.clone(),
-                    client_secret: if push_only {
-                        None
-                    } else {
-                        o.client_secret.clone()
+        .map(|t| {
+            let push_only = push_only(config, t).is_some() && !opts.for_fetcher;
+            FilterTarget {
+                name: t.name.clone(),
+                url: t.url.clone(),
+                credential: match &t.auth {
+                    Auth::None => Credential::None,
+                    Auth::ApiKey { header, key } => Credential::ApiKey {
+                        header: header.clone(),
+                        key: key.clone(),
                     },
-                    scopes: o.scopes.clone(),
-                    params: o.params.clone(),
-                    client_auth: o.client_auth,
-                    signing_alg: o.signing_alg,
-                    key_id: o.key_id.clone(),
-                    private_key_pem: if push_only {
-                        None
-                    } else {
-                        opts.private_keys.get(&t.name).cloned()
+                    Auth::Bearer { token } => Credential::Bearer {
+                        token: token.clone(),
                     },
-                    refresh_before_expiry_ms: millis(o.refresh_before_expiry),
-                    token_timeout_ms: millis(o.token_timeout),
-                    default_lifetime_ms: millis(o.default_lifetime),
-                }),
-                Auth::AwsSigv4(a) => Credential::AwsSigv4(crate::sigv4::AwsSigv4Credential {
-                    region: a.region.clone(),
-                    service: a.service.clone(),
-                    payload: a.payload,
-                    // Temporary credentials reach the filter only by push.
-                    keys: match &a.source {
-                        crate::config::AwsCredentialSource::Static(k) => Some(k.clone()),
-                        crate::config::AwsCredentialSource::WebIdentity(_) => None,
+                    Auth::Basic { username, password } => Credential::Basic {
+                        username: username.clone(),
+                        password: password.clone(),
                     },
-                }),
-            },
-            allow: t.allow.clone(),
+                    Auth::Mtls => Credential::Mtls,
+                    Auth::OAuth2(o) => Credential::Oauth2(oauth2(t, o, push_only, opts)),
+                    Auth::AwsSigv4(a) => Credential::AwsSigv4(crate::sigv4::AwsSigv4Credential {
+                        region: a.region.clone(),
+                        service: a.service.clone(),
+                        payload: a.payload,
+                        // Temporary credentials reach the filter only by push.
+                        keys: match &a.source {
+                            crate::config::AwsCredentialSource::Static(k) => Some(k.clone()),
+                            crate::config::AwsCredentialSource::WebIdentity(_) => None,
+                        },
+                    }),
+                },
+                allow: t.allow.clone(),
+            }
         })
         .collect();
     let routes = config
@@ -145,6 +160,73 @@ pub fn filter_config(config: &Config, opts: &BuildOptions) -> FilterConfig {
         SecretMode::Sealed(key) => to_references(&mut fc, Some(key)),
     }
     fc
+}
+
+/// An OAuth2 target's credential; `push_only`: without secrets, never fetched by the filter.
+fn oauth2(
+    t: &Target,
+    o: &crate::config::OAuth2Settings,
+    push_only: bool,
+    opts: &BuildOptions,
+) -> OAuth2Credential {
+    let mut private_key_pem = if push_only {
+        None
+    } else {
+        opts.private_keys.get(&t.name).cloned()
+    };
+    let mut token_url = o.token_url.clone();
+    let mut key_id = o.key_id.clone();
+    let grant = match &o.grant {
+        Grant::ClientCredentials => GrantPlan::ClientCredentials,
+        Grant::JwtBearer(j) => {
+            let (issuer, subject) = match &j.key {
+                JwtBearerKey::Inline { issuer, subject } => (issuer.clone(), Some(subject.clone())),
+                JwtBearerKey::ServiceAccountFile { subject, .. } => {
+                    // Only the refresher has the key file.
+                    match opts.service_accounts.get(&t.name).filter(|_| !push_only) {
+                        Some(key) => {
+                            private_key_pem = Some(key.private_key.clone());
+                            key_id = Some(key.private_key_id.clone());
+                            token_url = token_url.or_else(|| Some(key.token_uri.clone()));
+                            (key.client_email.clone(), subject.clone())
+                        }
+                        None => (String::new(), subject.clone()),
+                    }
+                }
+            };
+            GrantPlan::JwtBearer {
+                issuer,
+                subject,
+                audience: j.audience.clone(),
+            }
+        }
+        Grant::TokenExchange(x) => GrantPlan::TokenExchange {
+            subject_token_type: x.subject_token_type.clone(),
+            audience: x.audience.clone(),
+            resource: x.resource.clone(),
+        },
+    };
+    OAuth2Credential {
+        token_cluster: wire::token_cluster(&t.name),
+        fetch: !push_only,
+        grant,
+        token_url,
+        client_id: o.client_id.clone(),
+        client_secret: if push_only {
+            None
+        } else {
+            o.client_secret.clone()
+        },
+        scopes: o.scopes.clone(),
+        params: o.params.clone(),
+        client_auth: o.client_auth,
+        signing_alg: o.signing_alg,
+        key_id,
+        private_key_pem,
+        refresh_before_expiry_ms: millis(o.refresh_before_expiry),
+        token_timeout_ms: millis(o.token_timeout),
+        default_lifetime_ms: millis(o.default_lifetime),
+    }
 }
 
 impl FilterConfig {

@@ -57,6 +57,12 @@ pub mod wire {
         format!("egress_target_{target}")
     }
 
+    /// Envoy cluster the filter fetches JWT issuer `index`'s `jwks_url` through (its position
+    /// in `egress.callers.jwt`).
+    pub fn jwks_cluster(index: usize) -> String {
+        format!("egress_jwks_{index}")
+    }
+
     /// Envoy cluster the filter's token callouts use for an OAuth2 target.
     pub fn token_cluster(target: &str) -> String {
         format!("egress_token_{target}")
@@ -158,13 +164,13 @@ impl Credential {
             Credential::Bearer { .. } => "bearer",
             Credential::Basic { .. } => "basic",
             Credential::Mtls => "mtls",
-            Credential::Oauth2(_) => "oauth2_client_credentials",
+            Credential::Oauth2(o) => o.grant.kind(),
             Credential::AwsSigv4(_) => "aws_sigv4",
         }
     }
 }
 
-/// An OAuth2 client-credentials target, as the filter needs it to fetch tokens by callout.
+/// An OAuth2 target (any grant), as the filter needs it to fetch tokens by callout.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OAuth2Credential {
@@ -174,7 +180,12 @@ pub struct OAuth2Credential {
     /// no client secret.
     #[serde(default = "yes")]
     pub fetch: bool,
-    pub token_url: TargetUrl,
+    /// How the token is obtained (default: client credentials).
+    #[serde(default)]
+    pub grant: crate::tokens::grant::GrantPlan,
+    /// `None` only in a push-only target whose token URL comes from a key file the refresher
+    /// reads.
+    pub token_url: Option<TargetUrl>,
     pub client_id: String,
     #[serde(default, deserialize_with = "crate::secret::opt_value_or_ref")]
     pub client_secret: Option<Secret>,
@@ -183,8 +194,8 @@ pub struct OAuth2Credential {
     pub client_auth: ClientAuth,
     pub signing_alg: SigningAlg,
     pub key_id: Option<String>,
-    /// `private_key_jwt`: the PEM key, read from `auth.private_key` by `egressctl compile`
-    /// (the filter has no file system).
+    /// `private_key_jwt` or `oauth2_jwt_bearer`: the PEM key, read from `auth.private_key` by
+    /// `egressctl compile` (the filter has no file system).
     #[serde(default, deserialize_with = "crate::secret::opt_value_or_ref")]
     pub private_key_pem: Option<Secret>,
     pub refresh_before_expiry_ms: u64,

@@ -94,6 +94,13 @@ pub enum ClientAuth {
     ClientSecretBasic,
     ClientSecretPost,
     PrivateKeyJwt,
+    /// No client authentication (a grant whose assertion is the credential, e.g. RFC 7523
+    /// section 2.1 without a client); a `client_id`, when set, is sent in the form (a public
+    /// client).
+    None,
+    /// The client assertion is the current content of a file on the refresher's host (Azure
+    /// workload identity): fetched only by `egressctl token refresh`.
+    FederatedTokenFile,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -103,7 +103,8 @@ egress:
         clock_skew: 1h
       - issuer: gw
         algorithms: [RS256]
-        jwks_url: https://idp/jwks
+        jwks_url: http://idp/jwks
+        jwks_ca: ""
   targets:
     a:
       url: http://127.0.0.1:9
@@ -134,7 +135,8 @@ egress:
         (&format!("{j}.roles_claim"), "dotted path"),
         (&format!("{j}.clock_skew"), "at most 5m"),
         ("egress.callers.jwt[1].issuer", "configured twice"),
-        ("egress.callers.jwt[1].jwks_url", "not supported"),
+        ("egress.callers.jwt[1].jwks_url", "must be an https URL"),
+        ("egress.callers.jwt[1].jwks_ca", "must be a file path"),
         ("egress.targets.a.allow", "admits no caller"),
         ("egress.targets.b.allow.spiffe_ids[0]", "not a SPIFFE ID"),
         ("egress.targets.b.allow.spiffe_ids[1]", "not a SPIFFE ID"),
@@ -214,16 +216,20 @@ fn the_engine_refuses_callers_that_the_route_does_not_admit_and_keeps_health_ope
     };
     // The target admits the workload; /egress/crm also needs the crm-admin role.
     let sf = forward(&e, "/egress/sf/x");
-    assert!(e.authorize(&sf, &workload, 0, &mut cache).is_ok());
+    assert!(e
+        .authorize(&sf, &workload, 0, &mut cache, &Default::default())
+        .is_ok());
     let crm = forward(&e, "/egress/crm/x");
-    let r = e.authorize(&crm, &workload, 0, &mut cache).unwrap_err();
+    let r = e
+        .authorize(&crm, &workload, 0, &mut cache, &Default::default())
+        .unwrap_err();
     assert_eq!((r.reply.status, r.reply.code), (403, "forbidden"));
     let anon = CallerInput {
         peer_spiffe_id: None,
         header: &none,
     };
     assert_eq!(
-        e.authorize(&sf, &anon, 0, &mut cache)
+        e.authorize(&sf, &anon, 0, &mut cache, &Default::default())
             .unwrap_err()
             .reply
             .status,
@@ -238,7 +244,13 @@ fn the_engine_refuses_callers_that_the_route_does_not_admit_and_keeps_health_ope
     .unwrap();
     let e = Engine::new(&FilterConfig::from_config(&plain)).unwrap();
     let ok = e
-        .authorize(&forward(&e, "/egress/a"), &anon, 0, &mut cache)
+        .authorize(
+            &forward(&e, "/egress/a"),
+            &anon,
+            0,
+            &mut cache,
+            &Default::default(),
+        )
         .unwrap();
     assert!(ok.caller.is_anonymous());
 }

@@ -125,7 +125,7 @@ fn web_identity_and_static_keys_exclude_each_other() {
 }
 
 #[test]
-fn web_identity_is_checked_and_refused_until_egressctl_fetches_it() {
+fn web_identity_fields_are_checked_with_their_paths() {
     let e = errors("type: aws_sigv4\nregion: us-east-1\nservice: s3\nweb_identity:\n  role_arn: not-an-arn\n  token_file: ''\n  session_name: x\n  sts_url: ftp://sts");
     for (field, needle) in [
         ("role_arn", "role ARN"),
@@ -138,14 +138,44 @@ fn web_identity_is_checked_and_refused_until_egressctl_fetches_it() {
             "{field}: {e:?}"
         );
     }
-    // Not fetched by egressctl yet: refused with a clear message rather than accepted and
-    // left without credentials.
-    let e = errors("type: aws_sigv4\nregion: us-east-1\nservice: s3\nweb_identity:\n  role_arn: arn:aws:iam::123456789012:role/r\n  token_file: /var/run/token");
-    assert_eq!(e.len(), 1, "{e:?}");
+    // Missing fields are named with their path.
+    let e = errors(
+        "type: aws_sigv4\nregion: us-east-1\nservice: s3\nweb_identity:\n  session_name: egress",
+    );
     assert!(
-        has(&e, &format!("{BASE}.web_identity"), "not supported yet"),
+        has(&e, &format!("{BASE}.web_identity.role_arn"), "is required"),
         "{e:?}"
     );
+    assert!(
+        has(&e, &format!("{BASE}.web_identity.token_file"), "file path"),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn web_identity_is_accepted_as_a_push_only_target() {
+    let c = load_str(
+        &config("type: aws_sigv4\nregion: eu-west-1\nservice: s3\nweb_identity:\n  role_arn: arn:aws:iam::123456789012:role/r\n  token_file: /var/run/token"),
+        &no_env,
+    )
+    .unwrap();
+    let Auth::AwsSigv4(a) = &c.target("s3").unwrap().auth else {
+        panic!("aws_sigv4 expected")
+    };
+    let AwsCredentialSource::WebIdentity(w) = &a.source else {
+        panic!("web_identity expected")
+    };
+    assert_eq!(w.session_name, "egress");
+    assert_eq!(
+        w.sts_url.origin_and_base(),
+        "https://sts.eu-west-1.amazonaws.com"
+    );
+    // The filter gets no keys: they come by push.
+    let fc = FilterConfig::from_config(&c);
+    let Credential::AwsSigv4(cred) = &fc.targets[0].credential else {
+        panic!("aws_sigv4 credential expected")
+    };
+    assert!(cred.keys.is_none());
 }
 
 #[test]

@@ -137,6 +137,8 @@ pub struct OAuthClient {
     pub auth: OAuthClientAuth,
     /// Scopes the client may request (default `api refresh_token`).
     pub scopes: Vec<String>,
+    /// The client's grant types (default `client_credentials` only).
+    pub grant_types: Option<Vec<String>>,
 }
 
 impl OAuthClient {
@@ -145,6 +147,7 @@ impl OAuthClient {
             client_id: client_id.to_owned(),
             auth,
             scopes: vec!["api".to_owned(), "refresh_token".to_owned()],
+            grant_types: None,
         }
     }
 
@@ -191,11 +194,21 @@ impl OAuthClient {
         self
     }
 
+    /// Replaces the grant types the client may use (e.g. the token-exchange URN, registered
+    /// by `tests/support/oauth-server/grants/`).
+    pub fn grant_types(mut self, grants: &[&str]) -> Self {
+        self.grant_types = Some(grants.iter().map(|s| (*s).to_owned()).collect());
+        self
+    }
+
     fn to_json(&self) -> Value {
         let mut client = json!({
             "client_id": self.client_id,
             "scopes": self.scopes,
         });
+        if let Some(g) = &self.grant_types {
+            client["grant_types"] = json!(g);
+        }
         match &self.auth {
             OAuthClientAuth::Basic { secret } => {
                 client["token_endpoint_auth_method"] = json!("client_secret_basic");
@@ -235,6 +248,9 @@ pub struct OAuthOpts {
     /// The issuer identifier (default `http(s)://127.0.0.1:<port>`); also an accepted `aud`
     /// of client assertions, e.g. `https://login.salesforce.com`.
     pub issuer: Option<String>,
+    /// More top-level keys of the server's config: the grants of
+    /// `tests/support/oauth-server/grants/` read theirs (e.g. `jwt_bearer`).
+    pub extra: Vec<(String, Value)>,
 }
 
 impl Default for OAuthOpts {
@@ -245,6 +261,7 @@ impl Default for OAuthOpts {
             clients: Vec::new(),
             jwt_audience: None,
             issuer: None,
+            extra: Vec::new(),
         }
     }
 }
@@ -274,6 +291,12 @@ impl OAuthOpts {
         self
     }
 
+    /// Sets a top-level key of the server's config (see [`OAuthOpts::extra`]).
+    pub fn config(mut self, key: &str, value: Value) -> Self {
+        self.extra.push((key.to_owned(), value));
+        self
+    }
+
     fn config_json(&self, port: u16) -> Value {
         let scheme = if self.tls.is_some() { "https" } else { "http" };
         let mut cfg = json!({
@@ -288,6 +311,9 @@ impl OAuthOpts {
         }
         if let Some(aud) = &self.jwt_audience {
             cfg["jwt_audience"] = json!(aud);
+        }
+        for (k, v) in &self.extra {
+            cfg[k.as_str()] = v.clone();
         }
         cfg
     }

@@ -50,6 +50,9 @@ pub enum TargetAuth {
         alg: String,
         kid: String,
     },
+    /// The whole `auth:` block as written (its `type` included, one field a line, not
+    /// indented): auth types this builder does not spell, e.g. `oauth2_jwt_bearer`.
+    Yaml(String),
 }
 
 /// Where the proxy keeps tokens (`egress.token_store`).
@@ -138,6 +141,9 @@ impl OAuth2ProxyOpts {
 
     /// The `auth:` block of the target.
     fn auth_yaml(&self) -> String {
+        if let TargetAuth::Yaml(block) = &self.auth {
+            return block.lines().map(|l| format!("        {l}\n")).collect();
+        }
         let mut y = format!(
             "        type: oauth2_client_credentials\n        \
              token_url: \"{}\"\n        client_id: \"{}\"\n        \
@@ -162,6 +168,7 @@ impl OAuth2ProxyOpts {
                     key.display()
                 );
             }
+            TargetAuth::Yaml(_) => {}
         }
         y
     }

@@ -1,7 +1,9 @@
 #!/usr/bin/env node
 // A real OAuth2 authorization server for the end-to-end tests: panva's certified
 // `oidc-provider` (see package.json for the pinned version), configured for the
-// client-credentials grant only, plus a few test-control endpoints.
+// client-credentials grant, the grants of grants/ (jwt-bearer.mjs: RFC 7523, configured by
+// the `jwt_bearer` key; token-exchange.mjs: RFC 8693, the `token_exchange` key; see there),
+// plus a few test-control endpoints.
 //
 //   node server.mjs --port P --config FILE.json [--host 127.0.0.1] [--control-port C]
 //
@@ -22,9 +24,16 @@
 //       {"client_id": "c", "token_endpoint_auth_method": "private_key_jwt",
 //        "public_keys": [{"pem": "/keys/c.pub.pem", "kid": "k1", "alg": "RS256"}]},
 //       {"client_id": "d", "token_endpoint_auth_method": "private_key_jwt",
-//        "jwks": {"keys": [{"kty": "EC", "crv": "P-256", "x": "...", "y": "...", "kid": "k2"}]}}
-//     ]
+//        "jwks": {"keys": [{"kty": "EC", "crv": "P-256", "x": "...", "y": "...", "kid": "k2"}]}},
+//       {"client_id": "e", "client_secret": "s",
+//        "grant_types": ["urn:ietf:params:oauth:grant-type:token-exchange"]}
+//     ],
+//     "token_exchange": {...}               // see grants/token-exchange.mjs
 //   }
+//
+// `grant_types` (default ["client_credentials"]) lists a client's grants; grants beyond
+// oidc-provider's own are registered by the modules in grants/ (listed in `extraGrants`), each
+// enabled by its config block.
 //
 // The token endpoint is <origin><token_path> (default `/token`). A client assertion
 // (private_key_jwt) must carry iss = sub = client_id, a jti, an exp, and an `aud` equal to
@@ -65,6 +74,8 @@ if (typeof URL.parse !== 'function' || typeof crypto.hash !== 'function') {
 }
 
 const { default: Provider, errors } = await import('oidc-provider');
+// Extra grants, one module each in grants/: `clients(cfg)` to register, `register(provider, ...)`.
+const extraGrants = [await import('./grants/jwt-bearer.mjs'), await import('./grants/token-exchange.mjs')];
 
 function die(msg) {
   process.stderr.write(`oauth-server: ${msg}\n`);
@@ -130,7 +141,7 @@ const clients = cfg.clients.map((c, i) => {
   scopes.forEach((s) => allScopes.add(s));
   const meta = {
     client_id: c.client_id,
-    grant_types: ['client_credentials'],
+    grant_types: c.grant_types ?? ['client_credentials'],
     response_types: [],
     redirect_uris: [],
     token_endpoint_auth_method: method,
@@ -149,16 +160,18 @@ const clients = cfg.clients.map((c, i) => {
   return meta;
 });
 
-// The provider's own signing keys (JWT access tokens), fresh on every start.
+// The provider's own signing keys (JWT access tokens), fresh on every start, with a `kid`
+// unique to the start: a restart is a key rotation (a verifier sees an unknown kid).
+const startId = crypto.randomBytes(4).toString('hex');
 const signingKeys = [
   crypto.generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ format: 'jwk' }),
   crypto.generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ format: 'jwk' }),
-].map((jwk, i) => ({ ...jwk, use: 'sig', kid: `provider-${i}` }));
+].map((jwk, i) => ({ ...jwk, use: 'sig', kid: `provider-${i}-${startId}` }));
 
 const issuer = cfg.issuer ?? `${tls ? 'https' : 'http'}://127.0.0.1:${port}`;
 
 const provider = new Provider(issuer, {
-  clients,
+  clients: [...clients, ...extraGrants.flatMap((g) => g.clients(cfg))],
   jwks: { keys: signingKeys },
   scopes: [...allScopes],
   routes: { token: tokenPath },
@@ -201,6 +214,8 @@ const provider = new Provider(issuer, {
     },
   },
 });
+
+extraGrants.forEach((g) => g.register(provider, cfg, tokenPath));
 
 // ---------------------------------------------------------------------------
 // Counters, failure injection, logging

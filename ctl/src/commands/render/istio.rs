@@ -8,9 +8,14 @@
 //!   target's authority); a VirtualService routes each target to its ServiceEntry, whose
 //!   DestinationRule originates TLS (client certificates from a `credentialName` Secret).
 //!
-//! Callers: the config has no callers section yet, so no AuthorizationPolicy is rendered and
-//! Istio's default applies (every workload the mesh lets reach the gateway may call).
+//! Callers (`egress.callers`): with `mtls`, the gateway's server speaks Istio mutual TLS
+//! (`ISTIO_MUTUAL`, and a DestinationRule makes the mesh's clients use it), so the filter reads
+//! each caller's mesh SPIFFE ID; the `allow` blocks that name SPIFFE IDs only also become an
+//! AuthorizationPolicy on the gateway ([`super::authz`]). The plugin runs in the `STATS` phase,
+//! after Istio's authorization, so that policy sees the caller's path before the filter
+//! rewrites it.
 
+use super::authz;
 use super::objects::{self, dns_part, label_pair, meta, Object};
 use super::{
     credential_env_pairs, input, plugin_filter_config, refuse_inlined_credentials, IstioArgs,
@@ -22,6 +27,13 @@ use egress_core::plan::wire;
 use egress_core::target_url::Scheme;
 use serde_json::{json, Value};
 
+/// After Istio's authorization filters: the AuthorizationPolicy judges the request as the
+/// caller sent it, before the filter rewrites its path.
+const PHASE: &str = "STATS";
+
+/// The gateway's port for callers (the Gateway server; the Service's port 80 targets it).
+const GATEWAY_PORT: u16 = 8080;
+
 pub fn run(a: &IstioArgs) -> anyhow::Result<ExitCode> {
     let inp = match input(&a.fleet)? {
         Ok(i) => i,
@@ -30,11 +42,20 @@ pub fn run(a: &IstioArgs) -> anyhow::Result<ExitCode> {
     let src = &inp.source;
     let mut reasons = Vec::new();
     for t in &src.config.targets {
-        if let Auth::OAuth2(_) = t.auth {
-            reasons.push(format!(
-                "target {}: oauth2_client_credentials needs the token endpoint clusters and the token push listener `compile` adds to Envoy; Istio's gateway has neither: use `render k8s` for OAuth2 targets",
-                t.name
-            ));
+        // Istio's gateway runs no token refresher and has no push listener: nothing could
+        // bring a push-only credential to it (render k8s renders the refresher).
+        match egress_core::build::push_only(&src.config, t) {
+            Some(egress_core::build::PushOnly::HostFile { field, path }) => reasons.push(format!(
+                "target {}: {} needs {field} ({path}), a file the filter cannot read: `egressctl token refresh` must fetch it and push, and Istio's gateway has no push listener nor refresher; use `render k8s`, which renders the refresher with the file mounted",
+                t.name,
+                t.auth.kind()
+            )),
+            _ if matches!(t.auth, Auth::OAuth2(_)) => reasons.push(format!(
+                "target {}: {} needs the token endpoint clusters and the token push listener `compile` adds to Envoy; Istio's gateway has neither: use `render k8s` for OAuth2 targets",
+                t.name,
+                t.auth.kind()
+            )),
+            _ => {}
         }
     }
     let selector = match label_pair("--gateway-selector", &a.gateway_selector) {
@@ -86,8 +107,8 @@ pub fn run(a: &IstioArgs) -> anyhow::Result<ExitCode> {
         PluginKind::WasmPlugin => {
             let mut spec = wasm;
             spec["selector"] = json!({ "matchLabels": selector });
-            spec["phase"] = json!("AUTHN");
-            spec["match"] = json!([{ "mode": "SERVER", "ports": [{ "number": 8080 }] }]);
+            spec["phase"] = json!(PHASE);
+            spec["match"] = json!([{ "mode": "SERVER", "ports": [{ "number": GATEWAY_PORT }] }]);
             json!({ "apiVersion": "extensions.istio.io/v1alpha1", "kind": "WasmPlugin",
                     "metadata": meta(name, &ns, name), "spec": spec })
         }
@@ -97,7 +118,7 @@ pub fn run(a: &IstioArgs) -> anyhow::Result<ExitCode> {
             }
             json!({ "apiVersion": "extensions.istio.io/v1alpha1", "kind": "TrafficExtension",
                     "metadata": meta(name, &ns, name),
-                    "spec": { "selector": { "matchLabels": selector }, "phase": "AUTHN", "wasm": wasm } })
+                    "spec": { "selector": { "matchLabels": selector }, "phase": PHASE, "wasm": wasm } })
         }
     };
     objs.push(Object::new(plugin));
@@ -129,14 +150,42 @@ pub fn run(a: &IstioArgs) -> anyhow::Result<ExitCode> {
             hosts.push(t.url.host.clone());
         }
     }
+    let mutual = src
+        .config
+        .callers
+        .as_ref()
+        .is_some_and(|c| c.mtls.is_some());
+    let server = if mutual {
+        // The caller's mesh identity reaches the gateway (and the filter) only over Istio's
+        // mutual TLS; the clients' sidecars use it for the gateway's Service.
+        objs.push(Object::new(json!({
+            "apiVersion": "networking.istio.io/v1", "kind": "DestinationRule",
+            "metadata": meta(&gateway_name, &ns, name),
+            "spec": {
+                "host": a.gateway_service,
+                "trafficPolicy": { "portLevelSettings": [{
+                    "port": { "number": 80 },
+                    "tls": { "mode": "ISTIO_MUTUAL", "sni": a.host },
+                }] },
+            },
+        })));
+        json!({ "port": { "number": GATEWAY_PORT, "name": "https", "protocol": "HTTPS" },
+                "tls": { "mode": "ISTIO_MUTUAL" }, "hosts": hosts })
+    } else {
+        json!({ "port": { "number": GATEWAY_PORT, "name": "http", "protocol": "HTTP" }, "hosts": hosts })
+    };
     objs.push(Object::new(json!({
         "apiVersion": "networking.istio.io/v1", "kind": "Gateway",
         "metadata": meta(&gateway_name, &ns, name),
-        "spec": {
-            "selector": selector,
-            "servers": [{ "port": { "number": 8080, "name": "http", "protocol": "HTTP" }, "hosts": hosts }],
-        },
+        "spec": { "selector": selector, "servers": [server] },
     })));
+    let authz = authz::istio_policy(&src.config, name, &ns, &selector, GATEWAY_PORT);
+    for n in &authz.notes {
+        eprintln!("egressctl: note: callers: {n}");
+    }
+    if let Some(p) = authz.policy {
+        objs.push(Object::new(p));
+    }
 
     // On the gateway: each target to its ServiceEntry.
     let mut routes = Vec::new();

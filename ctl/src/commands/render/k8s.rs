@@ -7,13 +7,21 @@
 //! one `kubernetes.io/tls` Secret each) and `/var/lib/egress/module/plugin.wasm` (the module
 //! image, mounted as an `image` volume pinned by digest).
 //!
-//! With `token_store: redis` the filter fetches nothing: `egressctl token refresh --watch`
-//! runs as its own Deployment (`<name>-token-refresher`) and pushes each token to every Envoy
-//! pod, found through the headless Service `<name>-push` (`--proxy-dns`); the push listener
-//! binds the pod's addresses, signed pushes only, and the NetworkPolicy admits only the
-//! refresher pods to it.
+//! With `token_store: redis`, and for targets whose credential needs a file on the host
+//! (push-only, [`egress_core::build::push_only`]), the filter fetches nothing for them:
+//! `egressctl token refresh --watch` runs as its own Deployment (`<name>-token-refresher`, see
+//! [`super::refresher`], which mounts those files) and pushes each token to every Envoy pod,
+//! found through the headless Service `<name>-push` (`--proxy-dns`); the push listener binds
+//! the pod's addresses, signed pushes only, and the NetworkPolicy admits only the refresher
+//! pods to it.
+//!
+//! Callers: the NetworkPolicy admits pods with `--caller-label`, and with `egress.callers` only
+//! from the namespaces the SPIFFE IDs name when every route's callers are named by
+//! Kubernetes-form IDs (no JWT issuer, see [`super::authz::k8s_namespaces`]). Service accounts
+//! cannot be said in a NetworkPolicy: the filter checks them.
 
 use super::objects::{self, dns_part, label_pair, labels, meta, Object};
+use super::refresher::{self, component_selector, REFRESHER};
 use super::{credential_env_pairs, input, refuse_inlined_credentials, K8sArgs};
 use crate::envoy::{self, PushListener, RenderOptions, CLUSTER_TYPE, LISTENER_TYPE};
 use crate::exit::ExitCode;
@@ -32,17 +40,15 @@ pub const MODULE_DIR: &str = "/var/lib/egress/module";
 /// The CA bundle of the Envoy image (Ubuntu's ca-certificates).
 pub const SYSTEM_CA: &str = "/etc/ssl/certs/ca-certificates.crt";
 pub const ADMIN: &str = "127.0.0.1:9901";
-/// Without redis no one pushes: the push listener stays on the pod's loopback.
+/// Without a refresher no one pushes: the push listener stays on the pod's loopback.
 pub const PUSH: &str = "127.0.0.1:9902";
 /// With `token_store: redis` the refresher Deployment pushes to every Envoy pod through the
 /// headless Service `<name>-push`: the listener takes the pod's addresses. Pushes are signed
 /// (the push key), and the NetworkPolicy admits only the refresher pods to this port.
 pub const PUSH_POD: &str = "0.0.0.0:9902";
 pub const PUSH_PORT: u16 = 9902;
-const REFRESHER_STATE: &str = "/var/run/egress";
 /// `app.kubernetes.io/component` of the Envoy pods and of the refresher pods.
 const PROXY: &str = "proxy";
-const REFRESHER: &str = "token-refresher";
 
 /// The Envoy config as the ConfigMap carries it, and the files it names, by mount.
 pub struct EnvoyFiles {
@@ -68,6 +74,10 @@ pub fn run(a: &K8sArgs) -> anyhow::Result<ExitCode> {
             listen.port
         )]));
     }
+    let host_files = match refresher::host_files(&src.config, &a.fleet.name, &a.token_audience) {
+        Ok(f) => f,
+        Err(reasons) => return Ok(objects::refuse(&reasons)),
+    };
     let caller = match label_pair("--caller-label", &a.caller_label) {
         Ok(v) => v,
         Err(e) => return Ok(objects::refuse(&[e])),
@@ -81,13 +91,15 @@ pub fn run(a: &K8sArgs) -> anyhow::Result<ExitCode> {
         Err(_) => PushSigner::generate(),
     };
     let redis = matches!(src.config.token_store, TokenStore::Redis(_));
-    let files = match envoy_files(src, &signer, if redis { PUSH_POD } else { PUSH }) {
+    // The refresher runs for redis, and for targets whose credential needs a file on the host.
+    let pushed = redis || !host_files.is_empty();
+    let files = match envoy_files(src, &signer, if pushed { PUSH_POD } else { PUSH }) {
         Ok(f) => f,
         Err(e) => return Ok(objects::refuse(&[format!("{e:#}")])),
     };
     let raw_config = std::fs::read_to_string(&src.path)?;
     let mut public: String = files.config.values().map(String::as_str).collect();
-    if redis {
+    if pushed {
         public.push_str(&raw_config);
     }
     if let Err(reasons) = refuse_inlined_credentials(src, &public) {
@@ -98,7 +110,7 @@ pub fn run(a: &K8sArgs) -> anyhow::Result<ExitCode> {
     let env_pairs = credential_env_pairs(src)?;
     let mut objs = Vec::new();
     let mut config_data = files.config.clone();
-    if redis {
+    if pushed {
         config_data.insert("config.yaml".into(), raw_config.clone());
     }
     let hash = content_hash(&config_data);
@@ -154,11 +166,11 @@ pub fn run(a: &K8sArgs) -> anyhow::Result<ExitCode> {
         })));
         envoy_c["envFrom"] = json!([{ "secretRef": { "name": secret } }]);
     }
-    if redis {
+    if pushed {
         envoy_c["ports"].as_array_mut().into_iter().for_each(|p| {
             p.push(json!({ "name": "push", "containerPort": PUSH_PORT, "protocol": "TCP" }))
         });
-        objs.extend(refresher_secrets(a, &ns, &raw_config, &signer));
+        objs.extend(refresher::secrets(name, &ns, &raw_config, &signer));
     }
     let containers = vec![envoy_c];
     // Envoy and the refresher read certificate files and environment variables once, at
@@ -209,22 +221,36 @@ pub fn run(a: &K8sArgs) -> anyhow::Result<ExitCode> {
         "metadata": meta(name, &ns, name),
         "spec": { "maxUnavailable": 1, "selector": { "matchLabels": selector } },
     })));
+    // Callers: pods with --caller-label, from the namespaces the config's SPIFFE IDs name
+    // where it names them all (a NetworkPolicy cannot see service accounts).
+    let namespaces = match super::authz::k8s_namespaces(&src.config) {
+        Ok(nss) => json!({ "matchExpressions": [{
+            "key": "kubernetes.io/metadata.name", "operator": "In", "values": nss }] }),
+        Err(why) => {
+            if src.config.callers.is_some() {
+                eprintln!("egressctl: note: NetworkPolicy {name}: callers from any namespace (with --caller-label): {why}");
+            }
+            json!({})
+        }
+    };
     let mut ingress = vec![json!({
-        "from": [{ "namespaceSelector": {}, "podSelector": { "matchLabels": caller } }],
+        "from": [{ "namespaceSelector": namespaces, "podSelector": { "matchLabels": caller } }],
         "ports": [{ "protocol": "TCP", "port": listen.port }],
     })];
-    if redis {
+    if pushed {
         // Only the refresher pods (this namespace) reach the push port.
         ingress.push(json!({
             "from": [{ "podSelector": { "matchLabels": component_selector(name, REFRESHER) } }],
             "ports": [{ "protocol": "TCP", "port": PUSH_PORT }],
         }));
-        objs.extend(refresher_objects(
+        objs.extend(refresher::objects(
             a,
             &ns,
             &config_name,
             &selector,
             &secrets_hash,
+            redis,
+            &host_files,
         ));
     }
     objs.push(Object::new(json!({
@@ -237,6 +263,20 @@ pub fn run(a: &K8sArgs) -> anyhow::Result<ExitCode> {
         },
     })));
     let code = objects::check_and_write(&objs, &a.fleet.out)?;
+    if code == ExitCode::Success {
+        for f in &host_files {
+            match &f.source {
+                refresher::FileSource::Secret { name: secret } => println!(
+                    "target {}: {} ({}) is mounted from Secret {secret} (key {}), which this output references and never holds: kubectl -n {ns} create secret generic {secret} --from-file={}=KEY.json",
+                    f.target, f.field, f.path, refresher::SA_KEY, refresher::SA_KEY
+                ),
+                refresher::FileSource::Token { audience } => println!(
+                    "target {}: {} ({}) is a projected token of ServiceAccount {name}-{} (audience {audience})",
+                    f.target, f.field, f.path, refresher::REFRESHER
+                ),
+            }
+        }
+    }
     if code == ExitCode::Success && !key_path.exists() {
         write_private(&key_path, signer.to_pem().as_bytes())?;
         println!(
@@ -266,44 +306,29 @@ pub fn envoy_files(
         seal_key: None,
     };
     let rendered = envoy::render(src, &opts)?;
-    let mut ca = BTreeMap::new();
-    let mut ca_paths: BTreeMap<String, String> = BTreeMap::new();
-    let mut tls = BTreeMap::new();
+    let mut files = MountedFiles::default();
     let mut clusters = rendered.clusters.clone();
     for c in &mut clusters {
         let cluster = c["name"].as_str().unwrap_or("cluster").to_string();
-        let Some(ctx) = c.pointer_mut("/transport_socket/typed_config/common_tls_context") else {
+        if let Some(ctx) = c.pointer_mut("/transport_socket/typed_config/common_tls_context") {
+            files.relocate(ctx, &cluster)?;
+        }
+    }
+    // The egress listener's own TLS (`egress.callers.mtls`): its certificate and key in a
+    // Secret like a target's client certificate, `client_ca` with the other CAs.
+    let mut listeners = rendered.listeners.clone();
+    for l in &mut listeners {
+        let owner = format!("listener-{}", l["name"].as_str().unwrap_or("listener"));
+        let Some(chains) = l.get_mut("filter_chains").and_then(Value::as_array_mut) else {
             continue;
         };
-        if let Some(f) = ctx.pointer_mut("/validation_context/trusted_ca/filename") {
-            let host = f.as_str().unwrap_or("").to_string();
-            if host != SYSTEM_CA {
-                let key = match ca_paths.get(&host) {
-                    Some(k) => k.clone(),
-                    None => {
-                        let k = format!("ca-{}.crt", ca_paths.len() + 1);
-                        ca.insert(k.clone(), read(&host)?);
-                        ca_paths.insert(host, k.clone());
-                        k
-                    }
-                };
-                *f = json!(format!("{CA_DIR}/{key}"));
-            }
-        }
-        if let Some(certs) = ctx
-            .get_mut("tls_certificates")
-            .and_then(Value::as_array_mut)
-        {
-            for tc in certs {
-                let cert = read(tc["certificate_chain"]["filename"].as_str().unwrap_or(""))?;
-                let key = read(tc["private_key"]["filename"].as_str().unwrap_or(""))?;
-                let dir = format!("{TLS_DIR}/{}", dns_part(&cluster));
-                tc["certificate_chain"]["filename"] = json!(format!("{dir}/tls.crt"));
-                tc["private_key"]["filename"] = json!(format!("{dir}/tls.key"));
-                tls.insert(cluster.clone(), (cert, key));
+        for fc in chains {
+            if let Some(ctx) = fc.pointer_mut("/transport_socket/typed_config/common_tls_context") {
+                files.relocate(ctx, &owner)?;
             }
         }
     }
+    let MountedFiles { ca, tls, .. } = files;
     let dir = Path::new(CONFIG_DIR);
     let yaml = |v: &Value| serde_yaml::to_string(v);
     let mut config = BTreeMap::new();
@@ -317,7 +342,7 @@ pub fn envoy_files(
     );
     config.insert(
         "lds.yaml".to_string(),
-        yaml(&envoy::resource_file(LISTENER_TYPE, &rendered.listeners))?,
+        yaml(&envoy::resource_file(LISTENER_TYPE, &listeners))?,
     );
     config.insert(
         "cds.yaml".to_string(),
@@ -329,6 +354,52 @@ pub fn envoy_files(
         tls,
         listen: src.config.http.listen.clone(),
     })
+}
+
+/// The files a TLS context names, moved to the pod's mounts.
+#[derive(Default)]
+struct MountedFiles {
+    /// Key in the CA ConfigMap -> content.
+    ca: BTreeMap<String, String>,
+    /// Host path -> key in the CA ConfigMap.
+    ca_paths: BTreeMap<String, String>,
+    /// Owner (cluster, `listener-<name>`) -> certificate and key.
+    tls: BTreeMap<String, (String, String)>,
+}
+
+impl MountedFiles {
+    /// Reads the files `ctx` (a `common_tls_context`) names and points it at the mounts.
+    fn relocate(&mut self, ctx: &mut Value, owner: &str) -> anyhow::Result<()> {
+        if let Some(f) = ctx.pointer_mut("/validation_context/trusted_ca/filename") {
+            let host = f.as_str().unwrap_or("").to_string();
+            if host != SYSTEM_CA {
+                let key = match self.ca_paths.get(&host) {
+                    Some(k) => k.clone(),
+                    None => {
+                        let k = format!("ca-{}.crt", self.ca_paths.len() + 1);
+                        self.ca.insert(k.clone(), read(&host)?);
+                        self.ca_paths.insert(host, k.clone());
+                        k
+                    }
+                };
+                *f = json!(format!("{CA_DIR}/{key}"));
+            }
+        }
+        if let Some(certs) = ctx
+            .get_mut("tls_certificates")
+            .and_then(Value::as_array_mut)
+        {
+            for tc in certs {
+                let cert = read(tc["certificate_chain"]["filename"].as_str().unwrap_or(""))?;
+                let key = read(tc["private_key"]["filename"].as_str().unwrap_or(""))?;
+                let dir = format!("{TLS_DIR}/{}", dns_part(owner));
+                tc["certificate_chain"]["filename"] = json!(format!("{dir}/tls.crt"));
+                tc["private_key"]["filename"] = json!(format!("{dir}/tls.key"));
+                self.tls.insert(owner.to_string(), (cert, key));
+            }
+        }
+        Ok(())
+    }
 }
 
 fn read(path: &str) -> anyhow::Result<String> {
@@ -358,9 +429,20 @@ fn envoy_container(
     mounts: Vec<Value>,
 ) -> Value {
     let ep = &src.config.endpoints;
+    // With `callers.mtls` the listener speaks TLS: the kubelet probes over HTTPS (it does not
+    // verify the certificate), or, when a client certificate is required (the kubelet has
+    // none), only opens a connection.
+    let mtls = src.config.callers.as_ref().and_then(|c| c.mtls.as_ref());
+    let http_probes = !mtls.is_some_and(|m| m.require_client_cert);
     let probe = |path: Option<&String>| match path {
-        Some(p) => json!({ "httpGet": { "path": p, "port": "http" } }),
-        None => json!({ "tcpSocket": { "port": "http" } }),
+        Some(p) if http_probes => {
+            let mut get = json!({ "path": p, "port": "http" });
+            if mtls.is_some() {
+                get["scheme"] = json!("HTTPS");
+            }
+            json!({ "httpGet": get })
+        }
+        _ => json!({ "tcpSocket": { "port": "http" } }),
     };
     let mut ready = probe(ep.ready.as_ref().or(ep.health.as_ref()));
     ready["periodSeconds"] = json!(5);
@@ -392,110 +474,6 @@ fn envoy_container(
         "securityContext": { "allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true, "capabilities": { "drop": ["ALL"] } },
         "volumeMounts": mounts,
     })
-}
-
-/// The selector of one component's pods.
-fn component_selector(instance: &str, component: &str) -> Value {
-    json!({
-        "app.kubernetes.io/name": "egress",
-        "app.kubernetes.io/instance": instance,
-        "app.kubernetes.io/component": component,
-    })
-}
-
-/// The refresher's Secrets: the push key, and the variables the config refers to (redis
-/// password, client secrets), read from this environment at render time.
-fn refresher_secrets(a: &K8sArgs, ns: &str, raw_config: &str, signer: &PushSigner) -> Vec<Object> {
-    let name = a.fleet.name.as_str();
-    let env: Map<String, Value> = referenced_env(raw_config)
-        .into_iter()
-        .filter_map(|n| std::env::var(&n).ok().map(|v| (n, Value::String(v))))
-        .collect();
-    vec![
-        Object::new(json!({
-            "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-            "metadata": meta(&format!("{name}-push-key"), ns, name),
-            "stringData": { "push.key": signer.to_pem() },
-        })),
-        Object::new(json!({
-            "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-            "metadata": meta(&format!("{name}-refresher-env"), ns, name),
-            "stringData": env,
-        })),
-    ]
-}
-
-/// `token_store: redis`: `egressctl token refresh --watch` as its own Deployment, pushing to
-/// every Envoy pod the headless Service `<name>-push` resolves to (looked up again every
-/// round, so new pods get the token at once); its replicas share one token per target
-/// through redis (the address is in the config it mounts).
-fn refresher_objects(
-    a: &K8sArgs,
-    ns: &str,
-    config_name: &str,
-    proxy_selector: &Value,
-    secrets_hash: &str,
-) -> Vec<Object> {
-    let name = a.fleet.name.as_str();
-    let push_service = format!("{name}-push");
-    let refresher = format!("{name}-{REFRESHER}");
-    let selector = component_selector(name, REFRESHER);
-    let mut pod_labels = labels(name);
-    pod_labels["app.kubernetes.io/component"] = json!(REFRESHER);
-    let container = json!({
-        "name": REFRESHER,
-        "image": a.egressctl_image,
-        "command": ["egressctl"],
-        "args": ["token", "refresh", format!("{CONFIG_DIR}/config.yaml"), "--watch",
-                 "--out", REFRESHER_STATE,
-                 "--proxy-dns", format!("{push_service}.{ns}.svc:{PUSH_PORT}")],
-        "envFrom": [{ "secretRef": { "name": format!("{name}-refresher-env") } }],
-        "resources": { "requests": { "cpu": "10m", "memory": "32Mi" }, "limits": { "memory": "128Mi" } },
-        "securityContext": { "allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true, "capabilities": { "drop": ["ALL"] } },
-        "volumeMounts": [
-            { "name": "config", "mountPath": CONFIG_DIR, "readOnly": true },
-            { "name": "push-key", "mountPath": REFRESHER_STATE, "readOnly": true },
-        ],
-    });
-    vec![
-        // Every Envoy pod's address, ready or not: a pod waiting for its first token is not
-        // ready, and it is exactly the one the refresher must reach.
-        Object::new(json!({
-            "apiVersion": "v1", "kind": "Service",
-            "metadata": meta(&push_service, ns, name),
-            "spec": {
-                "clusterIP": "None",
-                "publishNotReadyAddresses": true,
-                "selector": proxy_selector,
-                "ports": [{ "name": "push", "port": PUSH_PORT, "targetPort": "push", "protocol": "TCP" }],
-            },
-        })),
-        Object::new(json!({
-            "apiVersion": "apps/v1", "kind": "Deployment",
-            "metadata": meta(&refresher, ns, name),
-            "spec": {
-                // Two, for availability: they share each token through redis (one fetch per
-                // lifetime) and both push it.
-                "replicas": 2,
-                "selector": { "matchLabels": selector },
-                "template": {
-                    "metadata": {
-                        "labels": pod_labels,
-                        "annotations": { "egress.io/secrets-hash": secrets_hash },
-                    },
-                    "spec": {
-                        "automountServiceAccountToken": false,
-                        "securityContext": { "runAsNonRoot": true, "runAsUser": 101, "runAsGroup": 101, "fsGroup": 101, "seccompProfile": { "type": "RuntimeDefault" } },
-                        "containers": [container],
-                        "volumes": [
-                            { "name": "config", "configMap": { "name": config_name } },
-                            { "name": "push-key", "secret": { "secretName": format!("{name}-push-key"), "defaultMode": 0o440 } },
-                        ],
-                    },
-                },
-            },
-        })),
-    ]
 }
 
 /// The `${NAME}` and `${NAME:-default}` variables a config text refers to.

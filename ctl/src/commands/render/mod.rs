@@ -3,17 +3,22 @@
 //!
 //! - [`k8s`]: Envoy as a Deployment (config in a ConfigMap, credentials in Secrets, module from
 //!   an image volume pinned by digest), Service, PodDisruptionBudget, NetworkPolicy; with
-//!   `token_store: redis` the refresher Deployment and the headless push Service.
+//!   `token_store: redis` or a target needing a file on the host, the refresher Deployment
+//!   ([`refresher`]) and the headless push Service.
 //! - [`istio`]: the filter as a WasmPlugin or TrafficExtension on the egress gateway, a
 //!   ServiceEntry and DestinationRule per target, mesh routing to the gateway.
+//! - [`authz`]: `egress.callers` as the platforms can say it: an AuthorizationPolicy from the
+//!   SPIFFE IDs (istio), the callers' namespaces in the NetworkPolicy (k8s).
 //! - [`objects`]: what both share: names, checks before writing, writing.
 //! - [`schemas`]: the published schemas every object passes before anything is written
 //!   ([`istio_schemas`]: Istio's, run in an embedded JavaScript engine).
 
+pub mod authz;
 pub mod istio;
 pub mod istio_schemas;
 pub mod k8s;
 pub mod objects;
+pub mod refresher;
 pub mod schemas;
 
 use super::load_or_report;
@@ -28,8 +33,9 @@ use std::path::PathBuf;
 #[derive(Debug, Subcommand)]
 pub enum RenderCommand {
     /// Plain Kubernetes: a Deployment of Envoy with the filter, its ConfigMap and Secrets, a
-    /// Service, a PodDisruptionBudget and a NetworkPolicy (with `token_store: redis`, also the
-    /// token refresher as its own Deployment, pushing to every Envoy pod through a headless
+    /// Service, a PodDisruptionBudget and a NetworkPolicy (with `token_store: redis`, or targets
+    /// whose credential needs a file on the host, also the token refresher as its own
+    /// Deployment with those files mounted, pushing to every Envoy pod through a headless
     /// Service).
     #[command(after_help = K8S_AFTER)]
     K8s(K8sArgs),
@@ -59,6 +65,14 @@ the headless Service <name>-push (--proxy-dns); only the refresher pods may reac
 Its Secret <name>-refresher-env holds the ${VAR}s the config names, read from the environment
 render runs in.
 
+Targets whose credential needs a file on the host (service_account_file, subject_token_file,
+federated_token_file, web_identity.token_file) get the refresher too, without redis: one
+replica, one container per target, each file mounted at the path the config names. A
+service-account key comes from a Secret you create (<name>-sa-<target>, key key.json; never in
+the output); token files are projected tokens of the ServiceAccount <name>-token-refresher
+(audience: sts.amazonaws.com for web_identity, api://AzureADTokenExchange for
+federated_token_file, the target's audience or token_url for token exchange; --token-audience).
+
 Exit 0: written; 1: invalid config or a config this output cannot carry (each reason printed);
 2: bad usage; 3: other failure (I/O, module not found).";
 
@@ -68,14 +82,18 @@ Example:
   egressctl render istio config.yaml --out istio/ --module-image ... --plugin-kind traffic-extension
   kubectl apply -f istio/
 
-Callers reach the proxy at http://HOST/<egress prefix>/... (HOST: --host). Credential values
+Callers reach the proxy at http://HOST/<egress prefix>/... (HOST: --host). With
+egress.callers.mtls the gateway speaks Istio mutual TLS (the filter sees each caller's mesh
+SPIFFE ID) and every allow block that names only SPIFFE IDs becomes a DENY rule of the
+AuthorizationPolicy <name> (notPrincipals on that route's paths); blocks naming JWT subjects
+or roles are left to the filter, and render says so. Credential values
 never go into the plugin config: it names environment variables the gateway reads (see
 README \"Running with Istio\").
 
 Checked before writing, nothing written if one check fails: names, labels, ports and Secret
 keys for every object; Secrets against the published Kubernetes 1.35 schemas (PyPI
-kubernetes-validate 1.37.0); WasmPlugin, ServiceEntry, DestinationRule, VirtualService and
-Gateway against Istio 1.29's CRD schemas, the validators npm @kubernetes-models/istio 3.0.1
+kubernetes-validate 1.37.0); WasmPlugin, ServiceEntry, DestinationRule, VirtualService,
+Gateway and AuthorizationPolicy against Istio 1.29's CRD schemas, the validators npm @kubernetes-models/istio 3.0.1
 compiles from them, embedded in egressctl and run in QuickJS; a field those kinds do not have
 is refused too (as the API server's strict field validation does).
 TrafficExtension has no published schema (that package predates it): only its spec.wasm is
@@ -120,20 +138,28 @@ pub struct K8sArgs {
     /// Envoy image (1.40 or later with the V8 wasm runtime). Pin it by digest in production.
     #[arg(long, default_value = "envoyproxy/envoy:v1.40.0", value_name = "IMAGE")]
     pub envoy_image: String,
-    /// Image with egressctl, for the token refresher Deployment (`token_store: redis` only).
+    /// Image with egressctl, for the token refresher Deployment (`token_store: redis`, and
+    /// targets whose credential needs a file on the host).
     #[arg(long, default_value = concat!("egressctl:", env!("CARGO_PKG_VERSION")), value_name = "IMAGE")]
     pub egressctl_image: String,
     /// Envoy replicas.
     #[arg(long, default_value_t = 2, value_name = "N")]
     pub replicas: u32,
-    /// Pods carrying this label (any namespace) may call the proxy; the NetworkPolicy admits
-    /// no one else.
+    /// Pods carrying this label may call the proxy; the NetworkPolicy admits no one else. From
+    /// any namespace, or only from those the config's SPIFFE IDs name
+    /// (`spiffe://<td>/ns/<namespace>/sa/<sa>`) when every route's callers are named so.
     #[arg(
         long,
         default_value = "egress.io/caller=true",
         value_name = "KEY=VALUE"
     )]
     pub caller_label: String,
+    /// The audience of a target's projected token file (repeatable). Defaults:
+    /// `sts.amazonaws.com` (aws_sigv4 web_identity), `api://AzureADTokenExchange`
+    /// (federated_token_file), the target's `audience` or else its token_url
+    /// (oauth2_token_exchange).
+    #[arg(long, value_name = "TARGET=AUDIENCE")]
+    pub token_audience: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]

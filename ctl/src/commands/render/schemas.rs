@@ -45,6 +45,11 @@ const EMBEDDED: &[(&str, &str, &str)] = &[
         "NetworkPolicy",
         include_str!("../../../schemas/k8s/networking-k8s-io-v1-networkpolicy.json"),
     ),
+    (
+        "v1",
+        "ServiceAccount",
+        include_str!("../../../schemas/k8s/v1-serviceaccount.json"),
+    ),
 ];
 
 /// Where the embedded schemas come from, for messages and `--help`.

@@ -7,8 +7,10 @@ use anyhow::Context;
 use egress_core::config::Auth;
 use egress_core::plan::{Credential, OAuth2Credential};
 use egress_core::tokens::assertion::AssertionSigner;
-use egress_core::tokens::request::assertion_audience;
-use egress_core::tokens::{build_request, parse_reply, FetchError, TokenRecord, TokenSource};
+use egress_core::tokens::exchange::parse_grant_reply;
+use egress_core::tokens::grant::signs;
+use egress_core::tokens::request::assertion_claims;
+use egress_core::tokens::{build_request, FetchError, TokenRecord, TokenSource};
 use std::time::Duration;
 
 /// One OAuth2 target, ready to fetch.
@@ -16,6 +18,8 @@ pub struct Fetcher {
     pub target: String,
     pub cred: OAuth2Credential,
     assertion: Option<AssertionSigner>,
+    /// The token file read before each fetch, if the grant needs one.
+    host_token: Option<super::host_token::HostToken>,
     http: reqwest::Client,
 }
 
@@ -43,12 +47,16 @@ impl From<FetchError> for FetchFailure {
 
 /// The fetchers of every OAuth2 target (or only `only`). Errors name the target.
 pub fn fetchers(source: &Source, only: Option<&str>) -> anyhow::Result<Vec<Fetcher>> {
-    // The credential as a fetcher needs it (redis mode strips the secret from the proxy's
+    // The files only the refresher reads: signing keys and service-account keys.
+    let (private_keys, service_accounts) = super::keys::read(source, only)?;
+    // The credential as a fetcher needs it (a push-only target has no secret in the proxy's
     // copy; the refresher needs it).
     let plan = egress_core::build::filter_config(
         &source.config,
         &egress_core::build::BuildOptions {
             for_fetcher: true,
+            private_keys,
+            service_accounts,
             ..Default::default()
         },
     );
@@ -66,28 +74,12 @@ pub fn fetchers(source: &Source, only: Option<&str>) -> anyhow::Result<Vec<Fetch
         let Auth::OAuth2(settings) = &target.auth else {
             continue;
         };
-        let assertion = match &settings.private_key {
-            Some(p) => {
-                let path = source.resolve(p);
-                let pem = std::fs::read_to_string(&path).with_context(|| {
-                    format!("target {}: auth.private_key {}", ft.name, path.display())
-                })?;
-                Some(
-                    AssertionSigner::from_pem(
-                        settings.signing_alg,
-                        &pem,
-                        settings.key_id.as_deref(),
-                    )
-                    .map_err(|e| {
-                        anyhow::anyhow!(
-                            "target {}: auth.private_key {}: {e}",
-                            ft.name,
-                            path.display()
-                        )
-                    })?,
-                )
-            }
-            None => None,
+        let assertion = match (&cred.private_key_pem, signs(&cred)) {
+            (Some(pem), true) => Some(
+                AssertionSigner::from_pem(cred.signing_alg, pem.expose(), cred.key_id.as_deref())
+                    .map_err(|e| anyhow::anyhow!("target {}: signing key: {e}", ft.name))?,
+            ),
+            _ => None,
         };
         let mut http = reqwest::Client::builder()
             .timeout(Duration::from_millis(cred.token_timeout_ms))
@@ -95,8 +87,12 @@ pub fn fetchers(source: &Source, only: Option<&str>) -> anyhow::Result<Vec<Fetch
             .no_proxy()
             .redirect(reqwest::redirect::Policy::none());
         // The token endpoint is verified with the target's CA when it has one, else the
-        // system roots.
-        if let Some(ca) = settings.tls.as_ref().and_then(|t| t.ca_cert.as_ref()) {
+        // system roots (also for a token URL taken from a service-account key file).
+        let ca = match &settings.tls {
+            Some(t) => t.ca_cert.as_ref(),
+            None => target.tls.as_ref().and_then(|t| t.ca_cert.as_ref()),
+        };
+        if let Some(ca) = ca {
             let path = source.resolve(ca);
             let pem = std::fs::read(&path)
                 .with_context(|| format!("target {}: tls.ca_cert {}", ft.name, path.display()))?;
@@ -116,6 +112,7 @@ pub fn fetchers(source: &Source, only: Option<&str>) -> anyhow::Result<Vec<Fetch
             .build()
             .with_context(|| format!("target {}: cannot build the HTTP client", ft.name))?;
         out.push(Fetcher {
+            host_token: super::host_token::HostToken::of(source, settings),
             target: ft.name,
             cred,
             assertion,
@@ -128,20 +125,20 @@ pub fn fetchers(source: &Source, only: Option<&str>) -> anyhow::Result<Vec<Fetch
 impl Fetcher {
     /// One client-credentials request; the token as a record (version 0, source fetched).
     pub async fn fetch(&self) -> Result<TokenRecord, FetchFailure> {
-        let assertion = match &self.assertion {
-            Some(signer) => Some(
+        let assertion = match (&self.assertion, assertion_claims(&self.cred)) {
+            (Some(signer), Some(claims)) => Some(
                 signer
-                    .sign(
-                        &self.cred.client_id,
-                        &assertion_audience(&self.cred),
-                        now_ms() / 1000,
-                        &random_id(),
-                    )
+                    .sign(&claims, now_ms() / 1000, &random_id())
                     .map_err(|e| FetchError::Assertion(e.to_string()))?,
             ),
-            None => None,
+            // Or the token file's content, read now (the subject token of a token exchange,
+            // a federated client assertion).
+            _ => match &self.host_token {
+                Some(file) => Some(file.read()?),
+                None => None,
+            },
         };
-        let req = build_request(&self.cred, assertion.as_deref());
+        let req = build_request(&self.cred, assertion.as_deref())?;
         let pseudo = |name: &str| {
             req.headers
                 .iter()
@@ -149,7 +146,12 @@ impl Fetcher {
                 .map(|(_, v)| v.as_str())
                 .unwrap_or_default()
         };
-        let url = self.cred.token_url.url_for(pseudo(":path"));
+        let url = self
+            .cred
+            .token_url
+            .as_ref()
+            .ok_or(FetchError::NoTokenUrl)?
+            .url_for(pseudo(":path"));
         let mut builder = self.http.post(&url);
         for (k, v) in &req.headers {
             if !k.starts_with(':') {
@@ -178,7 +180,13 @@ impl Fetcher {
             }
         };
         let now = now_ms();
-        let t = parse_reply(status, &body, now, self.cred.default_lifetime_ms)?;
+        let t = parse_grant_reply(
+            &self.cred.grant,
+            status,
+            &body,
+            now,
+            self.cred.default_lifetime_ms,
+        )?;
         Ok(TokenRecord {
             token: egress_core::secret::Secret::new(t.token),
             token_type: t.token_type,

@@ -5,7 +5,10 @@
 //! token is shared through redis ([`store`]) so several refreshers make one fetch. `--watch`
 //! keeps doing it ([`watch`]).
 
+pub mod aws;
 pub mod fetch;
+pub mod host_token;
+pub mod keys;
 pub mod store;
 pub mod targets;
 pub mod watch;
@@ -67,14 +70,15 @@ pub fn run(args: &TokenRefreshArgs) -> anyhow::Result<ExitCode> {
         Err(code) => return Ok(code),
     };
     let fetchers = fetch::fetchers(&source, args.target.as_deref())?;
-    if fetchers.is_empty() {
+    let aws_fetchers = aws::fetchers(&source, args.target.as_deref())?;
+    if fetchers.is_empty() && aws_fetchers.is_empty() {
         match &args.target {
             Some(t) => eprintln!(
-                "egressctl: {}: {t:?} is not an oauth2_client_credentials target",
+                "egressctl: {}: {t:?} is not an OAuth2 target nor an aws_sigv4 target with web_identity",
                 args.config.display()
             ),
             None => eprintln!(
-                "egressctl: {}: no oauth2_client_credentials target",
+                "egressctl: {}: no OAuth2 target and no aws_sigv4 target with web_identity",
                 args.config.display()
             ),
         }
@@ -108,16 +112,21 @@ pub fn run(args: &TokenRefreshArgs) -> anyhow::Result<ExitCode> {
             redis,
         });
         if args.watch {
-            watch::run(ctx, fetchers).await
+            watch::run(ctx, fetchers, aws_fetchers).await
         } else {
-            once(&ctx, &fetchers).await
+            once(&ctx, &fetchers, &aws_fetchers).await
         }
     })
 }
 
 /// One refresh of every target; exit 3 unless every token reached every proxy.
-async fn once(ctx: &Arc<Ctx>, fetchers: &[Fetcher]) -> anyhow::Result<ExitCode> {
+async fn once(
+    ctx: &Arc<Ctx>,
+    fetchers: &[Fetcher],
+    aws_fetchers: &[aws::AwsFetcher],
+) -> anyhow::Result<ExitCode> {
     let mut failed: Vec<String> = Vec::new();
+    aws::once(ctx, aws_fetchers, &mut failed).await;
     for f in fetchers {
         let (record, origin) = match ctx.obtain(f).await {
             Ok(x) => x,
@@ -155,9 +164,9 @@ async fn once(ctx: &Arc<Ctx>, fetchers: &[Fetcher]) -> anyhow::Result<ExitCode> 
 
 /// Pushes one token to every proxy there is now (names looked up afresh, pushes in
 /// parallel): each URL with its result, and the names that did not resolve.
-pub async fn push_everywhere(
+pub async fn push_everywhere<B: serde::Serialize + Clone + Send + Sync + 'static>(
     ctx: &Arc<Ctx>,
-    body: &PushBody,
+    body: &B,
 ) -> (Vec<(String, anyhow::Result<u64>)>, Vec<String>) {
     let resolved = ctx.proxies.resolve().await;
     let mut calls = tokio::task::JoinSet::new();

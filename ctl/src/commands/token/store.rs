@@ -67,6 +67,30 @@ impl Redis {
         Ok(v.as_deref().and_then(TokenRecord::from_bytes))
     }
 
+    /// Another record kind's bytes at `<key_prefix><name>` (AWS credentials: `aws/<target>`).
+    pub(super) async fn get_raw(&self, name: &str) -> anyhow::Result<Option<Vec<u8>>> {
+        let mut c = self.conn.clone();
+        Ok(c.get(self.key(name)).await?)
+    }
+
+    /// Stores another record kind's bytes at `<key_prefix><name>`, expiring after `ttl_ms`.
+    pub(super) async fn set_raw(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        ttl_ms: u64,
+    ) -> anyhow::Result<()> {
+        let mut c = self.conn.clone();
+        let _: () = redis::cmd("SET")
+            .arg(self.key(name))
+            .arg(bytes)
+            .arg("PX")
+            .arg(ttl_ms)
+            .query_async(&mut c)
+            .await?;
+        Ok(())
+    }
+
     async fn store(&self, target: &str, record: &TokenRecord) -> anyhow::Result<()> {
         let ttl = record.expires_at_ms.saturating_sub(now_ms()).max(1);
         let mut c = self.conn.clone();
@@ -80,7 +104,7 @@ impl Redis {
         Ok(())
     }
 
-    async fn try_lock(&self, target: &str, ttl_ms: u64) -> anyhow::Result<bool> {
+    pub(super) async fn try_lock(&self, target: &str, ttl_ms: u64) -> anyhow::Result<bool> {
         let mut c = self.conn.clone();
         let r: Option<String> = redis::cmd("SET")
             .arg(format!("{}:lock", self.key(target)))
@@ -93,7 +117,7 @@ impl Redis {
         Ok(r.is_some())
     }
 
-    async fn unlock(&self, target: &str) -> anyhow::Result<()> {
+    pub(super) async fn unlock(&self, target: &str) -> anyhow::Result<()> {
         let mut c = self.conn.clone();
         let _: i64 = redis::Script::new(RELEASE)
             .key(format!("{}:lock", self.key(target)))

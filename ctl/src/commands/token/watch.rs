@@ -36,11 +36,18 @@ const REDIS_EVERY_MS: u64 = 1_000;
 /// Longest sleep between two looks at the schedule.
 const MAX_SLEEP_MS: u64 = 1_000;
 
-pub async fn run(ctx: Arc<Ctx>, fetchers: Vec<Fetcher>) -> anyhow::Result<ExitCode> {
+pub async fn run(
+    ctx: Arc<Ctx>,
+    fetchers: Vec<Fetcher>,
+    aws: Vec<super::aws::AwsFetcher>,
+) -> anyhow::Result<ExitCode> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = JoinSet::new();
     for f in fetchers {
         tasks.spawn(watch_target(ctx.clone(), f, stop_rx.clone()));
+    }
+    for f in aws {
+        tasks.spawn(super::aws::watch_target(ctx.clone(), f, stop_rx.clone()));
     }
     eprintln!(
         "egressctl: watching {} target(s), pushing to {}; Ctrl-C stops",

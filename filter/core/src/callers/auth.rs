@@ -4,7 +4,8 @@
 
 use super::allow::{evaluate, valid_spiffe_id, Verdict};
 use super::cache::{token_key, TokenCache};
-use super::jwt::{peek_issuer, Issuer, KeyError, TokenError};
+use super::jwks::{JwksNeed, KeySets, NeedKind};
+use super::jwt::{peek_issuer, Issuer, JwksSource, KeyError, TokenError};
 use super::token::Sources;
 use super::{Allow, Caller, CallersPlan};
 use crate::engine::LocalReply;
@@ -41,20 +42,23 @@ pub struct Refusal {
     pub reason: String,
     /// Who was refused (403), or anonymous (401).
     pub caller: Caller,
+    /// The token needs JWKS keys this worker lacks: the glue may pause the request until they
+    /// come ([`super::jwks::JwksManager::need`]) instead of sending `reply`.
+    pub jwks: Option<JwksNeed>,
 }
 
 impl Authenticator {
     pub fn new(plan: &CallersPlan) -> Result<Self, KeyError> {
         let mut sources = Sources::default();
         let mut issuers = Vec::with_capacity(plan.jwt.len());
-        for i in &plan.jwt {
+        for (index, i) in plan.jwt.iter().enumerate() {
             for h in &i.from_headers {
                 sources.add_header(h);
             }
             for c in &i.from_cookies {
                 sources.add_cookie(c);
             }
-            issuers.push(Issuer::new(i)?);
+            issuers.push(Issuer::at(index, i)?);
         }
         Ok(Self {
             mtls: plan.mtls,
@@ -72,12 +76,22 @@ impl Authenticator {
         !self.issuers.is_empty()
     }
 
-    /// The caller's identities, or a 401.
+    /// The issuers whose keys are fetched from a `jwks_url`.
+    pub fn jwks_sources(&self) -> Vec<JwksSource> {
+        self.issuers
+            .iter()
+            .filter_map(|i| i.jwks_source().cloned())
+            .collect()
+    }
+
+    /// The caller's identities, or a 401 (a 503 when a `jwks_url` issuer's keys were never
+    /// fetched). `keys` holds the fetched keys of the `jwks_url` issuers.
     pub fn identify(
         &self,
         input: &CallerInput<'_>,
         now: u64,
         cache: &mut TokenCache,
+        keys: &KeySets,
     ) -> Result<Caller, Box<Refusal>> {
         let mut caller = Caller {
             spiffe_id: if self.mtls {
@@ -92,9 +106,9 @@ impl Authenticator {
         };
         if self.has_jwt() {
             if let Some((token, _source)) = self.sources.find(input.header) {
-                match self.verify(&token, now, cache) {
+                match self.verify(&token, now, cache, keys) {
                     Ok(jwt) => caller.jwt = Some(jwt),
-                    Err(e) => return Err(self.invalid_token(e)),
+                    Err((e, need)) => return Err(self.invalid_token(e, need)),
                 }
             }
         }
@@ -117,37 +131,67 @@ impl Authenticator {
                 reply,
                 reason: reason.into(),
                 caller,
+                jwks: None,
             }));
         }
         Ok(caller)
     }
 
+    /// Checks a token: the cache, then its issuer's keys. A failure that fetched keys could
+    /// cure (none fetched yet, an unknown `kid` of a `jwks_url` issuer) names the need.
     fn verify(
         &self,
         token: &str,
         now: u64,
         cache: &mut TokenCache,
-    ) -> Result<super::JwtCaller, TokenError> {
+        keys: &KeySets,
+    ) -> Result<super::JwtCaller, (TokenError, Option<JwksNeed>)> {
         if token.len() > super::MAX_TOKEN_BYTES {
-            return Err(TokenError::TooLarge);
+            return Err((TokenError::TooLarge, None));
         }
         let key = token_key(token);
         if let Some(hit) = cache.get(&key, now) {
             return Ok(hit);
         }
-        let iss = peek_issuer(token)?;
-        let issuer = self
-            .issuers
-            .iter()
-            .find(|i| i.name == iss)
-            .ok_or_else(|| TokenError::UnknownIssuer(iss.chars().take(64).collect()))?;
-        let (caller, exp) = issuer.verify(token, now)?;
-        cache.insert(key, caller.clone(), exp, now);
-        Ok(caller)
+        let iss = peek_issuer(token).map_err(|e| (e, None))?;
+        let issuer = self.issuers.iter().find(|i| i.name == iss).ok_or_else(|| {
+            (
+                TokenError::UnknownIssuer(iss.chars().take(64).collect()),
+                None,
+            )
+        })?;
+        let source = issuer.jwks_source().map(|s| s.index);
+        let fetched = source.and_then(|index| keys.get(index));
+        match issuer.verify_with(token, now, fetched) {
+            Ok((caller, exp)) => {
+                cache.insert(key, caller.clone(), exp, now);
+                Ok(caller)
+            }
+            Err(e) => {
+                let kind = match e {
+                    TokenError::KeysNotFetched => Some(NeedKind::NeverFetched),
+                    TokenError::UnknownKid(_) => Some(NeedKind::UnknownKid),
+                    _ => None,
+                };
+                let need = source
+                    .zip(kind)
+                    .map(|(issuer, kind)| JwksNeed { issuer, kind });
+                Err((e, need))
+            }
+        }
     }
 
-    fn invalid_token(&self, e: TokenError) -> Box<Refusal> {
-        let mut reply = LocalReply::error(401, "invalid_token", "the caller's token is not valid");
+    fn invalid_token(&self, e: TokenError, jwks: Option<JwksNeed>) -> Box<Refusal> {
+        let mut reply = if e == TokenError::KeysNotFetched {
+            // Not the caller's fault: its token may be good once the keys come. Retry later.
+            LocalReply::error(
+                503,
+                "issuer_keys_unavailable",
+                "the token issuer's keys could not be fetched yet; retry later",
+            )
+        } else {
+            LocalReply::error(401, "invalid_token", "the caller's token is not valid")
+        };
         reply.headers.push((
             "www-authenticate",
             r#"Bearer error="invalid_token""#.to_string(),
@@ -156,6 +200,7 @@ impl Authenticator {
             reply,
             reason: e.to_string(),
             caller: Caller::default(),
+            jwks,
         })
     }
 
@@ -169,7 +214,20 @@ impl Authenticator {
         now: u64,
         cache: &mut TokenCache,
     ) -> Result<Authorized, Box<Refusal>> {
-        let caller = self.identify(input, now, cache)?;
+        self.authorize_with(target, route, input, now, cache, &KeySets::default())
+    }
+
+    /// [`Self::authorize`] with the fetched keys of the `jwks_url` issuers.
+    pub fn authorize_with(
+        &self,
+        target: Option<&Allow>,
+        route: Option<&Allow>,
+        input: &CallerInput<'_>,
+        now: u64,
+        cache: &mut TokenCache,
+        keys: &KeySets,
+    ) -> Result<Authorized, Box<Refusal>> {
+        let caller = self.identify(input, now, cache, keys)?;
         if let Verdict::Refused { by_route } = evaluate(target, route, &caller) {
             let reason = if by_route {
                 "the route's allow does not list this caller"
@@ -180,6 +238,7 @@ impl Authenticator {
                 reply: LocalReply::error(403, "forbidden", "this caller may not use this route"),
                 reason: reason.into(),
                 caller,
+                jwks: None,
             }));
         }
         let (remove, cookie) = self.sources.removal(input.header);

@@ -22,8 +22,14 @@ pub enum KeyError {
     },
     #[error("issuer {issuer:?}: the JWKS is not valid JSON with a `keys` array")]
     BadJwks { issuer: String },
-    #[error("issuer {issuer:?}: jwks_url is not supported yet; use jwks_file")]
-    JwksUrl { issuer: String },
+    #[error("issuer {issuer:?}: the JWKS lists kid {kid:?} twice")]
+    DuplicateKid { issuer: String, kid: String },
+    #[error("issuer {issuer:?}: jwks_url {url:?} is not an https URL: {reason}")]
+    JwksUrl {
+        issuer: String,
+        url: String,
+        reason: String,
+    },
 }
 
 /// Why a presented token was refused. Logged, never sent to the caller.
@@ -43,6 +49,8 @@ pub enum TokenError {
     UnknownKid(String),
     #[error("no key for alg {0}")]
     NoKey(&'static str),
+    #[error("the issuer's JWKS has not been fetched yet")]
+    KeysNotFetched,
     #[error("token has no exp")]
     MissingExp,
     #[error("token has no sub")]
@@ -137,12 +145,75 @@ struct KeyEntry {
     key: VerifyKey,
 }
 
+/// The usable keys of one JWKS document, for one issuer's algorithms.
+pub struct KeySet {
+    keys: Vec<KeyEntry>,
+}
+
+impl std::fmt::Debug for KeySet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "KeySet({} keys)", self.keys.len())
+    }
+}
+
+impl KeySet {
+    /// Reads a JWKS document: valid JSON with a `keys` array, no `kid` listed twice, at least
+    /// one signing key of a listed algorithm (keys of other types or algorithms are skipped).
+    pub fn from_jwks(issuer: &str, algorithms: &[JwtAlg], jwks: &str) -> Result<Self, KeyError> {
+        jwks_keys(issuer, algorithms, jwks).map(|keys| Self { keys })
+    }
+
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+}
+
+/// Where an issuer with `jwks_url` fetches its keys (`egressctl compile` renders the cluster).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JwksSource {
+    /// The issuer's position in `egress.callers.jwt`.
+    pub index: usize,
+    pub issuer: String,
+    pub url: crate::target_url::TargetUrl,
+    /// The URL as configured (logs, shared-data key).
+    pub url_text: String,
+    pub algorithms: Vec<JwtAlg>,
+}
+
+impl JwksSource {
+    /// Parses and checks a `jwks_url` (https only: keys fetched in clear text could be forged).
+    pub fn new(index: usize, plan: &IssuerPlan, url: &str) -> Result<Self, KeyError> {
+        let bad = |reason: String| KeyError::JwksUrl {
+            issuer: plan.issuer.clone(),
+            url: url.chars().take(200).collect(),
+            reason,
+        };
+        let parsed = crate::target_url::TargetUrl::parse(url).map_err(|e| bad(e.to_string()))?;
+        if parsed.scheme != crate::target_url::Scheme::Https {
+            return Err(bad("keys fetched in clear text could be forged".into()));
+        }
+        Ok(Self {
+            index,
+            issuer: plan.issuer.clone(),
+            url: parsed,
+            url_text: url.to_string(),
+            algorithms: plan.algorithms.clone(),
+        })
+    }
+}
+
 /// One configured issuer, ready to verify.
 pub struct Issuer {
     pub name: String,
     audiences: HashSet<String>,
     algorithms: Vec<JwtAlg>,
     keys: Vec<KeyEntry>,
+    /// `jwks_url`: the keys come from a fetched JWKS ([`super::jwks`]), not from `keys`.
+    jwks: Option<JwksSource>,
     roles_claim: Vec<String>,
     clock_skew_secs: u64,
 }
@@ -158,9 +229,16 @@ impl std::fmt::Debug for Issuer {
 }
 
 impl Issuer {
+    /// Builds a lone issuer (index 0 of `egress.callers.jwt`).
     pub fn new(plan: &IssuerPlan) -> Result<Self, KeyError> {
+        Self::at(0, plan)
+    }
+
+    /// Builds issuer `index` of `egress.callers.jwt`.
+    pub fn at(index: usize, plan: &IssuerPlan) -> Result<Self, KeyError> {
         let issuer = plan.issuer.clone();
         let mut keys = Vec::new();
+        let mut jwks_source = None;
         match &plan.keys {
             KeySource::Secret { secret } => {
                 let public: Vec<&str> = plan
@@ -212,20 +290,40 @@ impl Issuer {
                 })?;
                 keys = jwks_keys(&issuer, &plan.algorithms, jwks)?;
             }
-            KeySource::JwksUrl { .. } => return Err(KeyError::JwksUrl { issuer }),
+            KeySource::JwksUrl { url, .. } => {
+                no_hmac(plan)?;
+                jwks_source = Some(JwksSource::new(index, plan, url)?);
+            }
         }
         Ok(Self {
             name: plan.issuer.clone(),
             audiences: plan.audiences.iter().cloned().collect(),
             algorithms: plan.algorithms.clone(),
             keys,
+            jwks: jwks_source,
             roles_claim: plan.roles_claim.split('.').map(str::to_string).collect(),
             clock_skew_secs: plan.clock_skew_secs,
         })
     }
 
+    /// Where this issuer's keys are fetched from (`jwks_url`), if they are.
+    pub fn jwks_source(&self) -> Option<&JwksSource> {
+        self.jwks.as_ref()
+    }
+
     /// Verifies a token at `now` (Unix seconds): the caller and the token's `exp`.
     pub fn verify(&self, token: &str, now: u64) -> Result<(JwtCaller, u64), TokenError> {
+        self.verify_with(token, now, None)
+    }
+
+    /// Like [`Self::verify`]; a `jwks_url` issuer uses `fetched` (its last good JWKS), and
+    /// without one the token cannot be checked ([`TokenError::KeysNotFetched`]).
+    pub fn verify_with(
+        &self,
+        token: &str,
+        now: u64,
+        fetched: Option<&KeySet>,
+    ) -> Result<(JwtCaller, u64), TokenError> {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(TokenError::TooLarge);
         }
@@ -237,7 +335,12 @@ impl Issuer {
         let alg = JwtAlg::parse(alg_text)
             .filter(|a| self.algorithms.contains(a))
             .ok_or_else(|| TokenError::AlgNotAllowed(truncate(alg_text)))?;
-        let of_alg = || self.keys.iter().filter(move |k| k.alg == alg);
+        let keys: &[KeyEntry] = match (&self.jwks, fetched) {
+            (None, _) => &self.keys,
+            (Some(_), Some(set)) => &set.keys,
+            (Some(_), None) => return Err(TokenError::KeysNotFetched),
+        };
+        let of_alg = || keys.iter().filter(move |k| k.alg == alg);
         let candidates: Vec<&KeyEntry> = match meta.key_id() {
             Some(kid) => {
                 let by_kid: Vec<&KeyEntry> =
@@ -363,6 +466,7 @@ fn jwks_keys(issuer: &str, algorithms: &[JwtAlg], jwks: &str) -> Result<Vec<KeyE
     let doc: serde_json::Value = serde_json::from_str(jwks).map_err(|_| bad())?;
     let list = doc.get("keys").and_then(|k| k.as_array()).ok_or_else(bad)?;
     let mut keys = Vec::new();
+    let mut kids: HashSet<&str> = HashSet::new();
     for jwk in list {
         if jwk
             .get("use")
@@ -371,7 +475,16 @@ fn jwks_keys(issuer: &str, algorithms: &[JwtAlg], jwks: &str) -> Result<Vec<KeyE
         {
             continue;
         }
-        let kid = jwk.get("kid").and_then(|v| v.as_str()).map(str::to_string);
+        let kid_text = jwk.get("kid").and_then(|v| v.as_str());
+        if let Some(k) = kid_text {
+            if !kids.insert(k) {
+                return Err(KeyError::DuplicateKid {
+                    issuer: issuer.to_string(),
+                    kid: truncate(k),
+                });
+            }
+        }
+        let kid = kid_text.map(str::to_string);
         // Only the public members: a JWKS that also holds private parts is still read.
         let mut public = serde_json::Map::new();
         for m in ["kty", "crv", "n", "e", "x", "y", "kid"] {

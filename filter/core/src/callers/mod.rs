@@ -4,6 +4,7 @@
 //! - [`token`]: where a caller's JWT is read from, and how it is removed from the request.
 //! - [`jwt`]: signature and claim checks, keys from a secret, a PEM file or a JWKS.
 //! - [`cache`]: the per-worker verified-token cache.
+//! - [`jwks`]: `jwks_url` keys: fetched once per proxy, shared, refreshed, kept while down.
 //! - [`auth`]: one request's identity and verdict: [`auth::Authenticator::authorize`].
 //!
 //! The plan types below are what `egressctl compile` writes and the filter reads.
@@ -11,6 +12,7 @@
 pub mod allow;
 pub mod auth;
 pub mod cache;
+pub mod jwks;
 pub mod jwt;
 pub mod token;
 
@@ -158,6 +160,11 @@ pub enum KeySource {
         #[serde(default)]
         jwks: Option<String>,
     },
-    /// A JWKS fetched at run time (not yet supported by the filter: refused at load).
-    JwksUrl { url: String },
+    /// A JWKS fetched at run time through the cluster [`crate::plan::wire::jwks_cluster`]
+    /// (see [`jwks`]); `ca_cert` verifies its server (the system bundle when absent).
+    JwksUrl {
+        url: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ca_cert: Option<String>,
+    },
 }

@@ -28,6 +28,23 @@ pub fn file_fields(raw: &RawConfig) -> Vec<(FieldPath, &str)> {
         if let Some(k) = t.auth.as_ref().and_then(|a| a.private_key.as_ref()) {
             out.push((tp.key("auth").key("private_key"), k.as_str()));
         }
+        if let Some(k) = t
+            .auth
+            .as_ref()
+            .and_then(|a| a.service_account_file.as_ref())
+        {
+            out.push((tp.key("auth").key("service_account_file"), k.as_str()));
+        }
+        for (field, v) in t.auth.iter().flat_map(|a| {
+            [
+                ("subject_token_file", &a.subject_token_file),
+                ("federated_token_file", &a.federated_token_file),
+            ]
+        }) {
+            if let Some(v) = v {
+                out.push((tp.key("auth").key(field), v.as_str()));
+            }
+        }
     }
     if let Some(c) = &raw.egress.callers {
         let cp = FieldPath::root().key("egress").key("callers");
@@ -43,7 +60,11 @@ pub fn file_fields(raw: &RawConfig) -> Vec<(FieldPath, &str)> {
             }
         }
         for (i, j) in c.jwt.iter().flatten().enumerate() {
-            for (field, v) in [("public_key", &j.public_key), ("jwks_file", &j.jwks_file)] {
+            for (field, v) in [
+                ("public_key", &j.public_key),
+                ("jwks_file", &j.jwks_file),
+                ("jwks_ca", &j.jwks_ca),
+            ] {
                 if let Some(v) = v {
                     out.push((cp.key("jwt").index(i).key(field), v.as_str()));
                 }

@@ -139,15 +139,109 @@ impl Auth {
             Auth::Bearer { .. } => "bearer",
             Auth::Basic { .. } => "basic",
             Auth::Mtls => "mtls",
-            Auth::OAuth2(_) => "oauth2_client_credentials",
+            Auth::OAuth2(o) => o.grant.kind(),
             Auth::AwsSigv4(_) => "aws_sigv4",
         }
     }
 }
 
+impl Auth {
+    /// The file on the proxy's host this credential needs (the `auth.` field path and the path
+    /// as written), if any. The filter cannot read files: such a target is push-only (see
+    /// [`crate::build::push_only`]).
+    pub fn host_file(&self) -> Option<(&'static str, &str)> {
+        match self {
+            Auth::OAuth2(o) => match &o.grant {
+                Grant::ClientCredentials => o
+                    .federated_token_file
+                    .as_deref()
+                    .map(|f| ("auth.federated_token_file", f)),
+                Grant::TokenExchange(x) => {
+                    Some(("auth.subject_token_file", x.subject_token_file.as_str()))
+                }
+                Grant::JwtBearer(j) => match &j.key {
+                    JwtBearerKey::ServiceAccountFile { path, .. } => {
+                        Some(("auth.service_account_file", path.as_str()))
+                    }
+                    JwtBearerKey::Inline { .. } => None,
+                },
+            },
+            Auth::AwsSigv4(a) => match &a.source {
+                AwsCredentialSource::WebIdentity(w) => {
+                    Some(("auth.web_identity.token_file", w.token_file.as_str()))
+                }
+                AwsCredentialSource::Static(_) => None,
+            },
+            Auth::None | Auth::ApiKey { .. } | Auth::Bearer { .. } | Auth::Basic { .. } => None,
+            Auth::Mtls => None,
+        }
+    }
+}
+
+/// The OAuth2 grant a token is obtained with. Every grant shares the token machinery (record,
+/// shared cache, refresh ahead, outage policy, pushes, redis store): only the token request
+/// differs (`crate::tokens::request`).
+#[derive(Debug, Clone)]
+pub enum Grant {
+    /// `oauth2_client_credentials` (RFC 6749 section 4.4).
+    ClientCredentials,
+    /// `oauth2_jwt_bearer` (RFC 7523 section 2.1).
+    JwtBearer(JwtBearerGrant),
+    /// `oauth2_token_exchange` (RFC 8693).
+    TokenExchange(TokenExchangeGrant),
+}
+
+impl Grant {
+    /// The `auth.type` spelling.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Grant::ClientCredentials => crate::tokens::grant::CLIENT_CREDENTIALS,
+            Grant::JwtBearer(_) => crate::tokens::grant::JWT_BEARER,
+            Grant::TokenExchange(_) => crate::tokens::grant::TOKEN_EXCHANGE,
+        }
+    }
+}
+
+/// `oauth2_jwt_bearer`: a signed assertion is the grant.
+#[derive(Debug, Clone)]
+pub struct JwtBearerGrant {
+    pub key: JwtBearerKey,
+    /// The assertion's `aud`; `None`: the token URL.
+    pub audience: Option<String>,
+}
+
+/// `oauth2_token_exchange`: the subject token is the content of `subject_token_file`, read
+/// by the refresher on every fetch (push-only).
+#[derive(Debug, Clone)]
+pub struct TokenExchangeGrant {
+    pub subject_token_file: String,
+    /// Default `urn:ietf:params:oauth:token-type:jwt`.
+    pub subject_token_type: String,
+    pub audience: Option<String>,
+    pub resource: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub enum JwtBearerKey {
+    /// A Google service-account JSON key on the refresher's host (push-only): `iss` is its
+    /// `client_email`, `kid` its `private_key_id`, the default token URL its `token_uri`.
+    /// `subject`: the user impersonated (domain-wide delegation); `None`: no `sub` claim.
+    ServiceAccountFile {
+        path: String,
+        subject: Option<String>,
+    },
+    /// `issuer` and `subject` in the config; the key is [`OAuth2Settings::private_key`] (with
+    /// `signing_alg`, `key_id`), inlined by `egressctl compile`: the filter can sign.
+    Inline { issuer: String, subject: String },
+}
+
 #[derive(Debug, Clone)]
 pub struct OAuth2Settings {
-    pub token_url: TargetUrl,
+    pub grant: Grant,
+    /// `None` only for a service-account key without `token_url`: the refresher takes the key
+    /// file's `token_uri`.
+    pub token_url: Option<TargetUrl>,
+    /// Client authentication (empty with [`ClientAuth::None`]).
     pub client_id: String,
     pub client_secret: Option<Secret>,
     pub scopes: Vec<String>,
@@ -156,6 +250,9 @@ pub struct OAuth2Settings {
     pub private_key: Option<String>,
     pub signing_alg: SigningAlg,
     pub key_id: Option<String>,
+    /// `client_auth: federated_token_file`: the file whose content is the client assertion,
+    /// read by the refresher on every fetch (push-only).
+    pub federated_token_file: Option<String>,
     pub refresh_before_expiry: Duration,
     pub token_timeout: Duration,
     pub default_lifetime: Duration,

@@ -171,8 +171,9 @@ pub struct RawAuth {
     /// `oauth2_client_credentials`: extra form parameters (`audience`, `resource`, ...).
     #[serde(default)]
     pub params: Option<BTreeMap<String, String>>,
-    /// `oauth2_client_credentials`: `client_secret_basic` (default), `client_secret_post` or
-    /// `private_key_jwt`.
+    /// `oauth2_client_credentials`: `client_secret_basic` (default), `client_secret_post`,
+    /// `private_key_jwt` or `federated_token_file`; `oauth2_token_exchange`:
+    /// `client_secret_basic`, `client_secret_post` or `none`.
     #[serde(default)]
     pub client_auth: Option<String>,
     /// `private_key_jwt`: path of the PEM private key signing the client assertion.
@@ -191,6 +192,35 @@ pub struct RawAuth {
     /// and the token is not a JWT with `exp` (default 300s).
     #[serde(default)]
     pub default_lifetime: Option<String>,
+    /// `oauth2_jwt_bearer`: a Google service-account JSON key (push-only: read by `egressctl
+    /// token refresh` on its host).
+    #[serde(default)]
+    pub service_account_file: Option<String>,
+    /// `oauth2_jwt_bearer`: `iss` of the assertion (with `subject` and `private_key`).
+    #[serde(default)]
+    pub issuer: Option<String>,
+    /// `oauth2_jwt_bearer`: `sub` of the assertion.
+    #[serde(default)]
+    pub subject: Option<String>,
+    /// `oauth2_jwt_bearer`: `aud` of the assertion (default the token URL); token exchange:
+    /// the `audience` parameter.
+    #[serde(default)]
+    pub audience: Option<String>,
+    /// `oauth2_token_exchange`: file holding the subject token (a projected service-account
+    /// token), read by `egressctl token refresh` on every fetch.
+    #[serde(default)]
+    pub subject_token_file: Option<String>,
+    /// `oauth2_token_exchange`: type of the subject token (default
+    /// `urn:ietf:params:oauth:token-type:jwt`).
+    #[serde(default)]
+    pub subject_token_type: Option<String>,
+    /// `oauth2_token_exchange`: the `resource` parameter (an absolute URI, RFC 8707).
+    #[serde(default)]
+    pub resource: Option<String>,
+    /// `oauth2_client_credentials` with `client_auth: federated_token_file`: file whose
+    /// content is the client assertion (Azure workload identity), read on every fetch.
+    #[serde(default)]
+    pub federated_token_file: Option<String>,
     /// `aws_sigv4`: AWS region of the signing scope (`us-east-1`).
     #[serde(default)]
     pub region: Option<String>,
@@ -220,9 +250,11 @@ pub struct RawAuth {
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct RawWebIdentity {
     /// ARN of the role to assume (`arn:aws:iam::123456789012:role/name`).
+    #[serde(default)]
     pub role_arn: String,
     /// File holding the web identity token (a projected service-account token), read on
     /// every refresh.
+    #[serde(default)]
     pub token_file: String,
     /// `RoleSessionName` (default `egress`).
     #[serde(default)]

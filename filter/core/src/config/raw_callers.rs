@@ -53,6 +53,9 @@ pub struct RawJwtIssuer {
     /// RS/PS/ES/EdDSA: the issuer's JWKS URL.
     #[serde(default)]
     pub jwks_url: Option<String>,
+    /// CA bundle (PEM) that verifies `jwks_url`'s server; the system bundle when absent.
+    #[serde(default)]
+    pub jwks_ca: Option<String>,
     /// Headers the token is read from (default `Authorization` with `Bearer `).
     #[serde(default)]
     pub from_headers: Option<Vec<RawHeaderSource>>,

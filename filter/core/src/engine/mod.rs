@@ -10,7 +10,8 @@ pub use headers::{RemoveRule, ALWAYS_REMOVED, FORWARDED_PROTO};
 
 use crate::callers::allow::{evaluate, Verdict};
 use crate::callers::auth::CallerInput;
-use crate::callers::jwt::KeyError;
+use crate::callers::jwks::KeySets;
+use crate::callers::jwt::{JwksSource, KeyError};
 use crate::callers::{Allow, Authenticator, Authorized, Caller, Refusal, TokenCache};
 use crate::credentials::{bearer, Injection, CALLER_CREDENTIAL_HEADERS};
 use crate::plan::{
@@ -309,12 +310,21 @@ impl Engine {
         input: &CallerInput<'_>,
         now: u64,
         cache: &mut TokenCache,
+        keys: &KeySets,
     ) -> Result<Authorized, Box<Refusal>> {
         let Some(callers) = &self.callers else {
             return Ok(Authorized::default());
         };
         let (t, r) = self.allows(fwd);
-        callers.authorize(t, r, input, now, cache)
+        callers.authorize_with(t, r, input, now, cache, keys)
+    }
+
+    /// The JWT issuers whose keys come from a `jwks_url` (the glue fetches them).
+    pub fn jwks_sources(&self) -> Vec<JwksSource> {
+        self.callers
+            .as_ref()
+            .map(Authenticator::jwks_sources)
+            .unwrap_or_default()
     }
 
     pub fn targets(&self) -> &[CompiledTarget] {

@@ -8,6 +8,8 @@
 
 pub mod canonical;
 pub mod key;
+pub mod pushed;
+pub mod sts;
 pub mod time;
 
 use crate::secret::Secret;

@@ -1,7 +1,8 @@
-//! `private_key_jwt` client assertions (RFC 7523): a short-lived JWT signed with the client's
-//! private key, issuer and subject the client id, audience the token endpoint.
+//! Signed JWT assertions (RFC 7523): the `private_key_jwt` client assertion and the
+//! `oauth2_jwt_bearer` grant's assertion; short-lived, unique `jti`, `kid` header when known.
 
 use crate::config::SigningAlg;
+pub use crate::tokens::grant::AssertionClaims;
 use jwt_simple::prelude::*;
 
 /// Lifetime of one assertion.
@@ -57,41 +58,51 @@ impl AssertionSigner {
         })
     }
 
-    /// Signs an assertion valid from `now_secs` for [`ASSERTION_LIFETIME_SECS`]. `jti` must be
-    /// unique per assertion (servers refuse replays).
+    /// Signs an assertion with `claims`, valid from `now_secs` for [`ASSERTION_LIFETIME_SECS`].
+    /// `jti` must be unique per assertion (servers refuse replays).
     pub fn sign(
         &self,
-        client_id: &str,
-        audience: &str,
+        claims: &AssertionClaims,
         now_secs: u64,
         jti: &str,
     ) -> Result<String, AssertionError> {
-        let mut claims = Claims::create(Duration::from_secs(ASSERTION_LIFETIME_SECS))
-            .with_issuer(client_id)
-            .with_subject(client_id)
-            .with_audience(audience)
+        let extra = ScopeClaim {
+            scope: claims.scope.clone(),
+        };
+        let mut c = Claims::with_custom_claims(extra, Duration::from_secs(ASSERTION_LIFETIME_SECS))
+            .with_issuer(&claims.issuer)
+            .with_audience(&claims.audience)
             .with_jwt_id(jti);
+        if let Some(sub) = &claims.subject {
+            c = c.with_subject(sub);
+        }
         // The host's clock, not the runtime's: under a proxy-wasm host only the host knows.
-        claims.issued_at = Some(Duration::from_secs(now_secs));
-        claims.invalid_before = Some(Duration::from_secs(now_secs));
-        claims.expires_at = Some(Duration::from_secs(now_secs + ASSERTION_LIFETIME_SECS));
+        c.issued_at = Some(Duration::from_secs(now_secs));
+        c.invalid_before = Some(Duration::from_secs(now_secs));
+        c.expires_at = Some(Duration::from_secs(now_secs + ASSERTION_LIFETIME_SECS));
         match self {
-            AssertionSigner::Rs256(k) => k.sign(claims),
-            AssertionSigner::Es256(k) => k.sign(claims),
+            AssertionSigner::Rs256(k) => k.sign(c),
+            AssertionSigner::Es256(k) => k.sign(c),
         }
         .map_err(|_| AssertionError::Sign)
     }
 }
 
+/// The `scope` claim (only when the grant asks for scopes).
+#[derive(Serialize, Deserialize)]
+struct ScopeClaim {
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    scope: Option<String>,
+}
+
 impl crate::tokens::coord::manager::SignAssertion for AssertionSigner {
     fn sign(
         &self,
-        client_id: &str,
-        audience: &str,
+        claims: &AssertionClaims,
         now_secs: u64,
         jti: &str,
     ) -> Result<String, crate::tokens::FetchError> {
-        AssertionSigner::sign(self, client_id, audience, now_secs, jti)
+        AssertionSigner::sign(self, claims, now_secs, jti)
             .map_err(|e| crate::tokens::FetchError::Assertion(e.to_string()))
     }
 }
@@ -100,6 +111,15 @@ impl crate::tokens::coord::manager::SignAssertion for AssertionSigner {
 mod tests {
     use super::*;
 
+    fn client_claims() -> AssertionClaims {
+        AssertionClaims {
+            issuer: "client-1".into(),
+            subject: Some("client-1".into()),
+            audience: "https://login.example.com/token".into(),
+            scope: None,
+        }
+    }
+
     #[test]
     fn signs_rs256_and_es256_assertions_that_verify_with_the_public_key() {
         let rsa = RS256KeyPair::generate(2048).unwrap();
@@ -107,12 +127,7 @@ mod tests {
             AssertionSigner::from_pem(SigningAlg::RS256, &rsa.to_pem().unwrap(), Some("k1"))
                 .unwrap();
         let jwt = signer
-            .sign(
-                "client-1",
-                "https://login.example.com/token",
-                1_700_000_000,
-                "jti-1",
-            )
+            .sign(&client_claims(), 1_700_000_000, "jti-1")
             .unwrap();
         let opts = VerificationOptions {
             time_tolerance: Some(Duration::from_secs(20 * 365 * 86_400)),
@@ -134,12 +149,7 @@ mod tests {
         let signer =
             AssertionSigner::from_pem(SigningAlg::ES256, &ec.to_pem().unwrap(), None).unwrap();
         let jwt = signer
-            .sign(
-                "client-1",
-                "https://login.example.com/token",
-                1_700_000_000,
-                "jti-2",
-            )
+            .sign(&client_claims(), 1_700_000_000, "jti-2")
             .unwrap();
         ec.public_key()
             .verify_token::<NoCustomClaims>(&jwt, Some(opts))
@@ -157,5 +167,53 @@ mod tests {
         assert!(!e.to_string().contains("SECRET"));
         let ec = ES256KeyPair::generate();
         assert!(AssertionSigner::from_pem(SigningAlg::RS256, &ec.to_pem().unwrap(), None).is_err());
+    }
+
+    #[derive(serde::Deserialize)]
+    struct Scope {
+        scope: Option<String>,
+    }
+
+    #[test]
+    fn a_jwt_bearer_assertion_has_short_lifetime_unique_jti_kid_scope_and_optional_sub() {
+        let rsa = RS256KeyPair::generate(2048).unwrap();
+        let signer =
+            AssertionSigner::from_pem(SigningAlg::RS256, &rsa.to_pem().unwrap(), Some("sa-kid"))
+                .unwrap();
+        let claims = AssertionClaims {
+            issuer: "egress@proj.iam.gserviceaccount.com".into(),
+            subject: None,
+            audience: "https://oauth2.googleapis.com/token".into(),
+            scope: Some("https://www.googleapis.com/auth/cloud-platform".into()),
+        };
+        let a = signer.sign(&claims, 1_700_000_000, "jti-a").unwrap();
+        let b = signer.sign(&claims, 1_700_000_000, "jti-b").unwrap();
+        assert_ne!(a, b);
+        let opts = VerificationOptions {
+            time_tolerance: Some(Duration::from_secs(20 * 365 * 86_400)),
+            allowed_audiences: Some(["https://oauth2.googleapis.com/token".to_string()].into()),
+            ..Default::default()
+        };
+        let got = rsa
+            .public_key()
+            .verify_token::<Scope>(&a, Some(opts))
+            .unwrap();
+        assert_eq!(
+            got.issuer.as_deref(),
+            Some("egress@proj.iam.gserviceaccount.com")
+        );
+        assert_eq!(got.subject, None);
+        assert_eq!(got.jwt_id.as_deref(), Some("jti-a"));
+        assert_eq!(got.issued_at.map(|d| d.as_secs()), Some(1_700_000_000));
+        assert_eq!(
+            got.expires_at.map(|d| d.as_secs()),
+            Some(1_700_000_000 + ASSERTION_LIFETIME_SECS)
+        );
+        const { assert!(ASSERTION_LIFETIME_SECS <= 300) };
+        assert_eq!(
+            got.custom.scope.as_deref(),
+            Some("https://www.googleapis.com/auth/cloud-platform")
+        );
+        assert_eq!(Token::decode_metadata(&a).unwrap().key_id(), Some("sa-kid"));
     }
 }

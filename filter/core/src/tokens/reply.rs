@@ -45,12 +45,16 @@ pub enum FetchError {
     BadToken,
     #[error("token_type {0:?} is not supported (only Bearer)")]
     UnsupportedTokenType(String),
+    #[error("the exchanged token cannot be sent as a Bearer access token ({0})")]
+    IssuedTokenType(String),
     #[error("expires_in is not a positive number")]
     BadExpiresIn,
     #[error("the token had already expired when it arrived")]
     ExpiredOnArrival,
-    #[error("could not build the client assertion: {0}")]
+    #[error("could not build the assertion: {0}")]
     Assertion(String),
+    #[error("no token URL (it comes from the key file, which only egressctl token refresh reads)")]
+    NoTokenUrl,
 }
 
 impl FetchError {
@@ -64,9 +68,12 @@ impl FetchError {
             FetchError::NoAccessToken | FetchError::BadToken | FetchError::ExpiredOnArrival => {
                 "bad_token"
             }
-            FetchError::UnsupportedTokenType(_) => "bad_token_type",
+            FetchError::UnsupportedTokenType(_) | FetchError::IssuedTokenType(_) => {
+                "bad_token_type"
+            }
             FetchError::BadExpiresIn => "bad_expires_in",
             FetchError::Assertion(_) => "assertion",
+            FetchError::NoTokenUrl => "config",
         }
     }
 }

@@ -224,13 +224,25 @@ fn issuer(r: &RawJwtIssuer, ip: &FieldPath, errs: &mut ConfigErrors) -> IssuerPl
         } else {
             let url = r.jwks_url.clone().unwrap_or_default();
             if r.jwks_url.is_some() {
-                errs.push(
-                    ip.key("jwks_url").as_str(),
-                    "is not supported by this version yet; download the JWKS and use jwks_file",
-                );
+                jwks_url(&url, &ip.key("jwks_url"), errs);
             }
-            ("jwks_url", KeySource::JwksUrl { url })
+            if let Some(ca) = &r.jwks_ca {
+                nonempty_file(ca, &ip.key("jwks_ca"), errs);
+            }
+            (
+                "jwks_url",
+                KeySource::JwksUrl {
+                    url,
+                    ca_cert: r.jwks_ca.clone(),
+                },
+            )
         };
+        if r.jwks_ca.is_some() && r.jwks_url.is_none() {
+            errs.push(
+                ip.key("jwks_ca").as_str(),
+                "is the CA that verifies jwks_url: it needs jwks_url",
+            );
+        }
         if hmac && !sources.is_empty() {
             errs.push(
                 ip.key(field).as_str(),
@@ -310,6 +322,18 @@ fn issuer(r: &RawJwtIssuer, ip: &FieldPath, errs: &mut ConfigErrors) -> IssuerPl
         from_cookies,
         roles_claim,
         clock_skew_secs: clock_skew.as_secs(),
+    }
+}
+
+/// `jwks_url`: an https URL (keys fetched in clear text could be forged), without query.
+fn jwks_url(url: &str, path: &FieldPath, errs: &mut ConfigErrors) {
+    match crate::target_url::TargetUrl::parse(url) {
+        Ok(u) if u.scheme == crate::target_url::Scheme::Https => {}
+        Ok(_) => errs.push(
+            path.as_str(),
+            "must be an https URL: keys fetched in clear text could be forged",
+        ),
+        Err(e) => errs.push(path.as_str(), format!("is not a valid URL: {e}")),
     }
 }
 

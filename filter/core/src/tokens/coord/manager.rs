@@ -12,7 +12,7 @@ use super::{TokenHost, TICK_MS};
 use crate::engine::LocalReply;
 use crate::plan::LogLevel;
 use crate::tokens::reply::is_proxy_local_reply;
-use crate::tokens::request::assertion_audience;
+use crate::tokens::request::assertion_claims;
 use crate::tokens::schedule::{self, Need};
 use crate::tokens::time::rfc3339;
 use crate::tokens::{build_request, parse_reply, FetchError, TokenRecord};
@@ -296,20 +296,19 @@ impl TokenManager {
         let jti = format!("{:016x}{nonce:016x}", self.worker);
         let Some(s) = self.slots.get(i) else { return };
         let cred = &s.target.cred;
-        let assertion = match &s.target.signer {
-            Some(signer) => {
-                match signer.sign(&cred.client_id, &assertion_audience(cred), now / 1000, &jti) {
-                    Ok(a) => Some(a),
-                    Err(e) => {
-                        let detail = e.to_string();
-                        self.record_failure(host, i, &e, now, &detail);
-                        return;
-                    }
-                }
-            }
-            None => None,
+        let signed = match (&s.target.signer, assertion_claims(cred)) {
+            (Some(signer), Some(claims)) => signer.sign(&claims, now / 1000, &jti).map(Some),
+            _ => Ok(None),
         };
-        let request = build_request(cred, assertion.as_deref());
+        let request = signed.and_then(|a| build_request(cred, a.as_deref()));
+        let request = match request {
+            Ok(r) => r,
+            Err(e) => {
+                let detail = e.to_string();
+                self.record_failure(host, i, &e, now, &detail);
+                return;
+            }
+        };
         match host.dispatch(&cred.token_cluster, &request, timeout) {
             Ok(callout) => {
                 if let Some(s) = self.slots.get_mut(i) {

@@ -25,7 +25,8 @@ fn cred() -> OAuth2Credential {
     OAuth2Credential {
         token_cluster: "egress_token_salesforce".into(),
         fetch: true,
-        token_url: TargetUrl::parse("https://login.example.com/oauth2/token").unwrap(),
+        grant: Default::default(),
+        token_url: Some(TargetUrl::parse("https://login.example.com/oauth2/token").unwrap()),
         client_id: "id".into(),
         client_secret: Some(Secret::new("secret")),
         scopes: vec![],

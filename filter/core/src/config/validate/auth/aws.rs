@@ -1,5 +1,5 @@
-//! `auth.type: aws_sigv4`: static keys, or `web_identity` (refused until `egressctl token
-//! refresh` fetches STS credentials).
+//! `auth.type: aws_sigv4`: static keys, or `web_identity` (temporary credentials from STS,
+//! fetched and pushed by `egressctl token refresh`: a push-only target).
 
 use super::super::super::error::{ConfigErrors, FieldPath};
 use super::super::super::model::{
@@ -89,12 +89,6 @@ pub(super) fn aws_sigv4(
                 );
             }
             let settings = web_identity(w, &region, tls, &path.key("web_identity"), errs);
-            // The model, the checks and the filter's 503 without pushed credentials are in
-            // place; `egressctl token refresh` does not fetch them from STS yet.
-            errs.push(
-                path.key("web_identity").as_str(),
-                "is not supported yet: egressctl token refresh cannot fetch STS credentials in this version; use access_key_id and secret_access_key",
-            );
             settings.map(AwsCredentialSource::WebIdentity)
         }
         (None, _) => {
@@ -146,14 +140,22 @@ fn web_identity(
     let arn_ok = w.role_arn.starts_with("arn:")
         && w.role_arn.split(':').count() == 6
         && w.role_arn.contains(":role/");
-    if !arn_ok {
+    if w.role_arn.trim().is_empty() {
+        errs.push(
+            path.key("role_arn").as_str(),
+            "is required for web_identity (a role ARN: arn:aws:iam::<account>:role/<name>)",
+        );
+    } else if !arn_ok {
         errs.push(
             path.key("role_arn").as_str(),
             "must be a role ARN (arn:aws:iam::<account>:role/<name>)",
         );
     }
     if w.token_file.trim().is_empty() {
-        errs.push(path.key("token_file").as_str(), "must be a file path");
+        errs.push(
+            path.key("token_file").as_str(),
+            "must be a file path (the web identity token, e.g. a projected service-account token)",
+        );
     }
     let session_name = w.session_name.clone().unwrap_or_else(|| "egress".into());
     let name_ok = (2..=64).contains(&session_name.len())

@@ -5,22 +5,27 @@
 //! [`set_fields`], and validate it in a new file beside [`headers`] and [`oauth2`].
 
 mod aws;
+mod federated;
 mod headers;
+mod jwt_bearer;
 mod mtls;
 mod oauth2;
+mod token_exchange;
 
 use super::super::error::{ConfigErrors, FieldPath};
 use super::super::model::*;
 use super::super::raw::*;
 
 /// Every `auth.type` spelling.
-const KINDS: [&str; 6] = [
+const KINDS: &[&str] = &[
     "api_key",
     "bearer",
     "basic",
     "mtls",
     "oauth2_client_credentials",
     "aws_sigv4",
+    "oauth2_jwt_bearer",
+    "oauth2_token_exchange",
 ];
 
 /// Which auth fields each type takes.
@@ -41,9 +46,12 @@ fn fields_for(kind: &str) -> &'static [&'static str] {
             "private_key",
             "signing_alg",
             "key_id",
+            "federated_token_file",
             "token_timeout",
             "default_lifetime",
         ],
+        "oauth2_jwt_bearer" => jwt_bearer::FIELDS,
+        "oauth2_token_exchange" => token_exchange::FIELDS,
         "aws_sigv4" => &[
             "region",
             "service",
@@ -81,6 +89,14 @@ fn set_fields(a: &RawAuth) -> Vec<&'static str> {
     add("key_id", a.key_id.is_some());
     add("token_timeout", a.token_timeout.is_some());
     add("default_lifetime", a.default_lifetime.is_some());
+    add("service_account_file", a.service_account_file.is_some());
+    add("issuer", a.issuer.is_some());
+    add("subject", a.subject.is_some());
+    add("audience", a.audience.is_some());
+    add("subject_token_file", a.subject_token_file.is_some());
+    add("subject_token_type", a.subject_token_type.is_some());
+    add("resource", a.resource.is_some());
+    add("federated_token_file", a.federated_token_file.is_some());
     add("region", a.region.is_some());
     add("service", a.service.is_some());
     add("access_key_id", a.access_key_id.is_some());
@@ -149,6 +165,12 @@ pub(in super::super) fn auth(
         "basic" => headers::basic(a, path, errs),
         "mtls" => mtls::mtls(tls, path, errs),
         "aws_sigv4" => aws::aws_sigv4(a, tls, path, errs).map_or(Auth::None, Auth::AwsSigv4),
+        "oauth2_jwt_bearer" => {
+            jwt_bearer::jwt_bearer(a, tls, path, errs).map_or(Auth::None, Auth::OAuth2)
+        }
+        "oauth2_token_exchange" => {
+            token_exchange::token_exchange(a, tls, path, errs).map_or(Auth::None, Auth::OAuth2)
+        }
         _ => oauth2::oauth2(a, tls, path, errs)
             .map(Auth::OAuth2)
             .unwrap_or(Auth::None),

@@ -1,16 +1,17 @@
 //! The OAuth2 targets the token manager serves, and the signers of their client assertions.
 
-use crate::config::ClientAuth;
 use crate::engine::{Engine, LocalReply};
 use crate::plan::OAuth2Credential;
+use crate::tokens::grant::{signs, AssertionClaims};
 use crate::tokens::FetchError;
 
-/// Signs `private_key_jwt` client assertions (one per fetch).
+/// Signs the assertion of a fetch (one per fetch): the `private_key_jwt` client assertion or
+/// the `oauth2_jwt_bearer` grant's assertion, with the claims of
+/// [`crate::tokens::grant::assertion_claims`].
 pub trait SignAssertion {
     fn sign(
         &self,
-        client_id: &str,
-        audience: &str,
+        claims: &AssertionClaims,
         now_secs: u64,
         jti: &str,
     ) -> Result<String, FetchError>;
@@ -21,9 +22,11 @@ pub trait SignAssertion {
 pub enum SetupError {
     #[error("target {target}: {reason}")]
     Key { target: String, reason: String },
-    #[error("target {0}: private_key_jwt without a private key")]
+    #[error(
+        "target {0}: a signed assertion (private_key_jwt, oauth2_jwt_bearer) without a private key"
+    )]
     NoKey(String),
-    #[error("target {0}: private_key_jwt needs the filter built with signing support")]
+    #[error("target {0}: a signed assertion (private_key_jwt, oauth2_jwt_bearer) needs the filter built with signing support")]
     NoSigning(String),
 }
 
@@ -64,8 +67,9 @@ fn signer_for(
     cred: &OAuth2Credential,
 ) -> Result<Option<Box<dyn SignAssertion>>, SetupError> {
     use crate::tokens::assertion::AssertionSigner;
-    match (cred.client_auth, &cred.private_key_pem) {
-        (ClientAuth::PrivateKeyJwt, Some(pem)) => {
+    // A push-only target never fetches, so it holds no key.
+    match (signs(cred) && cred.fetch, &cred.private_key_pem) {
+        (true, Some(pem)) => {
             AssertionSigner::from_pem(cred.signing_alg, pem.expose(), cred.key_id.as_deref())
                 .map(|s| Some(Box::new(s) as Box<dyn SignAssertion>))
                 .map_err(|e| SetupError::Key {
@@ -73,8 +77,8 @@ fn signer_for(
                     reason: e.to_string(),
                 })
         }
-        (ClientAuth::PrivateKeyJwt, None) => Err(SetupError::NoKey(name.to_string())),
-        _ => Ok(None),
+        (true, None) => Err(SetupError::NoKey(name.to_string())),
+        (false, _) => Ok(None),
     }
 }
 
@@ -83,8 +87,9 @@ fn signer_for(
     name: &str,
     cred: &OAuth2Credential,
 ) -> Result<Option<Box<dyn SignAssertion>>, SetupError> {
-    match cred.client_auth {
-        ClientAuth::PrivateKeyJwt => Err(SetupError::NoSigning(name.to_string())),
-        _ => Ok(None),
+    if signs(cred) && cred.fetch {
+        Err(SetupError::NoSigning(name.to_string()))
+    } else {
+        Ok(None)
     }
 }
