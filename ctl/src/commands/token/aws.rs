@@ -276,23 +276,8 @@ pub async fn once(ctx: &Arc<Ctx>, fetchers: &[AwsFetcher], failed: &mut Vec<Stri
                 continue;
             }
         };
-        let (results, unresolved) = super::push_everywhere(ctx, &held.push_body(&f.target)).await;
-        failed.extend(unresolved);
-        let mut pushed = Vec::new();
-        for (url, r) in results {
-            match r {
-                Ok(v) => pushed.push(format!("pushed to {url} (version {v})")),
-                Err(e) => {
-                    pushed.push(format!("push to {url} failed: {e:#}"));
-                    failed.push(format!("{} not pushed to {url}", f.target));
-                }
-            }
-        }
-        println!(
-            "{}, {}",
-            obtained_line(&f.target, &held, origin),
-            pushed.join(", ")
-        );
+        let line = obtained_line(&f.target, &held, origin);
+        super::push_and_report(ctx, &f.target, &held.push_body(&f.target), line, failed).await;
     }
 }
 

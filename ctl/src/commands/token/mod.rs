@@ -136,23 +136,15 @@ async fn once(
                 continue;
             }
         };
-        let (results, unresolved) = push_everywhere(ctx, &push_body(&f.target, &record)).await;
-        failed.extend(unresolved);
-        let mut pushed = Vec::new();
-        for (url, r) in results {
-            match r {
-                Ok(v) => pushed.push(format!("pushed to {url} (version {v})")),
-                Err(e) => {
-                    pushed.push(format!("push to {url} failed: {e:#}"));
-                    failed.push(format!("{} not pushed to {url}", f.target));
-                }
-            }
-        }
-        println!(
-            "{}, {}",
-            obtained_line(&f.target, &record, origin),
-            pushed.join(", ")
-        );
+        let line = obtained_line(&f.target, &record, origin);
+        push_and_report(
+            ctx,
+            &f.target,
+            &push_body(&f.target, &record),
+            line,
+            &mut failed,
+        )
+        .await;
     }
     if failed.is_empty() {
         Ok(ExitCode::Success)
@@ -160,6 +152,30 @@ async fn once(
         eprintln!("egressctl: token refresh failed: {}", failed.join("; "));
         Ok(ExitCode::Failure)
     }
+}
+
+/// Pushes one target's record to every proxy, prints `line` with where it went, and adds
+/// every proxy it did not reach to `failed`.
+pub async fn push_and_report<B: serde::Serialize + Clone + Send + Sync + 'static>(
+    ctx: &Arc<Ctx>,
+    target: &str,
+    body: &B,
+    line: String,
+    failed: &mut Vec<String>,
+) {
+    let (results, unresolved) = push_everywhere(ctx, body).await;
+    failed.extend(unresolved);
+    let mut pushed = Vec::new();
+    for (url, r) in results {
+        match r {
+            Ok(v) => pushed.push(format!("pushed to {url} (version {v})")),
+            Err(e) => {
+                pushed.push(format!("push to {url} failed: {e:#}"));
+                failed.push(format!("{target} not pushed to {url}"));
+            }
+        }
+    }
+    println!("{line}, {}", pushed.join(", "));
 }
 
 /// Pushes one token to every proxy there is now (names looked up afresh, pushes in
