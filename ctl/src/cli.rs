@@ -188,6 +188,12 @@ pub struct RenderArgs {
     /// CA bundle for targets without `tls.ca_cert`. Default: the system bundle.
     #[arg(long, value_name = "PATH")]
     pub system_ca: Option<PathBuf>,
+    /// What serves each route. `auto`: Envoy routes, rewrites and attaches static credentials
+    /// natively; the filter runs only where it adds something (OAuth2 tokens, callers).
+    /// `wasm`: the filter does everything (the mode for any other proxy-wasm host).
+    /// Kept in the state directory: `apply` renders with it.
+    #[arg(long, default_value = "auto", value_name = "auto|wasm")]
+    pub engine: egress_core::native::EngineChoice,
 }
 
 #[derive(Debug, Args)]
@@ -248,6 +254,10 @@ pub struct ApplyArgs {
     /// Print what would change, write nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Switch the engine (`auto` or `wasm`); default: the one the state directory was compiled
+    /// with. A switch changes the listener (Envoy drains the old one).
+    #[arg(long, value_name = "auto|wasm")]
+    pub engine: Option<egress_core::native::EngineChoice>,
     /// How long to wait for Envoy to confirm each step.
     #[arg(long, default_value_t = 10, value_name = "SECONDS")]
     pub timeout_secs: u64,

@@ -36,6 +36,13 @@ pub struct State {
     /// The token push listener (`egressctl token refresh` and `status` talk to it).
     #[serde(default)]
     pub push_addr: Option<String>,
+    /// `--engine` (a state directory from before engines were chosen was rendered for `wasm`).
+    #[serde(default = "wasm_engine")]
+    pub engine: egress_core::native::EngineChoice,
+}
+
+fn wasm_engine() -> egress_core::native::EngineChoice {
+    egress_core::native::EngineChoice::Wasm
 }
 
 pub struct StateDir {

@@ -96,7 +96,8 @@ impl EgressRoot {
                     verifier,
                 }
             }
-            Role::Egress => {
+            // TODO(issue 11): the routed role runs as the egress role until it is written.
+            Role::Egress | Role::Routed => {
                 let targets = TokenTarget::from_engine(&engine)?;
                 let mut tokens =
                     TokenManager::new(self.context_id, targets, level, host::random_seed());

@@ -55,6 +55,7 @@ pub fn run(args: &ApplyArgs) -> anyhow::Result<ExitCode> {
             .map_err(|e| anyhow::anyhow!("{}: admin: {e}", dir.state_json().display()))?,
         wasm: state.wasm.clone(),
         system_ca: state.system_ca.clone(),
+        engine: args.engine.unwrap_or(state.engine),
     };
     let rendered = render(&source, &opts)?;
     let old_fc = dir.read_filter_config();
@@ -127,6 +128,7 @@ pub fn run(args: &ApplyArgs) -> anyhow::Result<ExitCode> {
     dir.write_secrets(&rendered.secret_vars, &seal_key)?;
     let mut state = state;
     state.config = std::path::absolute(&source.path).unwrap_or_else(|_| source.path.clone());
+    state.engine = opts.engine;
     dir.write_state(&state)?;
     println!(
         "applied: Envoy at {} accepted the new clusters and listeners",

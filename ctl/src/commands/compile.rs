@@ -85,6 +85,7 @@ pub fn render_options(render: &RenderArgs, dir: &StateDir) -> anyhow::Result<Ren
         wasm,
         system_ca,
         seal_key: Some(dir.seal_key()?),
+        engine: render.engine,
     })
 }
 
@@ -119,6 +120,7 @@ pub fn compile(source: &Source, render_args: &RenderArgs, out: &Path) -> anyhow:
         system_ca: opts.system_ca,
         config: std::path::absolute(&source.path).unwrap_or_else(|_| source.path.clone()),
         push_addr: opts.push.as_ref().map(|p| p.addr.to_string()),
+        engine: opts.engine,
     })?;
     Ok(dir)
 }

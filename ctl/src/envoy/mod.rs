@@ -15,6 +15,7 @@ pub mod locate;
 use crate::source::Source;
 use egress_core::build::{self, host_env_keys, secret_env, BuildOptions, SecretMode, SecretVar};
 use egress_core::config::ListenAddr;
+use egress_core::native::EngineChoice;
 use egress_core::plan::{FilterConfig, Role};
 use egress_core::secret_ref::SealKey;
 use serde_json::{json, Value};
@@ -33,6 +34,8 @@ pub struct RenderOptions {
     /// Seals every credential value into the filter config (what `egressctl` runs with); `None`:
     /// references only, the values come from the environment alone (Kubernetes).
     pub seal_key: Option<SealKey>,
+    /// `--engine`: what serves each route (see [`egress_core::native`]).
+    pub engine: EngineChoice,
 }
 
 #[derive(Debug, Clone)]

@@ -17,6 +17,7 @@ pub mod config;
 pub mod credentials;
 pub mod duration;
 pub mod engine;
+pub mod native;
 pub mod plan;
 #[cfg(feature = "jwt")]
 pub mod push;

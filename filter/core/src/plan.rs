@@ -67,6 +67,28 @@ pub mod wire {
     pub fn token_cluster(target: &str) -> String {
         format!("egress_token_{target}")
     }
+
+    /// Start of the Envoy route names of the `auto` engine's route leaves.
+    pub const LEAF_ROUTE_PREFIX: &str = "egress/";
+
+    /// Envoy route name of a leaf of config route `route_index` (its position in
+    /// `FilterConfig.routes`) in the `auto` engine: `egress/<index>/<kind>`, `kind` naming the
+    /// leaf (a method, `other`, ...). The filter in the routed role learns its route from this
+    /// name ([`route_index_of`]).
+    pub fn leaf_route_name(route_index: usize, kind: &str) -> String {
+        format!("{LEAF_ROUTE_PREFIX}{route_index}/{kind}")
+    }
+
+    /// The config route index in a name made by [`leaf_route_name`]; `None` for any other
+    /// name.
+    pub fn route_index_of(route_name: &str) -> Option<usize> {
+        let rest = route_name.strip_prefix(LEAF_ROUTE_PREFIX)?;
+        let (index, kind) = rest.split_once('/')?;
+        if kind.is_empty() || index.is_empty() || !index.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        index.parse().ok()
+    }
 }
 
 /// The listener a filter instance serves.
@@ -82,6 +104,10 @@ pub enum Role {
     /// `payload: signed` mode with the body hash the egress filter recorded
     /// ([`wire::PROP_BODY_SHA256`]).
     Sign,
+    /// The `auto` engine's role on routes Envoy routed itself: the route is known from the
+    /// route name ([`wire::route_index_of`]); the filter identifies the caller and attaches an
+    /// OAuth2 token, nothing else (Envoy rewrites the path and removes caller headers).
+    Routed,
 }
 
 /// The filter's whole configuration (the plugin `configuration` in Envoy).

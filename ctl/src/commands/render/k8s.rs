@@ -304,6 +304,8 @@ pub fn envoy_files(
         system_ca: Some(PathBuf::from(SYSTEM_CA)),
         // Credentials come from the pod's environment (the credentials Secret) alone.
         seal_key: None,
+        // Fleet output keeps the filter doing everything (any proxy-wasm host).
+        engine: egress_core::native::EngineChoice::Wasm,
     };
     let rendered = envoy::render(src, &opts)?;
     let mut files = MountedFiles::default();
