@@ -202,7 +202,8 @@ def main():
     items = [(size, funcs.get(idx, f"func[{idx}]")) for idx, size in bodies]
     items += [(size, f"data: {data_names.get(i, f'segment {i}')}") for i, size in segments]
     items.sort(reverse=True)
-    print(f"\ntop {top} functions and data segments:")
+    if top:
+        print(f"\ntop {top} functions and data segments:")
     for size, name in items[:top]:
         print(f"  {size:>8}  {name[:150]}")
     per_crate, count = collections.Counter(), collections.Counter()
@@ -211,6 +212,8 @@ def main():
         per_crate[c] += size
         count[c] += 1
     code = sum(per_crate.values())
+    if not ncrates:
+        return
     print(f"\ncode per crate (first path segment of each function; {code} bytes of code,"
           f" {sum(s for _, s in segments)} of data):")
     for c, size in per_crate.most_common(ncrates):
