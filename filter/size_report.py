@@ -191,7 +191,7 @@ def main():
                 pos = body + size
     stripped = total - sum(v for k, v in per_section.items() if k.startswith("custom"))
     print(f"module: {path}")
-    print(f"  {total:>9} bytes in all, {stripped:>9} bytes without custom sections (shipped size)")
+    print(f"  {total:>9} bytes in all, {stripped:>9} bytes without custom sections")
     print("\nsections:")
     for k, v in per_section.most_common():
         print(f"  {v:>9}  {k}")
