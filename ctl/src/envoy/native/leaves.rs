@@ -193,10 +193,6 @@ fn leaf_route(
         "substitution": leaf.rewrite.substitution,
     });
     let mut filters = Map::new();
-    filters.insert(
-        strip::STRIP_FILTER.into(),
-        strip::per_route(cx.engine, target_index),
-    );
     filters.insert(LEAF_LOG_FILTER.into(), enable());
     if kind == LeafKind::Routed {
         filters.insert(ROUTED_FILTER.into(), enable());
@@ -215,6 +211,10 @@ fn leaf_route(
         }}},
         "typed_per_filter_config": filters,
     });
+    let removals = strip::route_removals(cx.engine, target_index);
+    if !removals.is_empty() {
+        r["request_headers_to_remove"] = json!(removals);
+    }
     if !listener::signs_payload(target) {
         without_body_buffer_merged(cx.config, &mut r);
     }

@@ -5,12 +5,12 @@
 //! - [`tree`]: the virtual host's matcher tree (routing header, plain paths, `:path` maps);
 //! - [`leaves`]: the leaves of each config route (methods, rewrite, metadata, filters);
 //! - [`slow`]: the slow route, the header routes, metrics and the direct answers;
-//! - [`strip`]: caller header removal where the filter does not run;
+//! - [`strip`]: caller header removal (before routing, and on the leaves);
 //! - [`log`]: the request log line, byte for byte the wasm engine's.
 //!
 //! HCM filters, in order (per-route ones are disabled in the HCM and enabled by the routes
-//! that need them): [`FULL_FILTER`], [`ROUTED_FILTER`], the SigV4 buffer and signer (as in the
-//! wasm engine), [`strip::STRIP_FILTER`], the credential filters of static targets (inserted
+//! that need them): [`FULL_FILTER`], [`ROUTED_FILTER`], the SigV4 buffer and signer (as in
+//! the wasm engine), the credential filters of static targets (inserted
 //! by the credentials part before the log filters, see [`CREDENTIALS_BEFORE`]), the two log
 //! filters, the metrics rate limit and the router.
 
@@ -102,12 +102,13 @@ pub fn egress_listener(
         "route_config": route_config(&cx),
         "http_filters": http_filters(&cx, filters),
         "access_log": log::access_logs(&config.logger, config.callers.is_some()),
-        // A caller's routing header is gone before the route is picked: only the filter sets it.
+        // Caller headers never forwarded, the routing header among them (only the filter sets
+        // it): gone before the route is picked.
         "early_header_mutation_extensions": [{
             "name": "envoy.http.early_header_mutation.header_mutation",
             "typed_config": {
                 "@type": "type.googleapis.com/envoy.extensions.http.early_header_mutation.header_mutation.v3.HeaderMutation",
-                "mutations": [{ "remove": egress_core::plan::wire::TARGET_HEADER }],
+                "mutations": strip::early_mutations(&engine),
             },
         }],
     });
@@ -133,7 +134,6 @@ fn http_filters(cx: &RenderContext<'_>, filters: &Filters<'_>) -> Value {
         signer["disabled"] = json!(true);
         out.extend([buffer, signer]);
     }
-    out.push(strip::filter(cx.engine));
     out.extend(log::filters());
     out.extend([limits::ratelimit_filter(), listener::router_filter()]);
     Value::Array(out)
