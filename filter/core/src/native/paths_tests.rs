@@ -386,12 +386,15 @@ fn route_table() -> impl Strategy<Value = Vec<Row>> {
     })
 }
 
-/// A plain path: often under one of the route prefixes, with extra segments, a trailing
+/// A plain path: often under one of the route or strip prefixes, with extra segments, a trailing
 /// slash and a query.
 fn plain_path(rows: &[Row]) -> impl Strategy<Value = String> {
+    // Route prefixes and strip prefixes (those longer than their route's prefix strip only
+    // some of its paths: the path equal to one is an edge).
     let starts: Vec<String> = rows
         .iter()
-        .map(|r| r.0.clone())
+        .flat_map(|r| [Some(r.0.clone()), r.1.clone()])
+        .flatten()
         .chain(["/".into()])
         .collect();
     (
