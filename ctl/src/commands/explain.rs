@@ -11,6 +11,7 @@ use serde::Serialize;
 
 #[derive(Debug, Serialize, PartialEq, Eq)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
+#[allow(clippy::large_enum_variant)] // one per `egressctl explain` run
 pub enum Explanation {
     Forward {
         target: String,
@@ -30,7 +31,7 @@ pub enum Explanation {
         #[serde(skip_serializing_if = "Option::is_none")]
         caller: Option<CallerCheck>,
         /// What serves the route (`native`, `routed` or `filter`, see `egressctl routes`).
-        engine: String,
+        engine: &'static str,
         /// Set when the proxy never fetches the credential: why, and who does
         /// ([`egress_core::build::push_only`]).
         #[serde(skip_serializing_if = "Option::is_none")]
@@ -135,7 +136,7 @@ pub fn explain(engine: &Engine, method: &str, path: &str, caller: Option<&Caller
                 removed_headers,
                 set_headers,
                 caller: check(engine, &fwd, caller),
-                engine: egress_core::native::LeafKind::Full.as_str().to_string(),
+                engine: egress_core::native::LeafKind::Full.as_str(),
                 push_only: None,
             }
         }
@@ -171,7 +172,7 @@ pub fn run(args: &ExplainArgs) -> anyhow::Result<ExitCode> {
     } = &mut e
     {
         if let Decision::Forward(fwd) = engine.decide(&args.method, &args.path) {
-            *served = super::routes::served_by(&plan, fwd.route, args.engine).to_string();
+            *served = super::routes::served_by(&plan, fwd.route, args.engine);
         }
         *push_only = source
             .config
