@@ -64,7 +64,7 @@ pub fn add_route_keys(
                 answer(cx.config, &wire::leaf_route_name(index, "disabled"), r)
             }
             _ => match kind {
-                LeafKind::Full => full_leaf(cx, index, target_index),
+                LeafKind::Full => full_leaf(cx, index),
                 LeafKind::Native | LeafKind::Routed => by_method(
                     cx,
                     index,
@@ -84,7 +84,7 @@ pub fn add_route_keys(
 }
 
 /// A leaf the filter serves in the egress role: it routes through the header.
-fn full_leaf(cx: &RenderContext<'_>, index: usize, target_index: usize) -> Value {
+fn full_leaf(cx: &RenderContext<'_>, index: usize) -> Value {
     let mut r = json!({
         "name": wire::leaf_route_name(index, "filter"),
         "direct_response": {
@@ -93,7 +93,6 @@ fn full_leaf(cx: &RenderContext<'_>, index: usize, target_index: usize) -> Value
         },
         "typed_per_filter_config": Value::Object(filter_route_filters(cx.config)),
     });
-    let _ = target_index;
     without_body_buffer_merged(cx.config, &mut r);
     tree::route(r)
 }
