@@ -8,6 +8,7 @@
 pub mod access_log;
 pub mod callers;
 pub mod clusters;
+pub mod credentials;
 pub mod limits;
 pub mod listener;
 pub mod locate;
@@ -36,6 +37,9 @@ pub struct RenderOptions {
     pub seal_key: Option<SealKey>,
     /// `--engine`: what serves each route (see [`egress_core::native`]).
     pub engine: EngineChoice,
+    /// Where the `auto` engine's static credentials are (`<state dir>/sds`, see
+    /// [`credentials`]); `None`: no native injection (the filter injects them).
+    pub sds_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone)]
@@ -66,6 +70,9 @@ pub struct Rendered {
     pub secret_vars: Vec<SecretVar>,
     /// Files the bootstrap references that do not exist (yet): printed as warnings.
     pub missing_files: Vec<PathBuf>,
+    /// The static credentials Envoy injects itself (`auto` engine): the SDS files to write
+    /// before the listeners.
+    pub credentials: Vec<credentials::StaticCredential>,
 }
 
 pub fn render(source: &Source, opts: &RenderOptions) -> Result<Rendered, RenderError> {
@@ -102,6 +109,14 @@ pub fn render(source: &Source, opts: &RenderOptions) -> Result<Rendered, RenderE
     let mut egress =
         listener::egress_listener(config, &serde_json::to_string(&filter_config)?, &wasm);
     callers::secure_listener(&mut egress, source, &mut files);
+    let credentials = match (&opts.engine, &opts.sds_dir) {
+        (EngineChoice::Auto, Some(sds_dir)) => {
+            let creds = credentials::static_credentials(config);
+            credentials::attach(&mut egress, &creds, sds_dir);
+            creds
+        }
+        _ => Vec::new(),
+    };
     let mut listeners = vec![egress];
     if let Some(push) = &opts.push {
         let mut push_config = build(Role::Push, Some(push.public_key_pem.clone()));
@@ -123,6 +138,7 @@ pub fn render(source: &Source, opts: &RenderOptions) -> Result<Rendered, RenderE
         filter_config,
         secret_vars,
         missing_files,
+        credentials,
     })
 }
 
