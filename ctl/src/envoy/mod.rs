@@ -12,6 +12,7 @@ pub mod credentials;
 pub mod limits;
 pub mod listener;
 pub mod locate;
+pub mod native;
 
 use crate::source::Source;
 use egress_core::build::{self, host_env_keys, secret_env, BuildOptions, SecretMode, SecretVar};
@@ -56,6 +57,8 @@ pub enum RenderError {
     PrivateKey(#[from] crate::secrets::PrivateKeyError),
     #[error("egress.callers.jwt issuer {issuer:?}: {reason}")]
     CallerKey { issuer: String, reason: String },
+    #[error("the filter refuses this config: {0}")]
+    Engine(#[from] egress_core::engine::EngineError),
     #[error("cannot serialize the filter config: {0}")]
     Json(#[from] serde_json::Error),
 }
@@ -106,8 +109,28 @@ pub fn render(source: &Source, opts: &RenderOptions) -> Result<Rendered, RenderE
         path: &opts.wasm,
         env_keys: &env_keys,
     };
-    let mut egress =
-        listener::egress_listener(config, &serde_json::to_string(&filter_config)?, &wasm);
+    let egress_json = serde_json::to_string(&filter_config)?;
+    let mut egress = match opts.engine {
+        EngineChoice::Wasm => listener::egress_listener(config, &egress_json, &wasm),
+        EngineChoice::Auto => {
+            let routed_json = if native::needs_routed_role(&filter_config) {
+                let mut routed = build(Role::Routed, None);
+                callers::attach_caller_keys(source, &mut routed)?;
+                Some(serde_json::to_string(&routed)?)
+            } else {
+                None
+            };
+            native::egress_listener(
+                config,
+                &filter_config,
+                &native::Filters {
+                    egress_json: &egress_json,
+                    routed_json: routed_json.as_deref(),
+                    wasm: &wasm,
+                },
+            )?
+        }
+    };
     callers::secure_listener(&mut egress, source, &mut files);
     let credentials = match (&opts.engine, &opts.sds_dir) {
         (EngineChoice::Auto, Some(sds_dir)) => {
