@@ -10,6 +10,14 @@
 //!   Envoy without a listener update.
 //! - The value is exactly the header the filter would set: it comes from the core's
 //!   [`Injection`] of the target's credential (one source of truth).
+//! - Requests the filter routes itself (the slow route: percent escapes and other paths
+//!   outside the plain class) pick their target route only after the filter set the routing
+//!   header, and Envoy decides which disabled filters run on the *first* route: so a second
+//!   injector per target, `egress.cred_by_header.<target>`, wrapped in a matcher that skips it
+//!   unless the routing header names its target, is enabled wherever the full-role filter is.
+//! - The filter configs of the auto engine carry [`PLACEHOLDER`] instead of these values
+//!   ([`leave_to_envoy`]): every request of such a target gets its header from an injector
+//!   (`overwrite`), so a rotation changes the SDS file alone, never the listener.
 
 use egress_core::config::Config;
 use egress_core::credentials::Injection;
@@ -32,6 +40,16 @@ const SECRET_TYPE: &str = "type.googleapis.com/envoy.extensions.transport_socket
 const FILTER_CONFIG_TYPE: &str = "type.googleapis.com/envoy.config.route.v3.FilterConfig";
 const HCM_NAME: &str = "envoy.filters.network.http_connection_manager";
 const WASM_TYPE: &str = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm";
+const WITH_MATCHER_TYPE: &str =
+    "type.googleapis.com/envoy.extensions.common.matching.v3.ExtensionWithMatcher";
+const HEADER_INPUT_TYPE: &str =
+    "type.googleapis.com/envoy.type.matcher.v3.HttpRequestHeaderMatchInput";
+const SKIP_FILTER_TYPE: &str =
+    "type.googleapis.com/envoy.extensions.filters.common.matcher.action.v3.SkipFilter";
+/// Prefix of the injectors of requests the filter routed (see the module docs).
+pub const BY_HEADER_PREFIX: &str = "egress.cred_by_header.";
+/// What the auto engine's filter configs hold instead of a static credential's value.
+pub const PLACEHOLDER: &str = "injected-by-envoy";
 
 /// A target whose credential is one fixed header: what its injector sets.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -100,7 +118,48 @@ pub fn injector_filter(c: &StaticCredential, sds_dir: &Path) -> Value {
     json!({
         "name": c.filter_name(),
         "disabled": true,
+        "typed_config": injector(c, sds_dir),
+    })
+}
+
+/// The injector of one target for requests the filter routed: runs only when the routing
+/// header (set by the filter; a caller's copy is removed before any filter) names the target.
+pub fn by_header_filter(c: &StaticCredential, sds_dir: &Path) -> Value {
+    json!({
+        "name": by_header_name(&c.target),
+        "disabled": true,
         "typed_config": {
+            "@type": WITH_MATCHER_TYPE,
+            "xds_matcher": { "matcher_list": { "matchers": [{
+                "predicate": { "not_matcher": { "single_predicate": {
+                    "input": {
+                        "name": "routing_header",
+                        "typed_config": {
+                            "@type": HEADER_INPUT_TYPE,
+                            "header_name": egress_core::plan::wire::TARGET_HEADER,
+                        },
+                    },
+                    "value_match": { "exact": c.target },
+                } } },
+                "on_match": { "action": {
+                    "name": "skip",
+                    "typed_config": { "@type": SKIP_FILTER_TYPE },
+                } },
+            }] } },
+            "extension_config": {
+                "name": "envoy.filters.http.credential_injector",
+                "typed_config": injector(c, sds_dir),
+            },
+        },
+    })
+}
+
+pub fn by_header_name(target: &str) -> String {
+    format!("{BY_HEADER_PREFIX}{target}")
+}
+
+fn injector(c: &StaticCredential, sds_dir: &Path) -> Value {
+    json!({
             "@type": INJECTOR_TYPE,
             "overwrite": true,
             "credential": {
@@ -119,8 +178,25 @@ pub fn injector_filter(c: &StaticCredential, sds_dir: &Path) -> Value {
                     },
                 },
             },
-        },
     })
+}
+
+/// Replaces the values of the static credentials in a filter config of the auto engine by
+/// [`PLACEHOLDER`]: Envoy's injectors overwrite the header on every request of these targets,
+/// and a value here would change the listener on every rotation.
+pub fn leave_to_envoy(fc: &mut FilterConfig, creds: &[StaticCredential]) {
+    use egress_core::plan::Credential;
+    for t in &mut fc.targets {
+        if !creds.iter().any(|c| c.target == t.name) {
+            continue;
+        }
+        match &mut t.credential {
+            Credential::ApiKey { key: s, .. }
+            | Credential::Bearer { token: s }
+            | Credential::Basic { password: s, .. } => *s = Secret::new(PLACEHOLDER),
+            _ => {}
+        }
+    }
 }
 
 /// Adds the injector filters to the listener's connection manager (after the wasm filters,
@@ -157,9 +233,8 @@ pub fn attach(listener: &mut Value, creds: &[StaticCredential], sds_dir: &Path) 
     enabled
 }
 
-/// Inserts the injectors not there yet, after the last wasm filter and before the rate limit
-/// filter and the router (so the caller-header removal that precedes them cannot strip what
-/// they set).
+/// Inserts the injectors not there yet: after the wasm filters and the caller-header removal
+/// (which must not strip what they set), before the log filters, the rate limit and the router.
 fn insert_filters(http: &mut Vec<Value>, creds: &[StaticCredential], sds_dir: &Path) {
     let name_of = |f: &Value| f.get("name").and_then(Value::as_str).map(str::to_string);
     let after_wasm = http
@@ -171,21 +246,27 @@ fn insert_filters(http: &mut Vec<Value>, creds: &[StaticCredential], sds_dir: &P
         .position(|f| {
             matches!(
                 name_of(f).as_deref(),
-                Some(super::limits::RATELIMIT_FILTER | "envoy.filters.http.router")
+                Some(
+                    super::native::CREDENTIALS_BEFORE
+                        | super::limits::RATELIMIT_FILTER
+                        | "envoy.filters.http.router"
+                )
             )
         })
         .unwrap_or(http.len());
     let at = tail.max(after_wasm);
-    let new: Vec<Value> = creds
+    let absent = |name: &str| !http.iter().any(|f| name_of(f).as_deref() == Some(name));
+    let mut new: Vec<Value> = creds
         .iter()
-        .filter(|c| {
-            let name = c.filter_name();
-            !http
-                .iter()
-                .any(|f| name_of(f).as_deref() == Some(name.as_str()))
-        })
+        .filter(|c| absent(&c.filter_name()))
         .map(|c| injector_filter(c, sds_dir))
         .collect();
+    new.extend(
+        creds
+            .iter()
+            .filter(|c| absent(&by_header_name(&c.target)))
+            .map(|c| by_header_filter(c, sds_dir)),
+    );
     http.splice(at..at, new);
 }
 
@@ -198,6 +279,11 @@ fn enable_on_leaves(v: &mut Value, creds: &[StaticCredential]) -> usize {
                 if let Some(c) = creds.iter().find(|c| c.target == target) {
                     enable(obj, &c.filter_name());
                     n += 1;
+                }
+            }
+            if runs_full_filter(obj) {
+                for c in creds {
+                    enable(obj, &by_header_name(&c.target));
                 }
             }
             for (k, child) in obj.iter_mut() {
@@ -221,6 +307,14 @@ fn leaf_target(route: &Map<String, Value>) -> Option<String> {
         .get("target")?
         .as_str()
         .map(str::to_string)
+}
+
+/// Whether a route enables the filter in the egress role (the slow route, `filter` leaves).
+fn runs_full_filter(route: &Map<String, Value>) -> bool {
+    route
+        .get("typed_per_filter_config")
+        .and_then(|p| p.get(super::native::FULL_FILTER))
+        .is_some()
 }
 
 fn enable(route: &mut Map<String, Value>, filter: &str) {
@@ -290,13 +384,17 @@ egress:
                         "/notify": { "action": { "typed_config": leaf("notify") } },
                         "/erp": { "action": { "typed_config": leaf("erp") } },
                         "/crm": { "action": { "typed_config": leaf("crm") } },
-                        "/slow": { "action": { "typed_config": { "name": "slow" } } },
+                        "/slow": { "action": { "typed_config": {
+                            "name": "slow",
+                            "typed_per_filter_config": { "egress.full": {} },
+                        } } },
                     } },
                 } } }] },
                 "http_filters": [
                     { "name": "egress.full", "typed_config": { "@type": WASM_TYPE } },
                     { "name": "egress.routed", "typed_config": { "@type": WASM_TYPE } },
                     { "name": "egress.remove", "typed_config": {} },
+                    { "name": super::super::native::CREDENTIALS_BEFORE },
                     { "name": super::super::limits::RATELIMIT_FILTER },
                     { "name": "envoy.filters.http.router" },
                 ],
@@ -358,7 +456,18 @@ egress:
             json!({ "egress.cred.erp": { "@type": FILTER_CONFIG_TYPE, "config": {} } })
         );
         assert_eq!(per("/crm"), Value::Null, "OAuth2 leaves get no injector");
-        assert_eq!(per("/slow"), Value::Null);
+        let slow = per("/slow");
+        let slow: Vec<&String> = slow.as_object().unwrap().keys().collect();
+        assert_eq!(
+            slow,
+            [
+                "egress.cred_by_header.analytics",
+                "egress.cred_by_header.erp",
+                "egress.cred_by_header.notify",
+                "egress.full"
+            ],
+            "the slow route runs every by-header injector"
+        );
         let names: Vec<&str> = hcm["http_filters"]
             .as_array()
             .unwrap()
@@ -374,6 +483,10 @@ egress:
                 "egress.cred.notify",
                 "egress.cred.analytics",
                 "egress.cred.erp",
+                "egress.cred_by_header.notify",
+                "egress.cred_by_header.analytics",
+                "egress.cred_by_header.erp",
+                super::super::native::CREDENTIALS_BEFORE,
                 super::super::limits::RATELIMIT_FILTER,
                 "envoy.filters.http.router"
             ]
@@ -422,7 +535,56 @@ egress:
         } }] }] });
         assert_eq!(attach(&mut l, &creds, Path::new("/s")), 1);
         let http = &l["filter_chains"][0]["filters"][0]["typed_config"]["http_filters"];
-        assert_eq!(http[3]["name"], "envoy.filters.http.router");
+        assert_eq!(http[6]["name"], "envoy.filters.http.router");
         assert_eq!(http[0]["name"], "egress.cred.notify");
+    }
+
+    #[test]
+    fn the_by_header_injector_skips_unless_the_routing_header_names_its_target() {
+        let c = &static_credentials(&config())[0];
+        let f = by_header_filter(c, Path::new("/s"));
+        assert_eq!(f["name"], "egress.cred_by_header.notify");
+        assert_eq!(f["disabled"], true);
+        let m = &f["typed_config"]["xds_matcher"]["matcher_list"]["matchers"][0];
+        let p = &m["predicate"]["not_matcher"]["single_predicate"];
+        assert_eq!(
+            p["input"]["typed_config"]["header_name"],
+            egress_core::plan::wire::TARGET_HEADER
+        );
+        assert_eq!(p["value_match"]["exact"], "notify");
+        assert_eq!(
+            m["on_match"]["action"]["typed_config"]["@type"],
+            SKIP_FILTER_TYPE
+        );
+        assert_eq!(
+            f["typed_config"]["extension_config"]["typed_config"],
+            injector_filter(c, Path::new("/s"))["typed_config"]
+        );
+    }
+
+    #[test]
+    fn filter_configs_of_the_auto_engine_hold_no_static_value() {
+        let config = config();
+        let creds = static_credentials(&config);
+        let mut fc = FilterConfig::from_config(&config);
+        leave_to_envoy(&mut fc, &creds);
+        let text = serde_json::to_string(&fc).unwrap();
+        for c in &creds {
+            assert!(!text.contains(c.value.expose()), "{}", c.target);
+        }
+        assert!(!text.contains("open sesame"));
+        assert!(
+            text.contains("cs-789"),
+            "OAuth2 secrets stay: the filter needs them"
+        );
+        // The header names stay: the filter still removes a caller's copy on its own routes.
+        let notify = fc.targets.iter().find(|t| t.name == "notify").unwrap();
+        assert_eq!(
+            Injection::from_credential(&notify.credential),
+            Injection::Header {
+                name: "x-api-key".into(),
+                value: PLACEHOLDER.into()
+            }
+        );
     }
 }

@@ -98,7 +98,14 @@ pub fn render(source: &Source, opts: &RenderOptions) -> Result<Rendered, RenderE
             },
         )
     };
+    // Static credentials Envoy injects itself (auto engine): their values stay out of the
+    // filter configs (see `credentials`).
+    let credentials = match (&opts.engine, &opts.sds_dir) {
+        (EngineChoice::Auto, Some(_)) => credentials::static_credentials(config),
+        _ => Vec::new(),
+    };
     let mut filter_config = build(Role::Egress, None);
+    credentials::leave_to_envoy(&mut filter_config, &credentials);
     callers::attach_caller_keys(source, &mut filter_config)?;
     let mut files = Vec::new();
     let mut clusters = clusters::target_clusters(source, opts, &mut files)?;
@@ -115,6 +122,7 @@ pub fn render(source: &Source, opts: &RenderOptions) -> Result<Rendered, RenderE
         EngineChoice::Auto => {
             let routed_json = if native::needs_routed_role(&filter_config) {
                 let mut routed = build(Role::Routed, None);
+                credentials::leave_to_envoy(&mut routed, &credentials);
                 callers::attach_caller_keys(source, &mut routed)?;
                 Some(serde_json::to_string(&routed)?)
             } else {
@@ -132,17 +140,13 @@ pub fn render(source: &Source, opts: &RenderOptions) -> Result<Rendered, RenderE
         }
     };
     callers::secure_listener(&mut egress, source, &mut files);
-    let credentials = match (&opts.engine, &opts.sds_dir) {
-        (EngineChoice::Auto, Some(sds_dir)) => {
-            let creds = credentials::static_credentials(config);
-            credentials::attach(&mut egress, &creds, sds_dir);
-            creds
-        }
-        _ => Vec::new(),
-    };
+    if let Some(sds_dir) = opts.sds_dir.as_deref().filter(|_| !credentials.is_empty()) {
+        credentials::attach(&mut egress, &credentials, sds_dir);
+    }
     let mut listeners = vec![egress];
     if let Some(push) = &opts.push {
         let mut push_config = build(Role::Push, Some(push.public_key_pem.clone()));
+        credentials::leave_to_envoy(&mut push_config, &credentials);
         callers::attach_caller_keys(source, &mut push_config)?;
         listeners.push(listener::push_listener(
             &push.addr,
