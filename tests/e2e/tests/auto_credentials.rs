@@ -7,9 +7,12 @@
 //!   it as the auto engine's leaves do): the header is injected, a caller's copy overwritten,
 //!   Basic is right; the admin interface never shows a value; a compile with a changed key
 //!   rewrites that SDS file and Envoy injects the new value with no listener update.
-//! - `apply_rotates_a_static_credential_through_its_sds_file`: `egressctl apply` on a state
-//!   directory compiled with `--engine auto`, Envoy started from it: the rotation is reported
-//!   by target without the value and reaches the upstream.
+//! - `apply_rotates_a_static_credential_through_its_sds_file_alone`: Envoy on what
+//!   `egressctl compile --engine auto` wrote (the auto engine's own listener): plain paths
+//!   (native leaves) and percent-escaped ones (the filter routes them, the by-header injector
+//!   sets the value) get the credential; `egressctl apply` with a changed key reports the
+//!   rotation by target without the value, rewrites that SDS file only, and the new key is
+//!   used on both paths with no listener update; a target removed takes its file with it.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use base64::Engine as _;
@@ -348,8 +351,37 @@ fn injectors_set_the_header_and_rotate_without_a_listener_update() {
     assert!(envoy.exited().is_none());
 }
 
+fn apply(dir: &Path) -> (bool, String) {
+    let timeout = patience().as_secs().to_string();
+    let o = ctl(
+        dir,
+        &[
+            "apply",
+            "config.yaml",
+            "--out",
+            "state",
+            "--timeout-secs",
+            &timeout,
+        ],
+    );
+    (o.status.success(), text(&o))
+}
+
+/// The echoed `name` header of `GET path` through the egress listener.
+fn injected(egress: u16, path: &str, name: &str) -> Value {
+    echoed(
+        egress,
+        path,
+        &[
+            ("X-API-Key", "caller-key"),
+            ("Authorization", "Bearer caller"),
+        ],
+    )[name]
+        .clone()
+}
+
 #[test]
-fn apply_rotates_a_static_credential_through_its_sds_file() {
+fn apply_rotates_a_static_credential_through_its_sds_file_alone() {
     let upstream = Standin::start(StandinOpts::new("upstream")).unwrap();
     let (admin, egress) = (free_port().unwrap(), free_port().unwrap());
     let scratch = scratch_dir().unwrap();
@@ -361,34 +393,48 @@ fn apply_rotates_a_static_credential_through_its_sds_file() {
     .unwrap();
     let compiled = compile(dir, admin);
     let envoy = envoy_from_compile(&compiled, &dir.join("state"), admin, &[]).unwrap();
-    let h = echoed(egress, "/egress/apikey/x", &[("X-API-Key", "caller-key")]);
-    assert_eq!(h["x-api-key"], API_KEY);
-    let h = echoed(egress, "/egress/basic/x", &[]);
-    assert_eq!(h["authorization"], basic());
+    // Plain paths (native leaves, Envoy's injector) and a percent-escaped one (the slow route:
+    // the filter routes it, the by-header injector sets the value); callers' copies replaced.
+    const NATIVE: &str = "/egress/apikey/x";
+    const SLOW: &str = "/egress/apikey/caf%C3%A9";
+    assert_eq!(injected(egress, NATIVE, "x-api-key"), API_KEY);
+    assert_eq!(injected(egress, SLOW, "x-api-key"), API_KEY);
+    assert_eq!(
+        injected(egress, "/egress/basic/x", "authorization"),
+        basic()
+    );
+    assert_eq!(
+        injected(egress, "/egress/basic/%7Ex", "authorization"),
+        basic()
+    );
+    assert_eq!(
+        injected(egress, "/egress/bearer/x", "authorization"),
+        format!("Bearer {BEARER}")
+    );
+    let open = echoed(egress, "/egress/open/x", &[]);
+    assert_eq!(open.get("authorization"), None);
+    for page in ADMIN_PAGES {
+        assert_clean(
+            page,
+            &envoy.admin_get(page).unwrap().body,
+            &needles(API_KEY),
+        );
+    }
+    let lds = envoy.stat("listener_manager.lds.update_success").unwrap();
 
+    // A changed key: its SDS file rewritten, nothing else; no listener update.
     std::fs::write(
         dir.join("config.yaml"),
         config(egress, upstream.port(), ROTATED_KEY),
     )
     .unwrap();
-    let timeout = patience().as_secs().to_string();
-    let applied = ctl(
-        dir,
-        &[
-            "apply",
-            "config.yaml",
-            "--out",
-            "state",
-            "--timeout-secs",
-            &timeout,
-        ],
-    );
-    let out = text(&applied);
-    assert!(applied.status.success(), "apply: {out}");
+    let (ok, out) = apply(dir);
+    assert!(ok, "apply: {out}");
     assert!(
         out.contains("~ target apikey: credential rotated"),
         "the rotation is reported by target: {out}"
     );
+    assert!(out.contains("listeners unchanged"), "{out}");
     assert!(!out.contains("target bearer: credential rotated"), "{out}");
     assert_clean("apply output", &out, &needles(ROTATED_KEY));
     assert_clean("apply output", &out, &needles(API_KEY));
@@ -399,16 +445,40 @@ fn apply_rotates_a_static_credential_through_its_sds_file() {
         sds["resources"][0]["generic_secret"]["secret"]["inline_string"],
         ROTATED_KEY
     );
-    wait_for("the rotated key reaches the upstream", || {
-        Ok(echoed(egress, "/egress/apikey/x", &[])["x-api-key"] == ROTATED_KEY)
-    })
-    .unwrap();
+    // apply waited for Envoy's SDS counter: the new key is in use at once, on both paths.
+    assert_eq!(injected(egress, NATIVE, "x-api-key"), ROTATED_KEY);
+    assert_eq!(injected(egress, SLOW, "x-api-key"), ROTATED_KEY);
     assert_eq!(
-        echoed(egress, "/egress/basic/x", &[])["authorization"],
+        injected(egress, "/egress/basic/x", "authorization"),
         basic()
+    );
+    assert_eq!(
+        envoy.stat("listener_manager.lds.update_success").unwrap(),
+        lds,
+        "a rotation alone changes no listener"
     );
     for page in ADMIN_PAGES {
         let body = envoy.admin_get(page).unwrap().body;
         assert_clean(page, &body, &needles(ROTATED_KEY));
     }
+    for f in ["lds.yaml", "filter.json"] {
+        let body = std::fs::read_to_string(dir.join("state").join(f)).unwrap();
+        assert_clean(f, &body, &needles(ROTATED_KEY));
+    }
+
+    // A target gone: its SDS file goes with it; a new static target gets its file first.
+    let new_config = config(egress, upstream.port(), ROTATED_KEY)
+        .replace("    bearer:\n", "    bearer2:\n")
+        .replace("target: bearer,", "target: bearer2,");
+    std::fs::write(dir.join("config.yaml"), new_config).unwrap();
+    let (ok, out) = apply(dir);
+    assert!(ok, "apply: {out}");
+    let sds_dir = dir.join("state/sds");
+    assert!(sds_dir.join("bearer2.yaml").exists());
+    assert!(!sds_dir.join("bearer.yaml").exists(), "stale file removed");
+    assert_eq!(
+        injected(egress, "/egress/bearer/x", "authorization"),
+        format!("Bearer {BEARER}")
+    );
+    assert!(envoy.exited().is_none());
 }
