@@ -211,3 +211,27 @@ fn the_routed_role_applies_the_same_allow_blocks_as_the_egress_role() {
     assert_eq!(t.unwrap().subjects, ["user-service"]);
     assert_eq!(r.unwrap().roles, ["crm-admin"]);
 }
+
+#[test]
+fn the_routed_role_serves_exactly_the_routes_the_renderer_gives_it() {
+    use crate::native::{leaf_kind, LeafKind};
+    let sigv4 = "http: { addr: \":8080\" }\negress:\n  targets:\n    s3:\n      url: https://s3.amazonaws.com\n      auth: { type: aws_sigv4, region: us-east-1, service: s3, access_key_id: AKIA1, secret_access_key: x }\n  routes: [{ path_prefix: /egress/s3, target: s3 }]\n";
+    for yaml in [SEED, CALLERS, sigv4] {
+        let config = FilterConfig::from_config(&load_str(yaml, &seed_env).unwrap());
+        let e = Engine::new(&config).unwrap();
+        for route in 0..config.routes.len() {
+            let served = e.routed(Some(&leaf_route_name(route, "get")));
+            match leaf_kind(&config, route).unwrap() {
+                LeafKind::Routed => assert!(served.is_ok(), "route {route}: {served:?}"),
+                // Native leaves never enter the filter; full leaves must not reach this role.
+                LeafKind::Native => {
+                    assert!(
+                        served.is_ok_and(|b| !e.needs_token(b.target)),
+                        "route {route}"
+                    )
+                }
+                LeafKind::Full => assert!(served.is_err(), "route {route}"),
+            }
+        }
+    }
+}
