@@ -69,3 +69,7 @@ pub use oauth2_proxy::{
 };
 pub mod ctl;
 pub use ctl::{envoy_from_compile, status_json, target_status, token_refresh, Watcher};
+mod engine;
+#[doc(hidden)]
+pub use anyhow;
+pub use engine::{Engine, Outcome};

@@ -30,6 +30,8 @@ pub struct Proxy {
     pub base: String,
     pub state: tempfile::TempDir,
     pub env: Vec<(String, String)>,
+    /// The engine `egressctl compile` rendered with.
+    pub engine: Engine,
 }
 
 /// What to change in the demo setup.
@@ -45,11 +47,11 @@ pub struct Setup {
 }
 
 impl Proxy {
-    pub fn start() -> Result<Self> {
-        Self::start_with(Setup::default())
+    pub fn start(engine: Engine) -> Result<Self> {
+        Self::start_with(engine, Setup::default())
     }
 
-    pub fn start_with(setup: Setup) -> Result<Self> {
+    pub fn start_with(engine: Engine, setup: Setup) -> Result<Self> {
         let pki = Pki::generate()?;
         let server = pki.server();
         let notify_cert = if setup.notification_wrong_ca {
@@ -77,9 +79,6 @@ impl Proxy {
             Standin::start(StandinOpts::new("analytics").tls(server.clone()))?,
             Standin::start(StandinOpts::new("legacy-erp").tls(pki.self_signed()))?,
         ];
-        let listen = free_port()?;
-        let admin = free_port()?;
-        let state = scratch_dir()?;
         let mut env: Vec<(String, String)> = SECRETS
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -94,15 +93,37 @@ impl Proxy {
         ] {
             env.push((var.into(), s.port().to_string()));
         }
-        env.push(("DEMO_LISTEN".into(), format!("127.0.0.1:{listen}")));
         env.push(("DEMO_PKI".into(), pki.dir().display().to_string()));
-        env.push(("DEMO_STATE".into(), state.path().display().to_string()));
         env.extend(setup.env);
         let mut standins = standins;
         if setup.token_endpoint_down {
             standins.remove(1).stop()?;
         }
+        let mut proxy = Self::compile_and_start(engine, env)?;
+        proxy.standins = standins;
+        Ok(proxy)
+    }
 
+    /// A second proxy on the same stand-ins (same config, same ports of the services), rendered
+    /// with `engine`: its own listener, admin, state directory and request log.
+    pub fn twin(&self, engine: Engine) -> Result<Self> {
+        let env = self
+            .env
+            .iter()
+            .filter(|(k, _)| k != "DEMO_LISTEN" && k != "DEMO_STATE")
+            .cloned()
+            .collect();
+        Self::compile_and_start(engine, env)
+    }
+
+    /// `egressctl compile --engine ENGINE` of the demo config with `env` (plus a fresh
+    /// `DEMO_LISTEN` and `DEMO_STATE`), and Envoy started on it; no stand-ins of its own.
+    fn compile_and_start(engine: Engine, mut env: Vec<(String, String)>) -> Result<Self> {
+        let listen = free_port()?;
+        let admin = free_port()?;
+        let state = scratch_dir()?;
+        env.push(("DEMO_LISTEN".into(), format!("127.0.0.1:{listen}")));
+        env.push(("DEMO_STATE".into(), state.path().display().to_string()));
         let out = state.path().join("out");
         let compiled = ctl(
             &env,
@@ -115,6 +136,8 @@ impl Proxy {
                 &format!("127.0.0.1:{admin}"),
                 "--wasm",
                 filter_wasm().to_str().unwrap(),
+                "--engine",
+                engine.as_str(),
             ],
         )?;
         let envoy = envoy_from_compile(
@@ -122,13 +145,15 @@ impl Proxy {
             &out,
             admin,
             &["--file-flush-interval-msec", "100"],
-        )?;
+        )
+        .with_context(|| engine.to_string())?;
         Ok(Self {
-            standins,
+            standins: Vec::new(),
             envoy,
             base: format!("http://127.0.0.1:{listen}"),
             state,
             env,
+            engine,
         })
     }
 
@@ -137,7 +162,10 @@ impl Proxy {
     }
 
     pub fn send(&self, method: &str, path: &str) -> Response {
-        Request::new(method, &self.url(path)).send().unwrap()
+        let engine = self.engine;
+        Request::new(method, &self.url(path))
+            .send()
+            .unwrap_or_else(|e| panic!("{engine}: {method} {path}: {e:#}"))
     }
 
     /// Request lines of the access log, waiting until at least `n` are there.
