@@ -172,7 +172,10 @@ fn traversal_and_encoded_separators_are_refused_with_400_before_reaching_any_tar
 
 fn crm_requests_carry_a_token_the_filter_fetched_and_ready_turns_200(engine: Engine) {
     let p = Proxy::start(engine).unwrap();
-    let e = echo(&p.send("POST", "/egress/crm/Contact"));
+    // Section 3.1: create answers the CRM's own 201.
+    let created = p.send("POST", "/egress/crm/Contact");
+    assert_eq!(created.status, 201, "{}", created.body);
+    let e = echo(&created);
     assert_eq!(e["service"], "salesforce");
     assert_eq!(e["path"], "/services/data/v58.0/sobjects/Contact");
     // The stand-in token endpoint issues `<name>-token-<n>`: one fetch for both requests.
@@ -186,6 +189,19 @@ fn crm_requests_carry_a_token_the_filter_fetched_and_ready_turns_200(engine: Eng
         "Bearer salesforce-login-token-1"
     );
     assert_eq!(p.send("GET", "/ready").status, 200);
+    // Section 3.1: update and delete reach the same object with the same token.
+    for method in ["PATCH", "DELETE"] {
+        let e = echo(&p.send(method, "/egress/crm/Contact/003xx000004TmiQAAS"));
+        assert_eq!(e["method"], method);
+        assert_eq!(
+            e["path"],
+            "/services/data/v58.0/sobjects/Contact/003xx000004TmiQAAS"
+        );
+        assert_eq!(
+            e["headers"]["authorization"],
+            "Bearer salesforce-login-token-1"
+        );
+    }
 }
 
 fn oauth2_target_whose_token_endpoint_is_down_gets_503_credentials_unavailable(engine: Engine) {

@@ -276,15 +276,17 @@ fn mask_log_line(line: &str) -> String {
     out
 }
 
-/// The path of the last request each test sends: its log line marks the end of the log.
-const SENTINEL: &str = "/egress/parity-sentinel";
+/// The paths of the requests sent before and after the compared ones: their log lines mark
+/// where the compared lines are (the /ready polls before differ in number).
+const START: &str = "/egress/parity-start";
+const END: &str = "/egress/parity-end";
 
-/// Request-log lines of `p`, up to the sentinel's (Envoy writes the lines in the order the
-/// requests finished, and the sentinel's is the last).
+/// Request-log lines of `p` between the start and end marks (Envoy writes the lines in the
+/// order the requests finished).
 fn log_lines(p: &Proxy) -> Vec<String> {
     let path = p.state.path().join("requests.log");
     wait_until(
-        format!("the sentinel in the {} request log", p.engine),
+        format!("the end mark in the {} request log", p.engine),
         || {
             let text = std::fs::read_to_string(&path).unwrap_or_default();
             let lines: Vec<String> = text
@@ -292,9 +294,11 @@ fn log_lines(p: &Proxy) -> Vec<String> {
                 .filter(|l| l.contains("\"msg\":\"Egress request\""))
                 .map(str::to_owned)
                 .collect();
-            Ok(match lines.iter().position(|l| l.contains(SENTINEL)) {
-                Some(i) => Probe::Ready(lines[..i].to_vec()),
-                None => Probe::Pending(format!("{} lines", lines.len())),
+            let start = lines.iter().position(|l| l.contains(START));
+            let end = lines.iter().position(|l| l.contains(END));
+            Ok(match (start, end) {
+                (Some(s), Some(e)) => Probe::Ready(lines[s + 1..e].to_vec()),
+                _ => Probe::Pending(format!("{} lines", lines.len())),
             })
         },
     )
@@ -317,30 +321,41 @@ fn the_same_requests_through_both_engines_get_equal_answers_and_equal_log_lines(
         })
         .unwrap();
     }
+    for p in [&wasm, &auto] {
+        assert_eq!(p.send("GET", START).status, 404, "{}", p.engine);
+    }
     let reqs = requests();
     let mut diffs = Vec::new();
     for (method, target, body) in &reqs {
         let what = format!("{method} {}", String::from_utf8_lossy(target));
-        let w = raw(&wasm.base, method, target, *body);
-        let a = raw(&auto.base, method, target, *body);
+        let mut w = raw(&wasm.base, method, target, *body);
+        let mut a = raw(&auto.base, method, target, *body);
+        if target.starts_with(b"/metrics") {
+            // Envoy's own statistics: the counts differ, the answer's kind must not.
+            w.body.clear();
+            a.body.clear();
+        }
         assert!(w.status != 0, "{what}: no answer from engine=wasm: {w:?}");
         if w != a {
             diffs.push(format!("{what}\n  wasm: {w:?}\n  auto: {a:?}"));
         }
-        // Nothing either engine forwarded carries a caller credential or routing header.
+        // Nothing either engine forwarded carries the caller's Authorization or
+        // Proxy-Authorization (its x-api-key is removed only where the target's credential
+        // goes in that header: the answers compare that).
         for (engine, ans) in [("wasm", &w), ("auto", &a)] {
             assert!(
-                !ans.body.contains("caller-token")
-                    && !ans.body.contains("caller-key")
-                    && !ans.body.contains("Y2FsbGVy"),
+                !ans.body.contains("caller-token") && !ans.body.contains("Y2FsbGVy"),
                 "{what}: engine={engine} forwarded a caller credential: {}",
                 ans.body
             );
-            assert_no_secret(&ans.body);
+            if ans.status >= 300 {
+                // A refusal names no credential (an echo shows what the target received).
+                assert_no_secret(&ans.body);
+            }
         }
     }
     for p in [&wasm, &auto] {
-        assert_eq!(p.send("GET", SENTINEL).status, 404, "{}", p.engine);
+        assert_eq!(p.send("GET", END).status, 404, "{}", p.engine);
     }
     // Health and metrics may not be request-logged; whatever is, is equal.
     let masked = |lines: Vec<String>| lines.iter().map(|l| mask_log_line(l)).collect::<Vec<_>>();
