@@ -305,34 +305,19 @@ fn log_lines(p: &Proxy) -> Vec<String> {
     .unwrap()
 }
 
-#[test]
-fn the_same_requests_through_both_engines_get_equal_answers_and_equal_log_lines() {
-    let wasm = Proxy::start(Engine::Wasm).unwrap();
-    let auto = wasm.twin(Engine::Auto).unwrap();
-    // The two really are different renderings: only auto routes in Envoy (the filter's egress
-    // role is `egress.full` there, and Envoy's injector attaches the static credentials).
-    let lds = |p: &Proxy| std::fs::read_to_string(p.state.path().join("out/lds.yaml")).unwrap();
-    let (wasm_lds, auto_lds) = (lds(&wasm), lds(&auto));
-    assert!(!wasm_lds.contains("egress.full") && !wasm_lds.contains("credential_injector"));
-    assert!(auto_lds.contains("egress.full") && auto_lds.contains("credential_injector"));
-    // Both hold their OAuth2 token before the comparison starts (no 503 race on CRM).
-    for p in [&wasm, &auto] {
-        wait_until(format!("{}: /ready 200", p.engine), || {
-            let r = p.send("GET", "/ready");
-            Ok(if r.status == 200 {
-                Probe::Ready(())
-            } else {
-                Probe::Pending(format!("{} {}", r.status, r.body))
-            })
-        })
-        .unwrap();
+/// Sends `reqs` through both proxies (between the log marks) and compares; the differences
+/// (answers, then log lines) and the wasm engine's masked log lines.
+fn compare(
+    wasm: &Proxy,
+    auto: &Proxy,
+    reqs: &[(&'static str, Vec<u8>, Option<&'static str>)],
+) -> (Vec<String>, Vec<String>) {
+    for p in [wasm, auto] {
+        // 404 (or 503 with egress disabled): logged with its path either way.
+        assert_ne!(p.send("GET", START).status, 200, "{}", p.engine);
     }
-    for p in [&wasm, &auto] {
-        assert_eq!(p.send("GET", START).status, 404, "{}", p.engine);
-    }
-    let reqs = requests();
     let mut diffs = Vec::new();
-    for (method, target, body) in &reqs {
+    for (method, target, body) in reqs {
         let what = format!("{method} {}", String::from_utf8_lossy(target));
         let mut w = raw(&wasm.base, method, target, *body);
         let mut a = raw(&auto.base, method, target, *body);
@@ -360,12 +345,13 @@ fn the_same_requests_through_both_engines_get_equal_answers_and_equal_log_lines(
             }
         }
     }
-    for p in [&wasm, &auto] {
-        assert_eq!(p.send("GET", END).status, 404, "{}", p.engine);
+    for p in [wasm, auto] {
+        // 404 (or 503 with egress disabled): logged with its path either way.
+        assert_ne!(p.send("GET", END).status, 200, "{}", p.engine);
     }
     // Health and metrics may not be request-logged; whatever is, is equal.
     let masked = |lines: Vec<String>| lines.iter().map(|l| mask_log_line(l)).collect::<Vec<_>>();
-    let (w_log, a_log) = (masked(log_lines(&wasm)), masked(log_lines(&auto)));
+    let (w_log, a_log) = (masked(log_lines(wasm)), masked(log_lines(auto)));
     for i in 0..w_log.len().max(a_log.len()) {
         let (w, a) = (w_log.get(i), a_log.get(i));
         if w != a {
@@ -376,6 +362,33 @@ fn the_same_requests_through_both_engines_get_equal_answers_and_equal_log_lines(
             ));
         }
     }
+    (diffs, w_log)
+}
+
+#[test]
+fn the_same_requests_through_both_engines_get_equal_answers_and_equal_log_lines() {
+    let wasm = Proxy::start(Engine::Wasm).unwrap();
+    let auto = wasm.twin(Engine::Auto).unwrap();
+    // The two really are different renderings: only auto routes in Envoy (the filter's egress
+    // role is `egress.full` there, and Envoy's injector attaches the static credentials).
+    let lds = |p: &Proxy| std::fs::read_to_string(p.state.path().join("out/lds.yaml")).unwrap();
+    let (wasm_lds, auto_lds) = (lds(&wasm), lds(&auto));
+    assert!(!wasm_lds.contains("egress.full") && !wasm_lds.contains("credential_injector"));
+    assert!(auto_lds.contains("egress.full") && auto_lds.contains("credential_injector"));
+    // Both hold their OAuth2 token before the comparison starts (no 503 race on CRM).
+    for p in [&wasm, &auto] {
+        wait_until(format!("{}: /ready 200", p.engine), || {
+            let r = p.send("GET", "/ready");
+            Ok(if r.status == 200 {
+                Probe::Ready(())
+            } else {
+                Probe::Pending(format!("{} {}", r.status, r.body))
+            })
+        })
+        .unwrap();
+    }
+    let reqs = requests();
+    let (diffs, w_log) = compare(&wasm, &auto, &reqs);
     assert!(
         diffs.is_empty(),
         "{} differences between the engines ({} requests):\n{}",
@@ -392,4 +405,38 @@ fn the_same_requests_through_both_engines_get_equal_answers_and_equal_log_lines(
     let all = w_log.join("\n");
     assert_no_secret(&all);
     assert!(!all.contains("caller-token"));
+}
+
+#[test]
+fn with_egress_disabled_both_engines_refuse_alike_and_keep_health() {
+    let wasm = Proxy::start_with(
+        Engine::Wasm,
+        Setup {
+            egress_disabled: true,
+            ..Setup::default()
+        },
+    )
+    .unwrap();
+    let auto = wasm.twin(Engine::Auto).unwrap();
+    let reqs = requests();
+    let (diffs, _) = compare(&wasm, &auto, &reqs);
+    assert!(
+        diffs.is_empty(),
+        "{} differences between the engines ({} requests):\n{}",
+        diffs.len(),
+        reqs.len(),
+        diffs.join("\n")
+    );
+    // The absolute expectation too: disabled is 503 egress_disabled on a route, health stays.
+    for p in [&wasm, &auto] {
+        let r = p.send("POST", "/egress/notify/email");
+        assert_eq!(r.status, 503, "{}: {}", p.engine, r.body);
+        assert_eq!(
+            r.json().unwrap()["error"],
+            "egress_disabled",
+            "{}",
+            p.engine
+        );
+        assert_eq!(p.send("GET", "/health").status, 200, "{}", p.engine);
+    }
 }

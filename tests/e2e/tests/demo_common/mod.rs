@@ -32,6 +32,10 @@ pub struct Proxy {
     pub env: Vec<(String, String)>,
     /// The engine `egressctl compile` rendered with.
     pub engine: Engine,
+    /// The config file compiled (the demo config, or a changed copy).
+    pub config: PathBuf,
+    /// Holds a changed copy of the config.
+    _config_dir: Option<tempfile::TempDir>,
 }
 
 /// What to change in the demo setup.
@@ -44,6 +48,8 @@ pub struct Setup {
     /// Stop the OAuth2 token endpoint before Envoy starts (so no fetch can succeed; the
     /// stand-in is removed from `standins`).
     pub token_endpoint_down: bool,
+    /// `egress.enabled: false` (a changed copy of the demo config).
+    pub egress_disabled: bool,
 }
 
 impl Proxy {
@@ -99,7 +105,22 @@ impl Proxy {
         if setup.token_endpoint_down {
             standins.remove(1).stop()?;
         }
-        let mut proxy = Self::compile_and_start(engine, env)?;
+        let mut config = demo_config();
+        let mut config_dir = None;
+        if setup.egress_disabled {
+            let text = std::fs::read_to_string(&config)?;
+            let changed = text.replacen("egress:\n  enabled: true", "egress:\n  enabled: false", 1);
+            anyhow::ensure!(
+                changed != text,
+                "egress.enabled not found in the demo config"
+            );
+            let dir = scratch_dir()?;
+            config = dir.path().join("config.yaml");
+            std::fs::write(&config, changed)?;
+            config_dir = Some(dir);
+        }
+        let mut proxy = Self::compile_and_start(engine, env, config)?;
+        proxy._config_dir = config_dir;
         proxy.standins = standins;
         Ok(proxy)
     }
@@ -113,12 +134,16 @@ impl Proxy {
             .filter(|(k, _)| k != "DEMO_LISTEN" && k != "DEMO_STATE")
             .cloned()
             .collect();
-        Self::compile_and_start(engine, env)
+        Self::compile_and_start(engine, env, self.config.clone())
     }
 
     /// `egressctl compile --engine ENGINE` of the demo config with `env` (plus a fresh
     /// `DEMO_LISTEN` and `DEMO_STATE`), and Envoy started on it; no stand-ins of its own.
-    fn compile_and_start(engine: Engine, mut env: Vec<(String, String)>) -> Result<Self> {
+    fn compile_and_start(
+        engine: Engine,
+        mut env: Vec<(String, String)>,
+        config: PathBuf,
+    ) -> Result<Self> {
         let listen = free_port()?;
         let admin = free_port()?;
         let state = scratch_dir()?;
@@ -129,7 +154,7 @@ impl Proxy {
             &env,
             &[
                 "compile",
-                demo_config().to_str().unwrap(),
+                config.to_str().unwrap(),
                 "--out",
                 out.to_str().unwrap(),
                 "--admin",
@@ -154,6 +179,8 @@ impl Proxy {
             state,
             env,
             engine,
+            config,
+            _config_dir: None,
         })
     }
 
