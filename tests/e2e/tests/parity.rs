@@ -39,6 +39,14 @@ fn requests() -> Vec<(&'static str, Vec<u8>, Option<&'static str>)> {
         ("GET", "/egress/erp/customers/123"),
         ("PUT", "/egress/erp/customers/123"),
         ("OPTIONS", "/egress/erp/customers/123"),
+        // OAuth2 (routed leaves in auto): exact prefix, query, an escaped spelling (the slow
+        // route), a method outside the route's list.
+        ("POST", "/egress/crm"),
+        ("GET", "/egress/crm/Contact?fields=Id,Name"),
+        ("GET", "/egress/crm/Contact/%41bc"),
+        ("OPTIONS", "/egress/crm/Contact"),
+        ("POST", "/egress/notify/email?x=1"),
+        ("POST", "/egress/notify/%65mail"),
     ] {
         let b = if matches!(method, "POST" | "PUT" | "PATCH") {
             body
