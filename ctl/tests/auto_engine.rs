@@ -150,3 +150,55 @@ fn routes_and_explain_say_which_engine_serves_a_route() {
     .unwrap();
     assert_eq!(e["engine"], "native", "{e}");
 }
+
+/// The leaf routes of the first config route's exact key (`/egress/notify`).
+fn method_routes(b: &Value) -> Vec<String> {
+    let mut routes = Vec::new();
+    tree_routes(
+        &hcm(b)["route_config"]["virtual_hosts"][0]["matcher"],
+        &mut routes,
+    );
+    let mut names: Vec<String> = routes
+        .iter()
+        .filter_map(|r| r["name"].as_str())
+        .filter(|n| n.starts_with("egress/"))
+        .map(str::to_string)
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+#[test]
+fn without_retries_a_native_key_has_one_route_for_every_allowed_method() {
+    let no_retries = SEED.replace("retry_count: 3", "retry_count: 0");
+    assert_ne!(no_retries, SEED);
+    let ctl = Ctl::new(&no_retries);
+    let (_, b) = ctl.compile(&["--engine", "auto"]);
+    let names = method_routes(&b);
+    assert!(names.iter().any(|n| n.ends_with("/any")), "{names:?}");
+    assert!(
+        !names
+            .iter()
+            .any(|n| n.ends_with("/post") || n.ends_with("/patch") || n.ends_with("/other")),
+        "{names:?}"
+    );
+    // With retries, writes keep their own routes (retried only before reaching the target).
+    let (_, b) = Ctl::seed().compile(&["--engine", "auto"]);
+    let names = method_routes(&b);
+    assert!(names.iter().any(|n| n.ends_with("/post")), "{names:?}");
+    assert!(names.iter().any(|n| n.ends_with("/other")), "{names:?}");
+}
+
+#[test]
+fn leaves_add_no_forwarding_header_the_virtual_host_removes_anyway() {
+    let (_, b) = Ctl::seed().compile(&["--engine", "auto"]);
+    let vhost = &hcm(&b)["route_config"]["virtual_hosts"][0];
+    let removed = vhost["request_headers_to_remove"].to_string();
+    assert!(removed.contains("x-forwarded-proto"), "{removed}");
+    let mut routes = Vec::new();
+    tree_routes(&vhost["matcher"], &mut routes);
+    for r in &routes {
+        assert!(r.get("request_headers_to_add").is_none(), "{r}");
+    }
+}

@@ -89,7 +89,8 @@ fn a_filter_config_the_filter_refuses_stops_the_plugin_with_a_clear_log_line() {
     let out = p.state.path().join("out");
     let lds = std::fs::read_to_string(out.join("lds.yaml")).unwrap();
     // A version the filter does not know: the filter must refuse it at load.
-    let broken = lds.replace(r#"{"version":1,"#, r#"{"version":99,"#);
+    // lds.yaml is JSON: the filter config is a JSON string inside it.
+    let broken = lds.replace(r#"{\"version\":1,"#, r#"{\"version\":99,"#);
     assert!(
         broken != lds,
         "the inline filter config was not found in lds.yaml"

@@ -1,11 +1,13 @@
 //! The Level C leaves of one config route: for each of its `:path` keys
 //! ([`route_leaves`]), how the request is served ([`leaf_kind`]):
 //!
-//! - `native`/`routed`: an exact map on `:method` (POST, PATCH: their own routes, retried
-//!   only when they cannot have reached the target) then the other allowed methods (one
-//!   route, idempotent retries); anything else → 405 with `Allow` and the engine's body. Each
+//! - `native`/`routed`: with `defaults.retry_count` > 0 an exact map on `:method` (POST,
+//!   PATCH: their own routes, retried only when they cannot have reached the target) then the
+//!   other allowed methods (one route, idempotent retries); without retries one route for
+//!   every allowed method; anything else → 405 with `Allow` and the engine's body. Each
 //!   route: the target's cluster and timeout, `host_rewrite_literal` = its authority, the
-//!   core's `regex_rewrite`, `x-forwarded-proto` = its scheme, route metadata
+//!   core's `regex_rewrite` (no `x-forwarded-proto`: the virtual host removes the
+//!   forwarding headers after the routes' own additions, in both engines), route metadata
 //!   `egress.{target,target_url}` (the log; other parts of the renderer find a target's
 //!   leaves by it), header removal, the log filter, and for `routed` the filter in the routed
 //!   role;
@@ -111,10 +113,13 @@ fn by_method(
         .methods
         .clone()
         .unwrap_or_else(|| Method::ALL.to_vec());
+    // Without retries the methods' routes would differ in their name only: one route for
+    // every allowed method.
+    let split = cx.config.defaults.retry_count > 0;
     let mut writes = Map::new();
     let mut others: Vec<&str> = Vec::new();
     for m in &allowed {
-        if m.is_idempotent() {
+        if m.is_idempotent() || !split {
             if !others.contains(&m.as_str()) {
                 others.push(m.as_str());
             }
@@ -153,7 +158,7 @@ fn by_method(
             leaf_route(
                 cx,
                 index,
-                "other",
+                if split { "other" } else { "any" },
                 target_index,
                 kind,
                 leaf,
@@ -199,10 +204,6 @@ fn leaf_route(
     let mut r = json!({
         "name": wire::leaf_route_name(index, name),
         "route": action,
-        "request_headers_to_add": [{
-            "header": { "key": egress_core::engine::FORWARDED_PROTO, "value": ft.url.scheme.as_str() },
-            "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
-        }],
         "metadata": { "filter_metadata": { "egress": {
             META_TARGET: ft.name,
             META_TARGET_URL: ft.url.origin(),
