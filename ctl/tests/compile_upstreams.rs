@@ -142,7 +142,9 @@ fn retried_on_connect_failure(routes: &[Value], target: &str, method: &str) -> b
 #[test]
 fn retries_never_replay_post_or_patch_after_the_request_may_have_been_sent() {
     let ctl = Ctl::seed();
-    let (_, b) = ctl.compile(&[]);
+    // The wasm engine's per-target routes (the auto engine's leaves: ctl/tests/auto_engine.rs
+    // and the e2e retries test, run on both engines).
+    let (_, b) = ctl.compile(&["--engine", "wasm"]);
     let rs = routes(&b);
     for target in ["salesforce", "notification", "analytics"] {
         // Not idempotent (RFC 9110 9.2.2): never sent again once the upstream may have it.
@@ -192,7 +194,7 @@ fn retry_count_zero_renders_no_replay_for_any_method() {
     let cfg = SEED.replace("    retry_count: 3", "    retry_count: 0");
     assert_ne!(cfg, SEED, "the seed's retry_count was not found");
     let ctl = Ctl::new(&cfg);
-    let (_, b) = ctl.compile(&[]);
+    let (_, b) = ctl.compile(&["--engine", "wasm"]);
     let rs = routes(&b);
     for method in ["GET", "PUT", "POST"] {
         assert_eq!(replays_after_reset(rs, "analytics", method), 0, "{method}");
