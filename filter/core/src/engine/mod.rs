@@ -118,7 +118,8 @@ pub struct Forward {
 /// Header changes for a forward (see [`Engine::header_edits`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HeaderEdits {
-    /// Names to remove (every value), as they arrived.
+    /// Names to remove (every value), as they arrived; a name also in `set` is not listed
+    /// (setting replaces every value).
     pub remove: Vec<String>,
     /// Headers to set, replacing any value.
     pub set: Vec<(String, String)>,
@@ -407,7 +408,9 @@ impl Engine {
             &target.base_path,
         );
         let path_only = path.split_once('?').map_or(path.as_str(), |(p, _)| p);
-        let target_url = format!("{}{}", target.origin, path_only);
+        let mut target_url = String::with_capacity(target.origin.len() + path_only.len());
+        target_url.push_str(&target.origin);
+        target_url.push_str(path_only);
         Decision::Forward(Forward {
             target: route.target,
             route: route_index,
@@ -432,7 +435,10 @@ impl Engine {
         names: impl IntoIterator<Item = &'h str>,
         oauth2_token: Option<&str>,
     ) -> (HeaderEdits, Edited) {
-        let mut edits = HeaderEdits::default();
+        let mut edits = HeaderEdits {
+            remove: Vec::new(),
+            set: Vec::with_capacity(6),
+        };
         let Some(target) = self.targets.get(fwd.target) else {
             return (edits, Edited::NeedsToken);
         };
@@ -470,6 +476,11 @@ impl Engine {
                 None => Edited::NeedsToken,
             },
         };
+        // Setting a header replaces every value it had: removing it first would be one more
+        // host call per request for nothing (e.g. the `x-forwarded-proto` Envoy adds).
+        edits
+            .remove
+            .retain(|r| !edits.set.iter().any(|(s, _)| s.eq_ignore_ascii_case(r)));
         (edits, edited)
     }
 
@@ -506,8 +517,7 @@ impl Engine {
     }
 
     fn removes(&self, target: &CompiledTarget, name: &str) -> bool {
-        ALWAYS_REMOVED.iter().any(|r| r.matches(name))
-            || target.strip.iter().any(|h| name.eq_ignore_ascii_case(h))
+        headers::always_removed(name) || target.strip.iter().any(|h| name.eq_ignore_ascii_case(h))
     }
 
     /// What a forward sets, with the credential's value replaced by `<redacted>`: for
