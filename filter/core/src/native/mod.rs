@@ -7,6 +7,19 @@
 
 use serde::{Deserialize, Serialize};
 
+mod kind;
+mod paths;
+
+#[cfg(test)]
+mod kind_tests;
+#[cfg(test)]
+mod paths_tests;
+
+pub use kind::{leaf_kind, LeafKind};
+pub use paths::{
+    escape_pattern, escape_substitution, plain_path_regex, route_leaves, Leaf, PathKey, Rewrite,
+};
+
 /// The engine chosen at compile time (kept in the state directory).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
