@@ -250,7 +250,12 @@ impl Request {
                     host::remove_request_header(name)?;
                 }
                 for (name, value) in &edits.set {
-                    host::set_request_header(name, value)?;
+                    // Each host call costs Envoy more than the filter's whole decision: a header
+                    // that already has exactly this value (e.g. the `x-forwarded-proto: http`
+                    // Envoy adds) is left as it is.
+                    if !host::has_only_value(&headers, name, value) {
+                        host::set_request_header(name, value)?;
+                    }
                 }
                 let signing =
                     self.sigv4
