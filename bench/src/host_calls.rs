@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Calls per request for every probe but `none`.
-pub const REPEAT: u32 = 10;
+pub const REPEAT: u32 = 40;
 
 /// The probes: (configuration op, what it measures).
 const PROBES: &[(&str, &str)] = &[
@@ -73,7 +73,7 @@ const PROBES: &[(&str, &str)] = &[
     ),
     (
         "set_map",
-        "`set_header_map_pairs`: the whole map (the request's + 1); includes 1/10 of a `get_map`",
+        "`set_header_map_pairs`: the whole map (the request's + 1); includes 1/40 of a `get_map`",
     ),
     (
         "egress_calls",

@@ -229,7 +229,7 @@ pub fn run(opts: &Options) -> Result<()> {
         let t = Instant::now();
         let rendered = cases::render(case, &setup, &dir, free_port()?, free_port()?)?;
         if case.kind == Kind::OursManyRoutes {
-            compile_times.push(t.elapsed());
+            compile_times.push((case.id, t.elapsed()));
         }
         envoy::validate(&envoy_bin, &rendered.envoy_config)
             .with_context(|| format!("case {}: envoy --mode validate", case.id))?;
@@ -253,15 +253,17 @@ pub fn run(opts: &Options) -> Result<()> {
             cert: case.uses_client_cert().then(|| client_cert.clone()),
         });
     }
-    if let Some(case7) = cases.iter().find(|c| c.kind == Kind::OursManyRoutes) {
-        let config = work.join(format!("case{}/egress.yaml", case7.id));
+    for many in cases.iter().filter(|c| c.kind == Kind::OursManyRoutes) {
+        let config = work.join(format!("case{}/egress.yaml", many.id));
         for i in 1..opts.compile_repeats {
-            compile_times.push(cases::compile(
+            let took = cases::compile(
                 &setup,
                 &config,
-                &work.join(format!("compile{i}")),
+                &work.join(format!("compile{}-{i}", many.id)),
                 free_port()?,
-            )?);
+                many.engine.unwrap_or(cases::EngineSel::Wasm),
+            )?;
+            compile_times.push((many.id, took));
         }
     }
 
@@ -322,10 +324,12 @@ pub fn run(opts: &Options) -> Result<()> {
 
     // Memory per worker: the same config at 1 and 2 workers, fresh and idle after one request.
     let mut worker_memory = Vec::new();
-    for case in cases
-        .iter()
-        .filter(|c| matches!(c.kind, Kind::OursApiKey | Kind::OursManyRoutes))
-    {
+    for case in cases.iter().filter(|c| {
+        matches!(
+            c.kind,
+            Kind::OursApiKey | Kind::OursManyRoutes | Kind::OursFewRoutes
+        )
+    }) {
         let mut kib = [0u64; 2];
         for (slot, workers) in [1u32, 2].into_iter().enumerate() {
             let dir = work.join(format!("memory-case{}-{workers}", case.id));

@@ -1,5 +1,8 @@
-//! Native cost of the core's per-request work on `make bench` case 5's request, for
-//! `perf stat -e instructions` (robust on a busy machine): `request_cost FILTER_JSON PART N`.
+#![allow(clippy::unwrap_used, clippy::panic, clippy::indexing_slicing)]
+//! The core's per-request work on `make bench` case 5's request, natively, to count
+//! instructions (robust on a busy machine, unlike time): `valgrind --tool=callgrind
+//! target/release/examples/request_cost FILTER_JSON PART N` with PART one of `none`, `decide`,
+//! `normalize`, `log`, `edits` (FILTER_JSON: the `filter.json` `egressctl compile` wrote).
 use egress_core::engine::{Decision, Engine};
 use egress_core::plan::{wire, FilterConfig};
 
