@@ -230,9 +230,11 @@ impl Request {
                     }
                     _ => None,
                 };
-                let (edits, edited) =
-                    self.engine
-                        .header_edits(&fwd, headers.iter().map(|(k, _)| k.as_str()), token);
+                let (edits, edited) = self.engine.header_edit_list(
+                    &fwd,
+                    headers.iter().map(|(k, _)| k.as_str()),
+                    token,
+                );
                 if edited == Edited::NeedsToken {
                     if let Lookup::Unavailable = lookup {
                         if let Ok(mut t) = self.tokens.try_borrow_mut() {

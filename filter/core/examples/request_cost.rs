@@ -40,7 +40,7 @@ fn main() {
             .len(),
             "log" => wire::log_fragment("api", "GET", &fwd.original_path, &fwd.target_url).len(),
             "edits" => engine
-                .header_edits(&fwd, names.iter().copied(), None)
+                .header_edit_list(&fwd, names.iter().copied(), None)
                 .0
                 .set
                 .len(),

@@ -19,6 +19,7 @@ use crate::plan::{
 };
 use crate::routing::path::{normalize_request_path, rewrite};
 use crate::routing::RouteTable;
+use std::borrow::Cow;
 
 /// A filter config that passed the load-time checks, with routes compiled.
 #[derive(Debug)]
@@ -130,6 +131,28 @@ impl std::fmt::Display for HeaderEdits {
         // Values are not shown: one of them is a credential.
         let set: Vec<&str> = self.set.iter().map(|(k, _)| k.as_str()).collect();
         write!(f, "remove {:?}, set {:?}", self.remove, set)
+    }
+}
+
+/// [`HeaderEdits`] borrowing the engine's, the forward's and the request's strings.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EditList<'a> {
+    /// Names to remove (every value), as they arrived; a name also in `set` is not listed.
+    pub remove: Vec<&'a str>,
+    /// Headers to set, replacing any value.
+    pub set: Vec<(&'a str, Cow<'a, str>)>,
+}
+
+impl EditList<'_> {
+    pub fn to_owned_edits(&self) -> HeaderEdits {
+        HeaderEdits {
+            remove: self.remove.iter().map(|r| r.to_string()).collect(),
+            set: self
+                .set
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        }
     }
 }
 
@@ -428,14 +451,26 @@ impl Engine {
     /// [`Edited::NeedsToken`] says so.
     ///
     /// The filter applies these with one host call each: far cheaper in Envoy than replacing
-    /// the whole header map.
+    /// the whole header map. (It asks [`Engine::header_edit_list`], the same edits borrowed.)
     pub fn header_edits<'h>(
         &self,
         fwd: &Forward,
         names: impl IntoIterator<Item = &'h str>,
         oauth2_token: Option<&str>,
     ) -> (HeaderEdits, Edited) {
-        let mut edits = HeaderEdits {
+        let (list, edited) = self.header_edit_list(fwd, names, oauth2_token);
+        (list.to_owned_edits(), edited)
+    }
+
+    /// [`Engine::header_edits`] without a copy of any name or value (the request path runs
+    /// this on every request; only an OAuth2 `Bearer` value is built).
+    pub fn header_edit_list<'a, 'h: 'a>(
+        &'a self,
+        fwd: &'a Forward,
+        names: impl IntoIterator<Item = &'h str>,
+        oauth2_token: Option<&str>,
+    ) -> (EditList<'a>, Edited) {
+        let mut edits = EditList {
             remove: Vec::new(),
             set: Vec::with_capacity(6),
         };
@@ -446,31 +481,33 @@ impl Engine {
             if self.removes(target, name)
                 && !edits.remove.iter().any(|r| r.eq_ignore_ascii_case(name))
             {
-                edits.remove.push(name.to_string());
+                edits.remove.push(name);
             }
         }
-        edits.set.push((":path".into(), fwd.path.clone()));
+        edits.set.push((":path", Cow::Borrowed(fwd.path.as_str())));
         edits
             .set
-            .push((":authority".into(), target.authority.clone()));
+            .push((":authority", Cow::Borrowed(target.authority.as_str())));
         edits
             .set
-            .push((wire::TARGET_HEADER.into(), target.name.clone()));
+            .push((wire::TARGET_HEADER, Cow::Borrowed(target.name.as_str())));
         // Replaces the caller's value. Envoy needs the header: its route lookup finds no route
         // without one (and the filter's header changes make Envoy look the route up again).
         edits
             .set
-            .push((FORWARDED_PROTO.into(), target.scheme.to_string()));
+            .push((FORWARDED_PROTO, Cow::Borrowed(target.scheme)));
         let edited = match &target.injection {
             // SigV4: the glue signs once the final request is known.
             Injection::None | Injection::AwsSigv4 => Edited::Complete,
             Injection::Header { name, value } => {
-                edits.set.push((name.clone(), value.clone()));
+                edits
+                    .set
+                    .push((name.as_str(), Cow::Borrowed(value.as_str())));
                 Edited::Complete
             }
             Injection::OAuth2Bearer => match oauth2_token {
                 Some(token) => {
-                    edits.set.push(("authorization".into(), bearer(token)));
+                    edits.set.push(("authorization", Cow::Owned(bearer(token))));
                     Edited::Complete
                 }
                 None => Edited::NeedsToken,
