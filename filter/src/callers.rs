@@ -6,7 +6,7 @@ use crate::host::{self, Headers, Host};
 use egress_core::callers::auth::CallerInput;
 use egress_core::callers::jwks::{JwksManager, KeySets};
 use egress_core::callers::{Authorized, Refusal, TokenCache};
-use egress_core::engine::{Engine, Forward};
+use egress_core::engine::{Binding, Engine};
 use egress_core::plan::{wire, LogLevel};
 use egress_core::tokens::coord::{HostError, TokenManager};
 use std::cell::RefCell;
@@ -29,7 +29,7 @@ fn header_of(headers: &Headers, name: &str) -> Option<String> {
 /// made and every request passes.
 pub fn authorize(
     engine: &Engine,
-    fwd: &Forward,
+    bound: Binding,
     headers: &Headers,
     cache: &RefCell<TokenCache>,
     jwks: &RefCell<JwksManager>,
@@ -61,8 +61,8 @@ pub fn authorize(
     let jwks = jwks.try_borrow();
     let keys = jwks.as_ref().map_or(&none, |j| j.keys());
     match cache.try_borrow_mut() {
-        Ok(mut c) => engine.authorize(fwd, &input, now, &mut c, keys),
-        Err(_) => engine.authorize(fwd, &input, now, &mut TokenCache::new(1), keys),
+        Ok(mut c) => engine.authorize(bound, &input, now, &mut c, keys),
+        Err(_) => engine.authorize(bound, &input, now, &mut TokenCache::new(1), keys),
     }
 }
 

@@ -125,6 +125,15 @@ pub fn peer_uri_san() -> Option<String> {
         .filter(|s| !s.is_empty())
 }
 
+/// The name of the route Envoy picked for the request (`xds.route_name`); `None` when the
+/// host has none or it is not UTF-8.
+pub fn route_name() -> Option<String> {
+    hostcalls::get_property(vec!["xds", "route_name"])
+        .ok()
+        .flatten()
+        .and_then(|b| String::from_utf8(b).ok())
+}
+
 /// Filter state for the access log (`%FILTER_STATE(wasm.<name>:PLAIN)%`).
 pub fn set_property(name: &str, value: &str) -> Result<(), HostError> {
     hostcalls::set_property(vec![name], Some(value.as_bytes())).map_err(map("set_property"))

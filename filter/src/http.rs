@@ -4,11 +4,11 @@
 //! ([`Parked`]); the root runs it again from the start when the keys come or its wait ends
 //! ([`crate::jwks`]), so its state lives behind an `Rc` the root can reach.
 
-use crate::callers;
 use crate::host::{self, Headers, Host};
-use egress_core::callers::jwks::{JwksManager, NeedOutcome};
+use bound::{token_of, Gate};
+use egress_core::callers::jwks::JwksManager;
 use egress_core::callers::TokenCache;
-use egress_core::engine::{Decision, Edited, Engine, LocalReply};
+use egress_core::engine::{Binding, Decision, Edited, Engine, LocalReply};
 use egress_core::plan::{wire, LogLevel};
 use egress_core::tokens::coord::{HostError, Lookup, TokenManager};
 use proxy_wasm::traits::{Context, HttpContext};
@@ -16,6 +16,12 @@ use proxy_wasm::types::{Action, MapType};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::{Rc, Weak};
+
+// Children of this module (they extend [`Request`]), in files beside this one.
+#[path = "bound.rs"]
+mod bound;
+#[path = "routed.rs"]
+mod routed;
 
 /// This worker's requests paused for JWKS keys, by context id.
 pub type Parked = Rc<RefCell<HashMap<u32, Weak<RefCell<Request>>>>>;
@@ -29,6 +35,8 @@ pub struct Shared {
     pub jwks: Rc<RefCell<JwksManager>>,
     pub parked: Parked,
     pub log_level: LogLevel,
+    /// The routed role ([`routed`]): Envoy routed the request; else the egress role.
+    pub routed: bool,
 }
 
 pub struct EgressHttp {
@@ -43,6 +51,8 @@ pub struct Request {
     jwks: Rc<RefCell<JwksManager>>,
     parked: Parked,
     log_level: LogLevel,
+    /// The routed role: the route comes from Envoy's route name, not from `:path`.
+    routed: bool,
     /// The OAuth2 token this request carries: (target, version), to mark it stale on a 401.
     injected: Option<(usize, u64)>,
     /// AWS SigV4 targets: signing after the rewrite (`crate::sigv4`).
@@ -73,6 +83,7 @@ impl EgressHttp {
                 jwks: shared.jwks.clone(),
                 parked: shared.parked.clone(),
                 log_level: shared.log_level,
+                routed: shared.routed,
                 injected: None,
                 sigv4: crate::sigv4::Signing::default(),
                 end_of_stream: false,
@@ -135,7 +146,12 @@ impl Request {
     }
 
     fn handle(&mut self) -> Result<Flow, HostError> {
-        match self.forward_or_answer()? {
+        let action = if self.routed {
+            self.routed()?
+        } else {
+            self.forward_or_answer()?
+        };
+        match action {
             Some(action) => Ok(Flow::Act(action)),
             None => Ok(Flow::WaitKeys),
         }
@@ -169,96 +185,37 @@ impl Request {
                 Ok(Some(self.reply(&reply)))
             }
             Decision::Forward(fwd) => {
-                let target_name = self
-                    .engine
-                    .target(fwd.target)
-                    .map_or("", |t| t.name.as_str());
+                let engine = self.engine.clone();
+                let target_name = engine.target(fwd.target).map_or("", |t| t.name.as_str());
                 self.log_property(&wire::log_fragment(
                     target_name,
                     method,
                     &fwd.original_path,
                     &fwd.target_url,
                 ));
-                // Who calls, before anything is spent on the request: a refusal never reaches
-                // the target nor starts a token fetch.
-                let mut retried = false;
-                loop {
-                    let verdict =
-                        callers::authorize(&self.engine, &fwd, &headers, &self.callers, &self.jwks);
-                    let refusal = match verdict {
-                        Ok(admitted) => {
-                            callers::admit(&admitted)?;
-                            break;
-                        }
-                        Err(refusal) => refusal,
-                    };
-                    // A token that fetched keys could cure waits for them (bounded), unless
-                    // its wait is already over: never let it through unverified.
-                    let need = refusal.jwks.filter(|_| !self.wait_over);
-                    let outcome = need.map(|n| match self.jwks.try_borrow_mut() {
-                        Ok(mut j) => j.need(&Host, n, self.context_id),
-                        Err(_) => NeedOutcome::Refuse,
-                    });
-                    match outcome {
-                        Some(NeedOutcome::Retry) if !retried => retried = true,
-                        Some(NeedOutcome::Wait) => {
-                            self.debug(|| format!("egress: {target_name}: waiting for JWKS keys"));
-                            return Ok(None);
-                        }
-                        _ => {
-                            callers::refused(&refusal, target_name, &self.tokens);
-                            return Ok(Some(self.reply(&refusal.reply)));
-                        }
-                    }
+                let bound = Binding::from(&fwd);
+                if let Gate::Ends(end) = self.check_caller(bound, target_name, &headers)? {
+                    return Ok(end);
                 }
-                let is_oauth2 = self
-                    .engine
-                    .target(fwd.target)
-                    .is_some_and(|t| t.oauth2.is_some());
-                let lookup = if is_oauth2 {
-                    match self.tokens.try_borrow_mut() {
-                        Ok(mut t) => t.lookup(&Host, fwd.target),
-                        Err(_) => Lookup::Unavailable,
-                    }
-                } else {
-                    Lookup::Unavailable
-                };
-                let token = match &lookup {
-                    Lookup::Token(t, version) => {
-                        self.injected = Some((fwd.target, *version));
-                        Some(t.as_str())
-                    }
-                    _ => None,
-                };
-                let (edits, edited) = self.engine.header_edit_list(
+                let lookup = self.token_for(fwd.target);
+                let (edits, edited) = engine.header_edit_list(
                     &fwd,
                     headers.iter().map(|(k, _)| k.as_str()),
-                    token,
+                    token_of(&lookup),
                 );
-                if edited == Edited::NeedsToken {
-                    if let Lookup::Unavailable = lookup {
-                        if let Ok(mut t) = self.tokens.try_borrow_mut() {
-                            t.count_unavailable(&Host, fwd.target);
-                        }
-                        return Ok(Some(
-                            self.reply(&self.engine.credentials_unavailable(fwd.target)),
-                        ));
-                    }
+                if edited == Edited::NeedsToken && lookup == Lookup::Unavailable {
+                    return Ok(Some(self.unavailable(fwd.target)));
                 }
-                // One host call per change (replacing the whole map costs Envoy far more).
                 // Envoy picks the route again after a request-header change by a wasm filter, so
                 // the new `x-egress-target` selects the target's cluster (proven end to end).
-                for name in &edits.remove {
-                    host::remove_request_header(name)?;
-                }
-                for (name, value) in &edits.set {
-                    // Each host call costs Envoy more than the filter's whole decision: a header
-                    // that already has exactly this value (e.g. the `x-forwarded-proto: http`
-                    // Envoy adds) is left as it is.
-                    if !host::has_only_value(&headers, name, value) {
-                        host::set_request_header(name, value)?;
-                    }
-                }
+                // The headers as read, unless the caller check may have changed them since.
+                let changed_since = Headers::new();
+                let as_read = if engine.has_callers() {
+                    &changed_since
+                } else {
+                    &headers
+                };
+                self.apply(&edits.remove, &edits.set, as_read)?;
                 let signing =
                     self.sigv4
                         .on_forward(&self.engine, &fwd, method, &headers, end_of_stream)?;
@@ -266,18 +223,7 @@ impl Request {
                     return Ok(Some(action));
                 }
                 if edited == Edited::NeedsToken {
-                    // Wait for the fetch in flight; the tick or the callout reply resumes us.
-                    let waiting = self
-                        .tokens
-                        .try_borrow_mut()
-                        .is_ok_and(|mut t| t.wait(&Host, fwd.target, self.context_id));
-                    if !waiting {
-                        return Ok(Some(
-                            self.reply(&self.engine.credentials_unavailable(fwd.target)),
-                        ));
-                    }
-                    self.debug(|| format!("egress: {target_name}: waiting for a token"));
-                    return Ok(Some(Action::Pause));
+                    return Ok(Some(self.await_token(fwd.target, target_name)));
                 }
                 self.debug(|| format!("egress: {target_name} -> {}", fwd.target_url));
                 Ok(Some(Action::Continue))

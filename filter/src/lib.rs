@@ -3,6 +3,9 @@
 //!
 //! - [`root`]: plugin start: parse and compile the config, refuse to start on a bad one.
 //! - [`http`]: one request: read the headers once, ask the engine, write the headers once.
+//!   In the routed role (`auto` engine, `http::routed`) Envoy has routed the request: the
+//!   route comes from `xds.route_name`, and only the caller check and the OAuth2 token remain
+//!   (`http::bound`, shared with the egress role).
 //! - [`push`]: the push listener's requests (token pushes, status).
 //! - [`callers`]: the caller's identity handed to the core, its verdict applied.
 //! - [`jwks`]: JWKS callout replies to the core; requests waiting for keys run again.

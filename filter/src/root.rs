@@ -96,7 +96,10 @@ impl EgressRoot {
                     verifier,
                 }
             }
-            // TODO(issue 11): the routed role runs as the egress role until it is written.
+            // The routed role runs the same root as the egress role (token fetches, ticks,
+            // JWKS): in the `auto` engine it may be the only instance on OAuth2 routes. Two
+            // instances in one VM share the tokens through shared data; the fetch lease lets
+            // one of them fetch.
             Role::Egress | Role::Routed => {
                 let targets = TokenTarget::from_engine(&engine)?;
                 let mut tokens =
@@ -118,6 +121,7 @@ impl EgressRoot {
                     jwks: Rc::new(RefCell::new(jwks)),
                     parked: Rc::default(),
                     log_level: level,
+                    routed: config.role == Role::Routed,
                 })
             }
         };

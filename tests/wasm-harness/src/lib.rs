@@ -53,7 +53,7 @@ pub use artifacts::{
 };
 pub use error::{Error, Result};
 pub use host::Host;
-pub use stream::Stream;
+pub use stream::{Stream, ROUTE_NAME_PROPERTY};
 pub use types::{
     Action, BufferType, Callout, CalloutResponse, ForeignCall, Headers, LocalResponse, LogEntry,
     LogLevel, MapType, MetricType, Status, StreamType,

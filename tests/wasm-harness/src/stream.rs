@@ -301,6 +301,13 @@ impl Stream {
         });
     }
 
+    /// Provides Envoy's `xds.route_name` for this stream: the name of the route the router
+    /// picked (what a filter in the `auto` engine's routed role reads). Set it before the
+    /// request headers, as Envoy has picked the route by then.
+    pub fn set_route_name(&self, name: &str) {
+        self.set_property(&ROUTE_NAME_PROPERTY, name.as_bytes());
+    }
+
     /// Value the module set with `proxy_set_property` on this stream.
     pub fn filter_property(&self, path: &[&str]) -> Option<Vec<u8>> {
         self.with(|s| s.filter_properties.get(&path_key(path)).cloned())
@@ -316,6 +323,9 @@ impl Stream {
         self.with(|s| s.finished)
     }
 }
+
+/// The property path of Envoy's route name (`xds.route_name`), see [`Stream::set_route_name`].
+pub const ROUTE_NAME_PROPERTY: [&str; 2] = ["xds", "route_name"];
 
 impl std::fmt::Debug for Stream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

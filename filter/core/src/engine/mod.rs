@@ -5,8 +5,10 @@
 #![deny(clippy::indexing_slicing)]
 
 mod headers;
+mod routed;
 
 pub use headers::{RemoveRule, ALWAYS_REMOVED, FORWARDED_PROTO};
+pub use routed::{Binding, RoutedRefusal};
 
 use crate::callers::allow::{evaluate, Verdict};
 use crate::callers::auth::CallerInput;
@@ -311,26 +313,28 @@ impl Engine {
         self.callers.as_ref().is_some_and(Authenticator::has_jwt)
     }
 
-    /// The `allow` blocks that apply to a forward: the target's and the route's.
-    pub fn allows(&self, fwd: &Forward) -> (Option<&Allow>, Option<&Allow>) {
+    /// The `allow` blocks that apply to a forward (or a routed role's binding): the target's
+    /// and the route's.
+    pub fn allows(&self, bound: impl Into<Binding>) -> (Option<&Allow>, Option<&Allow>) {
+        let b = bound.into();
         (
-            self.targets.get(fwd.target).and_then(|t| t.allow.as_ref()),
-            self.routes.get(fwd.route).and_then(|r| r.callers.as_ref()),
+            self.targets.get(b.target).and_then(|t| t.allow.as_ref()),
+            self.routes.get(b.route).and_then(|r| r.callers.as_ref()),
         )
     }
 
     /// Whether a caller with these identities may use a forward (`egressctl explain`).
-    pub fn verdict(&self, fwd: &Forward, caller: &Caller) -> Verdict {
-        let (t, r) = self.allows(fwd);
+    pub fn verdict(&self, bound: impl Into<Binding>, caller: &Caller) -> Verdict {
+        let (t, r) = self.allows(bound);
         evaluate(t, r, caller)
     }
 
-    /// Identifies the caller of a forward and applies the `allow` blocks. Without
-    /// `egress.callers` every request passes, anonymous. A refusal is final: the request
-    /// must not reach the target nor start a token fetch.
+    /// Identifies the caller of a forward (or a routed role's binding) and applies the
+    /// `allow` blocks. Without `egress.callers` every request passes, anonymous. A refusal is
+    /// final: the request must not reach the target nor start a token fetch.
     pub fn authorize(
         &self,
-        fwd: &Forward,
+        bound: impl Into<Binding>,
         input: &CallerInput<'_>,
         now: u64,
         cache: &mut TokenCache,
@@ -339,7 +343,7 @@ impl Engine {
         let Some(callers) = &self.callers else {
             return Ok(Authorized::default());
         };
-        let (t, r) = self.allows(fwd);
+        let (t, r) = self.allows(bound);
         callers.authorize_with(t, r, input, now, cache, keys)
     }
 
@@ -615,3 +619,7 @@ mod tests;
 
 #[cfg(test)]
 mod hostile_tests;
+
+#[cfg(test)]
+#[cfg(all(test, feature = "yaml"))]
+mod routed_tests;
