@@ -134,12 +134,14 @@ fn probe_bootstrap(
     b
 }
 
-/// Envoy CPU microseconds per request of one measured wrk run.
-fn cpu_us_per_request(wrk: &Wrk<'_>, s: &Subject, duration: Duration) -> Result<f64> {
+/// Envoy CPU microseconds per request of one measured wrk run: (user + system, user only).
+fn cpu_us_per_request(wrk: &Wrk<'_>, s: &Subject, duration: Duration) -> Result<(f64, f64)> {
     let url = format!("http://127.0.0.1:{}{}", s.envoy.listen, s.path);
     let before = s.envoy.proc.cpu_ticks();
+    let user_before = s.envoy.proc.user_ticks();
     let result = wrk.run(&url, duration)?;
     let ticks = s.envoy.proc.cpu_ticks().saturating_sub(before);
+    let user = s.envoy.proc.user_ticks().saturating_sub(user_before);
     if result.requests == 0 || result.non_2xx + result.socket_errors > 0 {
         bail!(
             "{}: {} requests, {} errors",
@@ -148,7 +150,9 @@ fn cpu_us_per_request(wrk: &Wrk<'_>, s: &Subject, duration: Duration) -> Result<
             result.non_2xx + result.socket_errors
         );
     }
-    Ok(ticks as f64 / run::clock_ticks_per_sec() * 1e6 / result.requests as f64)
+    let per_request =
+        |t: u64| t as f64 / run::clock_ticks_per_sec() * 1e6 / result.requests as f64;
+    Ok((per_request(ticks), per_request(user)))
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -315,20 +319,22 @@ pub fn run(opts: &Options) -> Result<()> {
     for s in &subjects {
         cpu_us_per_request(&wrk, s, warm)?;
     }
-    // per_round[i][r]: subject i's µs per request in round r.
+    // per_round[i][r]: subject i's µs per request in round r (user + system; user only).
     let mut per_round = vec![Vec::new(); subjects.len()];
+    let mut user_round = vec![Vec::new(); subjects.len()];
     for round in 0..opts.rounds {
         let n = subjects.len();
         for k in 0..n {
             let i = (k + round) % n;
-            let us = cpu_us_per_request(&wrk, &subjects[i], opts.duration)?;
+            let (us, user) = cpu_us_per_request(&wrk, &subjects[i], opts.duration)?;
             eprintln!(
-                "egress-bench: host calls round {}/{} {}: {us:.2} µs/request",
+                "egress-bench: host calls round {}/{} {}: {us:.2} µs/request ({user:.2} in user space)",
                 round + 1,
                 opts.rounds,
                 subjects[i].label
             );
             per_round[i].push(us);
+            user_round[i].push(user);
         }
     }
     let index_of = |label: &str| subjects.iter().position(|s| s.label == label);
@@ -344,6 +350,8 @@ pub fn run(opts: &Options) -> Result<()> {
         "Envoy CPU time (user + system, all threads) per request, median of {} rounds × {} s \
          (wrk -c{}, Envoy 1 worker pinned to core(s) {}, load on {}); a probe repeats its call {REPEAT} × \
          per request; \"per call\" = (probe − bare probe) ÷ {REPEAT}, per round, median. \
+         \"user\": user-space CPU only (the kernel's share per request moves with how many \
+         requests each wake-up finds, i.e. with the machine's load). \
          Load average at the end: {}.\n\n",
         opts.rounds,
         opts.duration.as_secs(),
@@ -353,30 +361,37 @@ pub fn run(opts: &Options) -> Result<()> {
         machine::load_average()
     ));
     md.push_str(
-        "| subject | what | µs/request | per call (µs) | × case 4 |\n|---|---|---:|---:|---:|\n",
+        "| subject | what | µs/request | per call (µs) | × case 4 | user µs/request | per call, user (µs) | user × case 4 |\n\
+         |---|---|---:|---:|---:|---:|---:|---:|\n",
     );
-    for (i, s) in subjects.iter().enumerate() {
-        let us = median(per_round[i].clone());
-        let per_call = if s.calls > 0 {
-            let diffs = per_round[i]
+    let columns = |rounds: &[Vec<f64>], i: usize, calls: u32| {
+        let us = median(rounds[i].clone());
+        let per_call = if calls > 0 {
+            let diffs = rounds[i]
                 .iter()
-                .zip(&per_round[base])
-                .map(|(p, b)| (p - b) / f64::from(s.calls))
+                .zip(&rounds[base])
+                .map(|(p, b)| (p - b) / f64::from(calls))
                 .collect();
             format!("{:.3}", median(diffs))
         } else {
             "–".to_owned()
         };
         let vs_floor = median(
-            per_round[i]
+            rounds[i]
                 .iter()
-                .zip(&per_round[floor])
+                .zip(&rounds[floor])
                 .map(|(p, f)| p / f)
                 .collect(),
         );
+        format!("{us:.2} | {per_call} | {vs_floor:.3}")
+    };
+    for (i, s) in subjects.iter().enumerate() {
         md.push_str(&format!(
-            "| {} | {} | {us:.2} | {per_call} | {vs_floor:.3} |\n",
-            s.label, s.what
+            "| {} | {} | {} | {} |\n",
+            s.label,
+            s.what,
+            columns(&per_round, i, s.calls),
+            columns(&user_round, i, s.calls)
         ));
     }
     drop(subjects);
