@@ -220,6 +220,10 @@ pub struct RoutesArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
+    /// Which engine's view to show (`auto`: native, routed or filter per route; `wasm`: the
+    /// filter serves every route).
+    #[arg(long, default_value = "auto", value_name = "auto|wasm")]
+    pub engine: egress_core::native::EngineChoice,
 }
 
 #[derive(Debug, Args)]
@@ -242,6 +246,10 @@ pub struct ExplainArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
+    /// Which engine's view to show (`auto`: native, routed or filter per route; `wasm`: the
+    /// filter serves every route).
+    #[arg(long, default_value = "auto", value_name = "auto|wasm")]
+    pub engine: egress_core::native::EngineChoice,
 }
 
 #[derive(Debug, Args)]

@@ -6,12 +6,16 @@
 //!   sealed values, no credential in clear).
 //! - `secrets.env`: the credential variables and the seal key Envoy must be started with (see
 //!   [`crate::secrets`]).
+//! - `sds/<target>.yaml` (`auto` engine): the header value Envoy's `credential_injector` sets
+//!   for each static-credential target, as an SDS `generic_secret` (see
+//!   [`crate::envoy::credentials`]); the directory is the owner's only.
 //! - `state.json`: what later commands need without repeating flags (admin address, module,
 //!   CA bundle, the config file compiled).
 //!
 //! Every file is written to a temporary name and renamed into place (Envoy reloads on the
 //! rename), readable by the owner only: they hold credentials.
 
+use crate::envoy::credentials::{self, StaticCredential};
 use crate::envoy::{self, Rendered, CLUSTER_TYPE, LISTENER_TYPE};
 use anyhow::Context;
 use egress_core::build::SecretVar;
@@ -72,6 +76,77 @@ impl StateDir {
     }
     pub fn secrets_env(&self) -> PathBuf {
         self.dir.join("secrets.env")
+    }
+
+    /// The SDS files of the static credentials (`auto` engine).
+    pub fn sds_dir(&self) -> PathBuf {
+        self.dir.join(credentials::SDS_DIR)
+    }
+
+    /// Which targets' SDS files [`StateDir::write_sds`] would create or rewrite.
+    pub fn sds_changes(&self, creds: &[StaticCredential]) -> SdsChanges {
+        let mut out = SdsChanges::default();
+        for c in creds {
+            match std::fs::read(c.sds_path(&self.sds_dir())) {
+                Ok(old) if old == c.sds_file().expose().as_bytes() => {}
+                Ok(_) => out.rotated.push(c.target.clone()),
+                Err(_) => out.added.push(c.target.clone()),
+            }
+        }
+        out
+    }
+
+    /// Writes the SDS file of every static credential whose contents changed (each by
+    /// write-then-rename: a running Envoy picks the new value up without a listener change);
+    /// the directory is made private (0700). Returns what it wrote.
+    pub fn write_sds(&self, creds: &[StaticCredential]) -> anyhow::Result<SdsChanges> {
+        let changes = self.sds_changes(creds);
+        if creds.is_empty() {
+            return Ok(changes);
+        }
+        let dir = self.sds_dir();
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
+                .with_context(|| format!("cannot make {} private", dir.display()))?;
+        }
+        for c in creds {
+            if changes.added.contains(&c.target) || changes.rotated.contains(&c.target) {
+                write_private(&c.sds_path(&dir), c.sds_file().expose().as_bytes())?;
+            }
+        }
+        Ok(changes)
+    }
+
+    /// Removes the SDS files of targets that no longer have a static credential; their names.
+    pub fn remove_stale_sds(&self, creds: &[StaticCredential]) -> anyhow::Result<Vec<String>> {
+        let dir = self.sds_dir();
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e).with_context(|| format!("cannot read {}", dir.display())),
+        };
+        let mut removed = Vec::new();
+        for entry in entries {
+            let path = entry?.path();
+            let Some(target) = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_suffix(".yaml"))
+            else {
+                continue;
+            };
+            if !creds.iter().any(|c| c.target == target) {
+                std::fs::remove_file(&path)
+                    .with_context(|| format!("cannot remove {}", path.display()))?;
+                removed.push(target.to_string());
+            }
+        }
+        removed.sort();
+        Ok(removed)
     }
 
     /// The variables of `secrets.env` (empty when there is none).
@@ -143,6 +218,16 @@ impl StateDir {
         )
     }
 
+    /// Whether `lds.yaml` already holds exactly these listeners (then writing it again would
+    /// only make Envoy count an update that changes nothing).
+    pub fn listeners_unchanged(&self, r: &Rendered) -> bool {
+        let Ok(old) = std::fs::read(self.lds()) else {
+            return false;
+        };
+        yaml_text(&envoy::resource_file(LISTENER_TYPE, &r.listeners))
+            .is_ok_and(|new| new.as_bytes() == old.as_slice())
+    }
+
     pub fn write_bootstrap(&self, admin: &ListenAddr) -> anyhow::Result<()> {
         write_yaml(
             &self.envoy_yaml(),
@@ -174,11 +259,24 @@ impl StateDir {
     }
 }
 
+/// What writing the SDS files changes, by target name (values never shown).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SdsChanges {
+    /// A target with a static credential that had no file yet.
+    pub added: Vec<String>,
+    /// A target whose credential value changed (rotated).
+    pub rotated: Vec<String>,
+}
+
 const HEADER: &str = "# Generated by egressctl. Do not edit: change the config and run `egressctl compile` or `egressctl apply`.\n";
 
-fn write_yaml(path: &Path, value: &serde_json::Value) -> anyhow::Result<()> {
+fn yaml_text(value: &serde_json::Value) -> anyhow::Result<String> {
     let yaml = serde_yaml::to_string(value).context("cannot render YAML")?;
-    write_private(path, format!("{HEADER}{yaml}").as_bytes())
+    Ok(format!("{HEADER}{yaml}"))
+}
+
+fn write_yaml(path: &Path, value: &serde_json::Value) -> anyhow::Result<()> {
+    write_private(path, yaml_text(value)?.as_bytes())
 }
 
 /// Writes a file readable by its owner only, atomically (temp file, then rename).
@@ -201,4 +299,77 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     }
     std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cred(target: &str, value: &str) -> StaticCredential {
+        StaticCredential {
+            target: target.into(),
+            header: "authorization".into(),
+            value: Secret::new(value),
+        }
+    }
+
+    #[cfg(unix)]
+    fn mode(p: &Path) -> u32 {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn sds_files_are_private_and_rewritten_only_when_their_value_changes() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = StateDir::new(tmp.path());
+        let first = [cred("a", "Bearer one"), cred("b", "Bearer two")];
+        let c = dir.write_sds(&first).unwrap();
+        assert_eq!(c.added, ["a", "b"]);
+        assert!(c.rotated.is_empty());
+        #[cfg(unix)]
+        {
+            assert_eq!(mode(&dir.sds_dir()), 0o700);
+            assert_eq!(mode(&dir.sds_dir().join("a.yaml")), 0o600);
+        }
+        let b_before = std::fs::metadata(dir.sds_dir().join("b.yaml"))
+            .unwrap()
+            .modified()
+            .unwrap();
+        let second = [cred("a", "Bearer three"), cred("b", "Bearer two")];
+        assert_eq!(
+            dir.sds_changes(&second),
+            SdsChanges {
+                added: vec![],
+                rotated: vec!["a".into()]
+            }
+        );
+        dir.write_sds(&second).unwrap();
+        let text = std::fs::read_to_string(dir.sds_dir().join("a.yaml")).unwrap();
+        assert!(text.contains("Bearer three") && !text.contains("Bearer one"));
+        assert_eq!(
+            std::fs::metadata(dir.sds_dir().join("b.yaml"))
+                .unwrap()
+                .modified()
+                .unwrap(),
+            b_before,
+            "an unchanged file is not rewritten (Envoy would reload it)"
+        );
+        assert!(dir.sds_changes(&second).added.is_empty());
+        assert!(dir.sds_changes(&second).rotated.is_empty());
+    }
+
+    #[test]
+    fn sds_files_of_targets_that_are_gone_are_removed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = StateDir::new(tmp.path());
+        dir.write_sds(&[cred("a", "x"), cred("b.c", "y")]).unwrap();
+        assert_eq!(dir.remove_stale_sds(&[cred("a", "x")]).unwrap(), ["b.c"]);
+        assert!(dir.sds_dir().join("a.yaml").exists());
+        assert!(!dir.sds_dir().join("b.c.yaml").exists());
+        assert_eq!(dir.remove_stale_sds(&[]).unwrap(), ["a"]);
+        // No directory at all (wasm engine): nothing to do.
+        let empty = StateDir::new(&tmp.path().join("none"));
+        assert!(empty.remove_stale_sds(&[]).unwrap().is_empty());
+    }
 }

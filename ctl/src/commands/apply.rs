@@ -6,6 +6,11 @@
 //! by Envoy's update counters on its admin (`cluster_manager.cds.update_*`,
 //! `listener_manager.lds.update_*`). If Envoy rejects a step, the previous files are put back
 //! and the previous config keeps serving.
+//!
+//! With the `auto` engine, static credentials live in SDS files (`sds/<target>.yaml`): only the
+//! files whose value changed are rewritten, before the listeners (which name them), each
+//! rotation confirmed by `sds.egress.cred.<target>.update_success`. Listeners identical to the
+//! running ones are not written again, so a rotation alone changes no listener.
 
 use super::compile::render;
 use super::load_or_report;
@@ -18,7 +23,7 @@ use crate::state::StateDir;
 use anyhow::Context;
 use egress_core::config::ListenAddr;
 use serde_json::Value;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 const STATS_FILTER: &str =
@@ -56,6 +61,7 @@ pub fn run(args: &ApplyArgs) -> anyhow::Result<ExitCode> {
         wasm: state.wasm.clone(),
         system_ca: state.system_ca.clone(),
         engine: args.engine.unwrap_or(state.engine),
+        sds_dir: Some(dir.sds_dir()),
     };
     let rendered = render(&source, &opts)?;
     let old_fc = dir.read_filter_config();
@@ -74,13 +80,42 @@ pub fn run(args: &ApplyArgs) -> anyhow::Result<ExitCode> {
     for c in &list {
         println!("{c}");
     }
+    let sds = dir.sds_changes(&rendered.credentials);
+    for t in &sds.rotated {
+        println!(
+            "~ target {t}: credential rotated (Envoy reloads {}; values not shown)",
+            crate::envoy::credentials::sds_path(&dir.sds_dir(), t).display()
+        );
+    }
+    let listeners_unchanged = dir.listeners_unchanged(&rendered);
     if args.dry_run {
         println!("dry run: nothing written");
         return Ok(ExitCode::Success);
     }
     let before = admin::stats(&state.admin, STATS_FILTER)?;
+    let sds_before = admin::stats(&state.admin, SDS_STATS_FILTER)?;
     let old_cds = dir.snapshot(&dir.cds());
     let old_lds = dir.snapshot(&dir.lds());
+    let changed_sds: Vec<PathBuf> = sds
+        .added
+        .iter()
+        .chain(&sds.rotated)
+        .map(|t| crate::envoy::credentials::sds_path(&dir.sds_dir(), t))
+        .collect();
+    let old_sds: Vec<(PathBuf, Option<Vec<u8>>)> = changed_sds
+        .iter()
+        .map(|p| (p.clone(), dir.snapshot(p)))
+        .collect();
+    let restore_sds = || {
+        for (path, bytes) in &old_sds {
+            match bytes {
+                Some(b) => restore(&dir, path, Some(b)),
+                None => {
+                    let _ = std::fs::remove_file(path);
+                }
+            }
+        }
+    };
     let timeout = Duration::from_secs(args.timeout_secs);
 
     // 1. Clusters: union of old and new.
@@ -90,6 +125,7 @@ pub fn run(args: &ApplyArgs) -> anyhow::Result<ExitCode> {
         filter_config: rendered.filter_config.clone(),
         secret_vars: Vec::new(),
         missing_files: Vec::new(),
+        credentials: Vec::new(),
     };
     let new_names: std::collections::BTreeSet<String> = new_clusters.keys().cloned().collect();
     for c in &old_clusters {
@@ -109,14 +145,25 @@ pub fn run(args: &ApplyArgs) -> anyhow::Result<ExitCode> {
         restore(&dir, &dir.cds(), old_cds.as_deref());
         return rejected(&e);
     }
-    // 2. Listeners.
-    dir.write_listeners(&rendered)?;
-    if let Err(e) = confirm(&state.admin, "listener_manager.lds", &mut seen, timeout) {
-        restore(&dir, &dir.lds(), old_lds.as_deref());
+    // 2. Static credentials (auto engine): the files the new listeners name exist first.
+    dir.write_sds(&rendered.credentials)?;
+    if let Err(e) = confirm_sds(&state.admin, &sds.rotated, &sds_before, timeout) {
+        restore_sds();
         restore(&dir, &dir.cds(), old_cds.as_deref());
         return rejected(&e);
     }
-    // 3. Clusters no longer used go.
+    // 3. Listeners, unless they are the ones Envoy runs.
+    if !listeners_unchanged {
+        dir.write_listeners(&rendered)?;
+        if let Err(e) = confirm(&state.admin, "listener_manager.lds", &mut seen, timeout) {
+            restore(&dir, &dir.lds(), old_lds.as_deref());
+            restore_sds();
+            restore(&dir, &dir.cds(), old_cds.as_deref());
+            return rejected(&e);
+        }
+    }
+    dir.remove_stale_sds(&rendered.credentials)?;
+    // 4. Clusters no longer used go.
     if union.clusters.len() != rendered.clusters.len() {
         dir.write_clusters(&rendered)?;
         confirm(&state.admin, "cluster_manager.cds", &mut seen, timeout)
@@ -130,11 +177,72 @@ pub fn run(args: &ApplyArgs) -> anyhow::Result<ExitCode> {
     state.config = std::path::absolute(&source.path).unwrap_or_else(|_| source.path.clone());
     state.engine = opts.engine;
     dir.write_state(&state)?;
-    println!(
-        "applied: Envoy at {} accepted the new clusters and listeners",
-        state.admin
-    );
+    if !sds.rotated.is_empty() {
+        println!(
+            "credentials rotated: {} (Envoy reloaded their SDS files)",
+            sds.rotated.join(", ")
+        );
+    }
+    if listeners_unchanged {
+        println!(
+            "applied: Envoy at {} accepted the new clusters; listeners unchanged (not reloaded)",
+            state.admin
+        );
+    } else {
+        println!(
+            "applied: Envoy at {} accepted the new clusters and listeners",
+            state.admin
+        );
+    }
     Ok(ExitCode::Success)
+}
+
+/// Envoy's counters of the SDS secrets of static credentials.
+const SDS_STATS_FILTER: &str = "^sds\\.egress\\.cred\\.";
+
+/// Waits until Envoy has reloaded the SDS file of each rotated target it subscribes to (one
+/// more `sds.egress.cred.<target>.update_success` than in `before`); a rejected file is an error.
+fn confirm_sds(
+    addr: &str,
+    rotated: &[String],
+    before: &std::collections::BTreeMap<String, u64>,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    let key = |t: &str, what: &str| {
+        format!(
+            "sds.{}.update_{what}",
+            crate::envoy::credentials::filter_name(t)
+        )
+    };
+    // A target Envoy does not subscribe to yet (its listener is not loaded) has no counter.
+    let pending: Vec<&String> = rotated
+        .iter()
+        .filter(|t| before.contains_key(&key(t, "success")))
+        .collect();
+    let deadline = Instant::now() + timeout;
+    let get = |m: &std::collections::BTreeMap<String, u64>, k: &str| m.get(k).copied().unwrap_or(0);
+    loop {
+        let now = admin::stats(addr, SDS_STATS_FILTER)?;
+        let mut waiting = Vec::new();
+        for t in &pending {
+            if get(&now, &key(t, "rejected")) > get(before, &key(t, "rejected")) {
+                anyhow::bail!("Envoy rejected the new credential of target {t} (see its log)");
+            }
+            if get(&now, &key(t, "success")) <= get(before, &key(t, "success")) {
+                waiting.push(t.as_str());
+            }
+        }
+        if waiting.is_empty() {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            anyhow::bail!(
+                "Envoy did not confirm the new credential of {} within {timeout:?}",
+                waiting.join(", ")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 fn rejected(e: &anyhow::Error) -> anyhow::Result<ExitCode> {

@@ -15,7 +15,7 @@ pub fn run(args: &CompileArgs) -> anyhow::Result<ExitCode> {
         Ok(s) => s,
         Err(code) => return Ok(code),
     };
-    let dir = compile(&source, &args.render, &args.out)?;
+    let (dir, rendered) = compile(&source, &args.render, &args.out)?;
     for f in [
         dir.envoy_yaml(),
         dir.lds(),
@@ -25,6 +25,14 @@ pub fn run(args: &CompileArgs) -> anyhow::Result<ExitCode> {
         dir.state_json(),
     ] {
         println!("wrote {}", f.display());
+    }
+    for c in &rendered.credentials {
+        println!(
+            "wrote {} (the {} header Envoy injects for target {})",
+            c.sds_path(&dir.sds_dir()).display(),
+            c.header,
+            c.target
+        );
     }
     for t in &source.config.targets {
         if let Some(why) = egress_core::build::push_only(&source.config, t) {
@@ -86,6 +94,7 @@ pub fn render_options(render: &RenderArgs, dir: &StateDir) -> anyhow::Result<Ren
         system_ca,
         seal_key: Some(dir.seal_key()?),
         engine: render.engine,
+        sds_dir: Some(dir.sds_dir()),
     })
 }
 
@@ -101,14 +110,21 @@ pub fn render(source: &Source, opts: &RenderOptions) -> anyhow::Result<Rendered>
     Ok(rendered)
 }
 
-/// Writes the whole state directory (see [`crate::state`]).
-pub fn compile(source: &Source, render_args: &RenderArgs, out: &Path) -> anyhow::Result<StateDir> {
+/// Writes the whole state directory (see [`crate::state`]); what was rendered.
+pub fn compile(
+    source: &Source,
+    render_args: &RenderArgs,
+    out: &Path,
+) -> anyhow::Result<(StateDir, Rendered)> {
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     let dir = StateDir::new(out);
     let opts = render_options(render_args, &dir)?;
     let rendered = render(source, &opts)?;
     dir.write_clusters(&rendered)?;
+    // The listeners name the SDS files: Envoy refuses a listener whose file does not exist.
+    dir.write_sds(&rendered.credentials)?;
     dir.write_listeners(&rendered)?;
+    dir.remove_stale_sds(&rendered.credentials)?;
     dir.write_bootstrap(&opts.admin)?;
     dir.write_filter_config(&rendered.filter_config)?;
     if let Some(key) = &opts.seal_key {
@@ -122,5 +138,5 @@ pub fn compile(source: &Source, render_args: &RenderArgs, out: &Path) -> anyhow:
         push_addr: opts.push.as_ref().map(|p| p.addr.to_string()),
         engine: opts.engine,
     })?;
-    Ok(dir)
+    Ok((dir, rendered))
 }

@@ -11,6 +11,7 @@ use serde::Serialize;
 
 #[derive(Debug, Serialize, PartialEq, Eq)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
+#[allow(clippy::large_enum_variant)] // one per `egressctl explain` run
 pub enum Explanation {
     Forward {
         target: String,
@@ -29,6 +30,8 @@ pub enum Explanation {
         /// With `egress.callers`: whether the given caller may use the route, and why.
         #[serde(skip_serializing_if = "Option::is_none")]
         caller: Option<CallerCheck>,
+        /// What serves the route (`native`, `routed` or `filter`, see `egressctl routes`).
+        engine: &'static str,
         /// Set when the proxy never fetches the credential: why, and who does
         /// ([`egress_core::build::push_only`]).
         #[serde(skip_serializing_if = "Option::is_none")]
@@ -133,6 +136,7 @@ pub fn explain(engine: &Engine, method: &str, path: &str, caller: Option<&Caller
                 removed_headers,
                 set_headers,
                 caller: check(engine, &fwd, caller),
+                engine: egress_core::native::LeafKind::Full.as_str(),
                 push_only: None,
             }
         }
@@ -161,9 +165,15 @@ pub fn run(args: &ExplainArgs) -> anyhow::Result<ExitCode> {
     );
     let mut e = explain(&engine, &args.method, &args.path, caller.as_ref());
     if let Explanation::Forward {
-        target, push_only, ..
+        target,
+        push_only,
+        engine: served,
+        ..
     } = &mut e
     {
+        if let Decision::Forward(fwd) = engine.decide(&args.method, &args.path) {
+            *served = super::routes::served_by(&plan, fwd.route, args.engine);
+        }
         *push_only = source
             .config
             .target(target)
@@ -190,9 +200,11 @@ fn render(method: &str, path: &str, e: &Explanation) -> String {
             removed_headers,
             set_headers,
             caller,
+            engine,
             push_only,
         } => {
             s += &format!("  target:      {target}\n");
+            s += &format!("  served by:   {engine}\n");
             s += &format!("  outgoing:    {method} {outgoing_url}\n");
             s += &format!("  :path        {outgoing_path}\n");
             let header = match credential_header {

@@ -4,6 +4,8 @@ use super::load_or_report;
 use crate::cli::{Format, RoutesArgs};
 use crate::exit::ExitCode;
 use egress_core::config::Config;
+use egress_core::native::{leaf_kind, EngineChoice, LeafKind};
+use egress_core::plan::FilterConfig;
 use serde::Serialize;
 
 #[derive(Debug, Serialize, PartialEq, Eq)]
@@ -16,14 +18,28 @@ pub struct RouteRow {
     pub auth: String,
     /// Who may call the route (the target's `allow` and the route's).
     pub callers: String,
+    /// What serves the route with `--engine`: `native` (Envoy alone), `routed` (Envoy routes,
+    /// the filter attaches the token or checks the caller) or `filter` (the filter does it
+    /// all). Paths with percent escapes or dot segments always go through the filter.
+    pub engine: String,
+}
+
+/// How `engine` serves config route `index` (the core decides: [`leaf_kind`]).
+pub fn served_by(plan: &FilterConfig, index: usize, engine: EngineChoice) -> &'static str {
+    match engine {
+        EngineChoice::Wasm => LeafKind::Full.as_str(),
+        EngineChoice::Auto => leaf_kind(plan, index).unwrap_or(LeafKind::Full).as_str(),
+    }
 }
 
 /// One row per route, longest prefix first (the order matching uses).
-pub fn rows(config: &Config) -> Vec<RouteRow> {
+pub fn rows(config: &Config, engine: EngineChoice) -> Vec<RouteRow> {
+    let plan = FilterConfig::from_config(config);
     let mut rows: Vec<RouteRow> = config
         .routes
         .iter()
-        .filter_map(|r| {
+        .enumerate()
+        .filter_map(|(index, r)| {
             let t = config.target(&r.target)?;
             let outgoing = egress_core::routing::path::rewrite(
                 &r.path_prefix,
@@ -46,6 +62,7 @@ pub fn rows(config: &Config) -> Vec<RouteRow> {
                     r.allow.as_ref(),
                     config.callers.is_some(),
                 ),
+                engine: served_by(&plan, index, engine).to_string(),
             })
         })
         .collect();
@@ -63,7 +80,7 @@ pub fn run(args: &RoutesArgs) -> anyhow::Result<ExitCode> {
         Ok(s) => s,
         Err(code) => return Ok(code),
     };
-    let rows = rows(&source.config);
+    let rows = rows(&source.config, args.engine);
     match args.format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
         Format::Table => print!("{}", table(&rows)),
@@ -79,8 +96,9 @@ pub fn table(rows: &[RouteRow]) -> String {
         "METHODS",
         "AUTH",
         "CALLERS",
+        "ENGINE",
     ];
-    let cells: Vec<[String; 6]> = rows
+    let cells: Vec<[String; 7]> = rows
         .iter()
         .map(|r| {
             [
@@ -90,6 +108,7 @@ pub fn table(rows: &[RouteRow]) -> String {
                 r.methods.join(","),
                 r.auth.clone(),
                 r.callers.clone(),
+                r.engine.clone(),
             ]
         })
         .collect();

@@ -26,7 +26,7 @@ pub fn run(args: &UpArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::Failure);
         }
     };
-    let dir = compile(&source, &args.render, &args.out)?;
+    let (dir, _) = compile(&source, &args.render, &args.out)?;
     let level = match source.config.logger.level {
         LogLevel::Trace => "trace",
         LogLevel::Debug => "debug",

@@ -7,22 +7,34 @@ use serde_json::{json, Value};
 
 /// The access log of the egress listener, or none when `logger.level` drops info lines.
 pub fn access_logs(logger: &Logger, with_caller: bool) -> Vec<Value> {
-    if logger.level > LogLevel::Info {
-        return Vec::new();
+    match log_path(logger) {
+        Some(path) => vec![file_logger(&path, &egress_request_line(with_caller))],
+        None => Vec::new(),
     }
-    let path = match &logger.output {
+}
+
+/// Where the "Egress request" lines go; `None` when `logger.level` drops info lines.
+pub fn log_path(logger: &Logger) -> Option<String> {
+    if logger.level > LogLevel::Info {
+        return None;
+    }
+    Some(match &logger.output {
         LogOutput::Stdout => "/dev/stdout".to_string(),
         LogOutput::Stderr => "/dev/stderr".to_string(),
         LogOutput::File(p) => p.clone(),
-    };
-    vec![json!({
+    })
+}
+
+/// A file access log writing `line` (an Envoy format string) to `path`.
+pub fn file_logger(path: &str, line: &str) -> Value {
+    json!({
         "name": "envoy.access_loggers.file",
         "typed_config": {
             "@type": "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog",
             "path": path,
-            "log_format": { "text_format_source": { "inline_string": egress_request_line(with_caller) } },
+            "log_format": { "text_format_source": { "inline_string": line } },
         },
-    })]
+    })
 }
 
 /// The "Egress request" line with its keys in the spec's order (Envoy's `json_format` sorts
@@ -31,6 +43,15 @@ pub fn access_logs(logger: &Logger, with_caller: bool) -> Vec<Value> {
 /// With `egress.callers`, `"caller"` follows `status`: the SPIFFE ID or `<iss>/<sub>` the filter
 /// set (`wire::PROP_CALLER`), `-` for an unidentified caller.
 pub fn egress_request_line(with_caller: bool) -> String {
+    request_line(
+        with_caller,
+        &format!("%FILTER_STATE(wasm.{}:PLAIN)%", wire::PROP_LOG),
+    )
+}
+
+/// The "Egress request" line with `target_value` (Envoy operators) as the value of
+/// `"target"`: whatever it prints continues the line up to the closing quote of `target_url`.
+pub fn request_line(with_caller: bool, target_value: &str) -> String {
     let caller = if with_caller {
         format!(
             r#","caller":"%FILTER_STATE(wasm.{}:PLAIN)%""#,
@@ -42,12 +63,11 @@ pub fn egress_request_line(with_caller: bool) -> String {
     format!(
         concat!(
             r#"{{"level":"info","ts":"%START_TIME(%Y-%m-%dT%H:%M:%SZ)%","msg":"Egress request","#,
-            r#""target":"%FILTER_STATE(wasm.{}:PLAIN)%","#,
+            r#""target":"{}","#,
             r#""duration":"%DURATION%ms","status":%RESPONSE_CODE%{}}}"#,
             "\n"
         ),
-        wire::PROP_LOG,
-        caller,
+        target_value, caller,
     )
 }
 

@@ -16,7 +16,7 @@ pub const VM_ID: &str = "egress";
 
 /// Methods Envoy may replay after a request may have reached the target, or (`false`) that get
 /// a route of their own retrying only what cannot have reached it: `Method::is_idempotent`.
-fn methods(idempotent: bool) -> impl Iterator<Item = &'static str> {
+pub(super) fn methods(idempotent: bool) -> impl Iterator<Item = &'static str> {
     Method::ALL
         .into_iter()
         .filter(move |m| m.is_idempotent() == idempotent)
@@ -31,18 +31,24 @@ pub struct WasmModule<'a> {
 }
 
 pub fn egress_listener(config: &Config, filter_json: &str, wasm: &WasmModule) -> Value {
-    let mut hcm = json!({
-        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
-        "stat_prefix": "egress",
-        "codec_type": "AUTO",
+    let hcm = json!({
         "route_config": route_config(config),
         "http_filters": http_filters(config, filter_json, wasm),
         "access_log": access_logs(&config.logger, config.callers.is_some()),
-        // The filter refuses dot segments, `//` and encoded slashes with a JSON 400 itself;
-        // Envoy must hand it the path exactly as the caller sent it.
-        "normalize_path": false,
-        "merge_slashes": false,
     });
+    egress_listener_from(config, hcm)
+}
+
+/// The egress listener around a connection manager that already has its `route_config`,
+/// `http_filters` and `access_log` (either engine): everything else is shared.
+pub(super) fn egress_listener_from(config: &Config, mut hcm: Value) -> Value {
+    hcm["@type"] = json!("type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager");
+    hcm["stat_prefix"] = json!("egress");
+    hcm["codec_type"] = json!("AUTO");
+    // The filter refuses dot segments, `//` and encoded slashes with a JSON 400 itself;
+    // Envoy must hand it the path exactly as the caller sent it.
+    hcm["normalize_path"] = json!(false);
+    hcm["merge_slashes"] = json!(false);
     if let Some(t) = config.http.write_timeout {
         hcm["common_http_protocol_options"] = json!({ "max_stream_duration": envoy_duration(t) });
     }
@@ -107,44 +113,52 @@ pub fn push_listener(addr: &ListenAddr, filter_json: &str, wasm: &WasmModule) ->
 /// the body as it passes, the buffer filter holds the headers back until the body is complete
 /// (other routes disable it), and the signer then signs them (see filter/src/sigv4.rs).
 fn http_filters(config: &Config, filter_json: &str, wasm: &WasmModule<'_>) -> Value {
-    if config.targets.iter().any(signs_payload) {
-        let mut signer_config: Value = serde_json::from_str(filter_json).unwrap_or(Value::Null);
-        signer_config["role"] = json!(egress_core::plan::Role::Sign);
-        let mut signer = wasm_filter(&signer_config.to_string(), wasm);
-        signer["name"] = json!("egress.sigv4_signer");
-        signer["typed_config"]["config"]["name"] = json!("egress_sigv4_signer");
-        json!([
-            wasm_filter(filter_json, wasm),
-            json!({
-                "name": SIGNED_BODY_BUFFER,
-                "typed_config": {
-                    "@type": "type.googleapis.com/envoy.extensions.filters.http.buffer.v3.Buffer",
-                    "max_request_bytes": egress_core::sigv4::SIGNED_PAYLOAD_MAX_BYTES,
-                },
-            }),
-            signer,
-            limits::ratelimit_filter(),
-            router_filter()
-        ])
-    } else {
-        json!([
-            wasm_filter(filter_json, wasm),
-            limits::ratelimit_filter(),
-            router_filter()
-        ])
+    let mut filters = vec![wasm_filter(filter_json, wasm)];
+    if let Some([buffer, signer]) = sigv4_filters(config, filter_json, wasm) {
+        filters.extend([buffer, signer]);
     }
+    filters.extend([limits::ratelimit_filter(), router_filter()]);
+    Value::Array(filters)
 }
 
-/// Name of the buffer filter of `payload: signed` targets.
-const SIGNED_BODY_BUFFER: &str = "envoy.filters.http.buffer";
+/// With an `aws_sigv4` target in `payload: signed` mode: the buffer filter and the module in
+/// the sign role, which go after the egress filter (see [`http_filters`]).
+pub(super) fn sigv4_filters(
+    config: &Config,
+    filter_json: &str,
+    wasm: &WasmModule<'_>,
+) -> Option<[Value; 2]> {
+    if !config.targets.iter().any(signs_payload) {
+        return None;
+    }
+    let mut signer_config: Value = serde_json::from_str(filter_json).unwrap_or(Value::Null);
+    signer_config["role"] = json!(egress_core::plan::Role::Sign);
+    let mut signer = wasm_filter(&signer_config.to_string(), wasm);
+    signer["name"] = json!(SIGV4_SIGNER);
+    signer["typed_config"]["config"]["name"] = json!("egress_sigv4_signer");
+    let buffer = json!({
+        "name": SIGNED_BODY_BUFFER,
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.buffer.v3.Buffer",
+            "max_request_bytes": egress_core::sigv4::SIGNED_PAYLOAD_MAX_BYTES,
+        },
+    });
+    Some([buffer, signer])
+}
 
-fn signs_payload(t: &Target) -> bool {
+/// Name of the module in the sign role.
+pub(super) const SIGV4_SIGNER: &str = "egress.sigv4_signer";
+
+/// Name of the buffer filter of `payload: signed` targets.
+pub(super) const SIGNED_BODY_BUFFER: &str = "envoy.filters.http.buffer";
+
+pub(super) fn signs_payload(t: &Target) -> bool {
     matches!(&t.auth, egress_core::config::Auth::AwsSigv4(a) if a.payload == egress_core::sigv4::PayloadMode::Signed)
 }
 
 /// Per-route config turning the signed-body buffer off (Envoy resolves it on the route the
 /// filter's target header re-picked).
-fn without_body_buffer(config: &Config, route: &mut Value) {
+pub(super) fn without_body_buffer(config: &Config, route: &mut Value) {
     if config.targets.iter().any(signs_payload) {
         route["typed_per_filter_config"] = json!({ SIGNED_BODY_BUFFER: {
             "@type": "type.googleapis.com/envoy.extensions.filters.http.buffer.v3.BufferPerRoute",
@@ -163,7 +177,7 @@ fn push_buffer_filter() -> Value {
     })
 }
 
-fn wasm_filter(filter_json: &str, wasm: &WasmModule) -> Value {
+pub(super) fn wasm_filter(filter_json: &str, wasm: &WasmModule) -> Value {
     json!({
         "name": "envoy.filters.http.wasm",
         "typed_config": {
@@ -189,7 +203,7 @@ fn wasm_filter(filter_json: &str, wasm: &WasmModule) -> Value {
     })
 }
 
-fn router_filter() -> Value {
+pub(super) fn router_filter() -> Value {
     json!({
         "name": "envoy.filters.http.router",
         "typed_config": {
@@ -252,31 +266,10 @@ fn route_config(config: &Config) -> Value {
 /// Envoy applies only to idempotent methods (`retriable_request_headers`); any other method is
 /// not retried at all. Exact matches only, and few routes: Envoy matches routes one by one.
 fn target_routes(config: &Config, target: &Target) -> Vec<Value> {
-    let cluster = wire::target_cluster(&target.name);
     let by_target =
         json!({ "name": wire::TARGET_HEADER, "string_match": { "exact": target.name } });
-    let retries = config.defaults.retry_count;
     let route = |retry_on: &str, idempotent_only: bool| {
-        let mut r = json!({
-            "cluster": cluster,
-            "timeout": envoy_duration(target.timeout),
-        });
-        if retries > 0 {
-            r["retry_policy"] = json!({
-                "retry_on": retry_on,
-                "num_retries": retries,
-                "retry_back_off": {
-                    "base_interval": envoy_duration(config.defaults.retry_delay),
-                    "max_interval": envoy_duration(config.defaults.retry_delay * 10),
-                },
-            });
-            if idempotent_only {
-                r["retry_policy"]["retriable_request_headers"] = methods(true)
-                    .map(|m| json!({ "name": ":method", "string_match": { "exact": m } }))
-                    .collect();
-            }
-        }
-        r
+        target_route_action(config, target, retry_on, idempotent_only)
     };
     let mut routes: Vec<Value> = methods(false)
         .map(|m| {
@@ -286,7 +279,7 @@ fn target_routes(config: &Config, target: &Target) -> Vec<Value> {
                     "prefix": "/",
                     "headers": [by_target, { "name": ":method", "string_match": { "exact": m } }],
                 },
-                "route": route("connect-failure,refused-stream", false),
+                "route": route(RETRY_WRITE, false),
                 "request_headers_to_remove": [wire::TARGET_HEADER],
             })
         })
@@ -294,8 +287,45 @@ fn target_routes(config: &Config, target: &Target) -> Vec<Value> {
     routes.push(json!({
         "name": format!("{}_other", target.name),
         "match": { "prefix": "/", "headers": [by_target] },
-        "route": route("connect-failure,refused-stream,reset,gateway-error", true),
+        "route": route(RETRY_IDEMPOTENT, true),
         "request_headers_to_remove": [wire::TARGET_HEADER],
     }));
     routes
+}
+
+/// What POST and PATCH retry on: only failures where the request cannot have reached the
+/// target.
+pub(super) const RETRY_WRITE: &str = "connect-failure,refused-stream";
+/// What the other methods retry on (idempotent ones only, see [`target_route_action`]).
+pub(super) const RETRY_IDEMPOTENT: &str = "connect-failure,refused-stream,reset,gateway-error";
+
+/// The route action towards a target: its cluster, timeout and retry policy (`retry_on`; with
+/// `idempotent_only`, Envoy retries only requests with an idempotent method).
+pub(super) fn target_route_action(
+    config: &Config,
+    target: &Target,
+    retry_on: &str,
+    idempotent_only: bool,
+) -> Value {
+    let retries = config.defaults.retry_count;
+    let mut r = json!({
+        "cluster": wire::target_cluster(&target.name),
+        "timeout": envoy_duration(target.timeout),
+    });
+    if retries > 0 {
+        r["retry_policy"] = json!({
+            "retry_on": retry_on,
+            "num_retries": retries,
+            "retry_back_off": {
+                "base_interval": envoy_duration(config.defaults.retry_delay),
+                "max_interval": envoy_duration(config.defaults.retry_delay * 10),
+            },
+        });
+        if idempotent_only {
+            r["retry_policy"]["retriable_request_headers"] = methods(true)
+                .map(|m| json!({ "name": ":method", "string_match": { "exact": m } }))
+                .collect();
+        }
+    }
+    r
 }

@@ -8,9 +8,11 @@
 pub mod access_log;
 pub mod callers;
 pub mod clusters;
+pub mod credentials;
 pub mod limits;
 pub mod listener;
 pub mod locate;
+pub mod native;
 
 use crate::source::Source;
 use egress_core::build::{self, host_env_keys, secret_env, BuildOptions, SecretMode, SecretVar};
@@ -36,6 +38,9 @@ pub struct RenderOptions {
     pub seal_key: Option<SealKey>,
     /// `--engine`: what serves each route (see [`egress_core::native`]).
     pub engine: EngineChoice,
+    /// Where the `auto` engine's static credentials are (`<state dir>/sds`, see
+    /// [`credentials`]); `None`: no native injection (the filter injects them).
+    pub sds_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone)]
@@ -52,6 +57,8 @@ pub enum RenderError {
     PrivateKey(#[from] crate::secrets::PrivateKeyError),
     #[error("egress.callers.jwt issuer {issuer:?}: {reason}")]
     CallerKey { issuer: String, reason: String },
+    #[error("the filter refuses this config: {0}")]
+    Engine(#[from] egress_core::engine::EngineError),
     #[error("cannot serialize the filter config: {0}")]
     Json(#[from] serde_json::Error),
 }
@@ -66,6 +73,9 @@ pub struct Rendered {
     pub secret_vars: Vec<SecretVar>,
     /// Files the bootstrap references that do not exist (yet): printed as warnings.
     pub missing_files: Vec<PathBuf>,
+    /// The static credentials Envoy injects itself (`auto` engine): the SDS files to write
+    /// before the listeners.
+    pub credentials: Vec<credentials::StaticCredential>,
 }
 
 pub fn render(source: &Source, opts: &RenderOptions) -> Result<Rendered, RenderError> {
@@ -88,7 +98,14 @@ pub fn render(source: &Source, opts: &RenderOptions) -> Result<Rendered, RenderE
             },
         )
     };
+    // Static credentials Envoy injects itself (auto engine): their values stay out of the
+    // filter configs (see `credentials`).
+    let credentials = match (&opts.engine, &opts.sds_dir) {
+        (EngineChoice::Auto, Some(_)) => credentials::static_credentials(config),
+        _ => Vec::new(),
+    };
     let mut filter_config = build(Role::Egress, None);
+    credentials::leave_to_envoy(&mut filter_config, &credentials);
     callers::attach_caller_keys(source, &mut filter_config)?;
     let mut files = Vec::new();
     let mut clusters = clusters::target_clusters(source, opts, &mut files)?;
@@ -99,12 +116,37 @@ pub fn render(source: &Source, opts: &RenderOptions) -> Result<Rendered, RenderE
         path: &opts.wasm,
         env_keys: &env_keys,
     };
-    let mut egress =
-        listener::egress_listener(config, &serde_json::to_string(&filter_config)?, &wasm);
+    let egress_json = serde_json::to_string(&filter_config)?;
+    let mut egress = match opts.engine {
+        EngineChoice::Wasm => listener::egress_listener(config, &egress_json, &wasm),
+        EngineChoice::Auto => {
+            let routed_json = if native::needs_routed_role(&filter_config) {
+                let mut routed = build(Role::Routed, None);
+                credentials::leave_to_envoy(&mut routed, &credentials);
+                callers::attach_caller_keys(source, &mut routed)?;
+                Some(serde_json::to_string(&routed)?)
+            } else {
+                None
+            };
+            native::egress_listener(
+                config,
+                &filter_config,
+                &native::Filters {
+                    egress_json: &egress_json,
+                    routed_json: routed_json.as_deref(),
+                    wasm: &wasm,
+                },
+            )?
+        }
+    };
     callers::secure_listener(&mut egress, source, &mut files);
+    if let Some(sds_dir) = opts.sds_dir.as_deref().filter(|_| !credentials.is_empty()) {
+        credentials::attach(&mut egress, &credentials, sds_dir);
+    }
     let mut listeners = vec![egress];
     if let Some(push) = &opts.push {
         let mut push_config = build(Role::Push, Some(push.public_key_pem.clone()));
+        credentials::leave_to_envoy(&mut push_config, &credentials);
         callers::attach_caller_keys(source, &mut push_config)?;
         listeners.push(listener::push_listener(
             &push.addr,
@@ -123,6 +165,7 @@ pub fn render(source: &Source, opts: &RenderOptions) -> Result<Rendered, RenderE
         filter_config,
         secret_vars,
         missing_files,
+        credentials,
     })
 }
 

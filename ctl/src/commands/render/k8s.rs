@@ -306,6 +306,7 @@ pub fn envoy_files(
         seal_key: None,
         // Fleet output keeps the filter doing everything (any proxy-wasm host).
         engine: egress_core::native::EngineChoice::Wasm,
+        sds_dir: None,
     };
     let rendered = envoy::render(src, &opts)?;
     let mut files = MountedFiles::default();

@@ -1,0 +1,97 @@
+//! The virtual host's matcher tree (xDS `matcher`, no linear route list):
+//!
+//! - Level A: exact map on `x-egress-target` (set only by the filter: the caller's copy is
+//!   removed before route selection) → the header routes ([`super::slow`]);
+//! - Level B: `:path` in the plain-path class ([`plain_path_regex`]) → Level C, else the slow
+//!   route (the filter canonicalises or refuses);
+//! - Level C: exact map on `:path` (each route prefix `P`, the endpoints), then a prefix map
+//!   (`P/`, `P?`, `/` for the root prefix, `<endpoint>?`), longest key first → the leaves
+//!   ([`super::leaves`]); nothing → 404.
+
+use egress_core::native::plain_path_regex;
+use egress_core::plan::wire;
+use serde_json::{json, Map, Value};
+
+const ROUTE_TYPE: &str = "type.googleapis.com/envoy.config.route.v3.Route";
+const HEADER_INPUT: &str = "type.googleapis.com/envoy.type.matcher.v3.HttpRequestHeaderMatchInput";
+
+/// A matcher's `OnMatch` running this route. In a matcher action the route's own `match` is
+/// not used (Envoy requires one: the empty prefix).
+pub fn route(mut route: Value) -> Value {
+    route["@type"] = json!(ROUTE_TYPE);
+    route["match"] = json!({ "prefix": "" });
+    json!({ "action": { "name": "route", "typed_config": route } })
+}
+
+/// A matcher's `OnMatch` continuing with `matcher`.
+pub fn then(matcher: Value) -> Value {
+    json!({ "matcher": matcher })
+}
+
+fn header_input(name: &str) -> Value {
+    json!({ "name": "request-headers", "typed_config": { "@type": HEADER_INPUT, "header_name": name } })
+}
+
+/// A matcher on one request header (`exact_match_map` or `prefix_match_map`), with
+/// `on_no_match` when nothing matches.
+pub fn map(header: &str, kind: MapKind, entries: Map<String, Value>, on_no_match: Value) -> Value {
+    let kind = match kind {
+        MapKind::Exact => "exact_match_map",
+        MapKind::Prefix => "prefix_match_map",
+    };
+    json!({
+        "matcher_tree": { "input": header_input(header), kind: { "map": entries } },
+        "on_no_match": on_no_match,
+    })
+}
+
+#[derive(Debug, Clone, Copy)]
+pub enum MapKind {
+    Exact,
+    Prefix,
+}
+
+/// A matcher that runs `on_match` when `header` fully matches the RE2 `regex`.
+pub fn regex(header: &str, regex: &str, on_match: Value, on_no_match: Value) -> Value {
+    json!({
+        "matcher_list": { "matchers": [{
+            "predicate": { "single_predicate": {
+                "input": header_input(header),
+                "value_match": { "safe_regex": { "google_re2": {}, "regex": regex } },
+            }},
+            "on_match": on_match,
+        }]},
+        "on_no_match": on_no_match,
+    })
+}
+
+/// The whole tree: `header_routes` per target name (Level A), `slow` for paths outside the
+/// plain class, `exact`/`prefix` keys of Level C and `not_found`.
+pub fn virtual_host_matcher(
+    header_routes: Map<String, Value>,
+    slow: Value,
+    exact: Map<String, Value>,
+    prefix: Map<String, Value>,
+    not_found: Value,
+) -> Value {
+    // Envoy refuses an empty map: a level without keys is left out.
+    let level = |kind, header: &str, entries: Map<String, Value>, on_no_match: Value| {
+        if entries.is_empty() {
+            on_no_match
+        } else {
+            then(map(header, kind, entries, on_no_match))
+        }
+    };
+    let by_prefix = level(MapKind::Prefix, ":path", prefix, not_found);
+    let by_path = level(MapKind::Exact, ":path", exact, by_prefix);
+    let plain = regex(":path", &plain_path_regex(), by_path, slow);
+    if header_routes.is_empty() {
+        return plain;
+    }
+    map(
+        wire::TARGET_HEADER,
+        MapKind::Exact,
+        header_routes,
+        then(plain),
+    )
+}

@@ -1,0 +1,152 @@
+//! `egressctl compile --engine auto` on the seed config: the shape of the rendered egress
+//! listener (what Envoy accepts and how it routes is tested on real Envoy in
+//! tests/e2e/tests/auto_engine.rs), and `routes`/`explain --engine`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+
+fn hcm(bootstrap: &Value) -> &Value {
+    let listeners = bootstrap["static_resources"]["listeners"]
+        .as_array()
+        .unwrap();
+    let egress = listeners.iter().find(|l| l["name"] == "egress").unwrap();
+    &egress["filter_chains"][0]["filters"][0]["typed_config"]
+}
+
+/// Every route in the matcher tree.
+fn tree_routes(v: &Value, out: &mut Vec<Value>) {
+    match v {
+        Value::Object(m) => {
+            if m.get("@type").and_then(Value::as_str)
+                == Some("type.googleapis.com/envoy.config.route.v3.Route")
+            {
+                out.push(v.clone());
+            }
+            m.values().for_each(|x| tree_routes(x, out));
+        }
+        Value::Array(a) => a.iter().for_each(|x| tree_routes(x, out)),
+        _ => {}
+    }
+}
+
+#[test]
+fn auto_leaves_enable_only_what_their_kind_needs_and_carry_their_target() {
+    let ctl = Ctl::seed();
+    let (_, b) = ctl.compile(&["--engine", "auto"]);
+    let hcm = hcm(&b);
+    let vhost = &hcm["route_config"]["virtual_hosts"][0];
+    assert!(vhost.get("routes").is_none(), "no linear route list");
+    let mut routes = Vec::new();
+    tree_routes(&vhost["matcher"], &mut routes);
+    let leaves: Vec<&Value> = routes
+        .iter()
+        .filter(|r| r["metadata"]["filter_metadata"]["egress"]["target"].is_string())
+        .collect();
+    assert!(!leaves.is_empty());
+    for leaf in &leaves {
+        let name = leaf["name"].as_str().unwrap();
+        assert!(name.starts_with("egress/"), "{name}");
+        let kind = leaf["metadata"]["filter_metadata"]["egress"]["kind"]
+            .as_str()
+            .unwrap();
+        let filters = leaf["typed_per_filter_config"].as_object().unwrap();
+        assert!(!filters.contains_key("egress.full"), "{name}");
+        assert_eq!(
+            filters.contains_key("egress.routed"),
+            kind == "routed",
+            "{name}"
+        );
+        assert!(filters.contains_key("egress.log"), "{name}");
+        assert!(
+            leaf["route"]["regex_rewrite"]["pattern"]["regex"].is_string(),
+            "{name}"
+        );
+        assert!(leaf["route"]["host_rewrite_literal"].is_string(), "{name}");
+    }
+    // The seed: salesforce is OAuth2 (routed), the static ones native.
+    let kind_of = |target: &str| {
+        leaves
+            .iter()
+            .find(|l| l["metadata"]["filter_metadata"]["egress"]["target"] == target)
+            .map(|l| l["metadata"]["filter_metadata"]["egress"]["kind"].clone())
+            .unwrap()
+    };
+    assert_eq!(kind_of("salesforce"), "routed");
+    assert_eq!(kind_of("notification"), "native");
+    // Per-route filters are off unless a route enables them; the slow route runs the filter.
+    for f in hcm["http_filters"].as_array().unwrap() {
+        let name = f["name"].as_str().unwrap();
+        if name != "envoy.filters.http.router" {
+            assert_eq!(f["disabled"], true, "{name}");
+        }
+    }
+    let slow = routes.iter().find(|r| r["name"] == "slow").unwrap();
+    assert!(slow["typed_per_filter_config"]["egress.full"].is_object());
+    // A caller's routing header is removed before the route is picked.
+    let early = hcm["early_header_mutation_extensions"].to_string();
+    assert!(early.contains("x-egress-"), "{early}");
+}
+
+#[test]
+fn the_wasm_engine_keeps_its_route_list() {
+    let ctl = Ctl::seed();
+    let (_, b) = ctl.compile(&["--engine", "wasm"]);
+    let hcm = hcm(&b);
+    assert!(hcm["route_config"]["virtual_hosts"][0]["routes"].is_array());
+    assert!(hcm.get("early_header_mutation_extensions").is_none());
+}
+
+#[test]
+fn routes_and_explain_say_which_engine_serves_a_route() {
+    let ctl = Ctl::seed();
+    let rows: Value = serde_json::from_slice(
+        &ctl.run(&["routes", "config.yaml", "--format", "json"])
+            .stdout,
+    )
+    .unwrap();
+    let engine_of = |rows: &Value, target: &str| {
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["target"] == target)
+            .unwrap()["engine"]
+            .clone()
+    };
+    assert_eq!(engine_of(&rows, "salesforce"), "routed");
+    assert_eq!(engine_of(&rows, "notification"), "native");
+    let wasm: Value = serde_json::from_slice(
+        &ctl.run(&[
+            "routes",
+            "config.yaml",
+            "--format",
+            "json",
+            "--engine",
+            "wasm",
+        ])
+        .stdout,
+    )
+    .unwrap();
+    assert!(wasm
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|r| r["engine"] == "filter"));
+    let table = stdout(&ctl.run(&["routes", "config.yaml"]));
+    assert!(table.lines().next().unwrap().ends_with("ENGINE"), "{table}");
+    let e: Value = serde_json::from_slice(
+        &ctl.run(&[
+            "explain",
+            "config.yaml",
+            "POST",
+            "/egress/notify/email",
+            "--format",
+            "json",
+        ])
+        .stdout,
+    )
+    .unwrap();
+    assert_eq!(e["engine"], "native", "{e}");
+}
