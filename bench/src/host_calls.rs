@@ -150,8 +150,7 @@ fn cpu_us_per_request(wrk: &Wrk<'_>, s: &Subject, duration: Duration) -> Result<
             result.non_2xx + result.socket_errors
         );
     }
-    let per_request =
-        |t: u64| t as f64 / run::clock_ticks_per_sec() * 1e6 / result.requests as f64;
+    let per_request = |t: u64| t as f64 / run::clock_ticks_per_sec() * 1e6 / result.requests as f64;
     Ok((per_request(ticks), per_request(user)))
 }
 

@@ -422,7 +422,7 @@ pub fn run(opts: &Options) -> Result<()> {
         ),
         (
             "wasm".into(),
-            "both modules built opt-level \"s\" + LTO and passed through filter/optimize.sh (wasm-opt -Oz); V8 runtime".into(),
+            "both modules built with the root release profile (opt-level \"z\", LTO) and passed through filter/optimize.sh (wasm-opt -Oz); V8 runtime".into(),
         ),
         ("load average after the run".into(), machine::load_average()),
         ("run took".into(), format!("{:.0} s", started.elapsed().as_secs_f64())),

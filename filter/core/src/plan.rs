@@ -73,30 +73,6 @@ pub mod wire {
         out.push_str(quoted.get(1..quoted.len() - 1).unwrap_or_default());
     }
 
-    #[cfg(test)]
-    mod escape_tests {
-        use super::*;
-
-        #[test]
-        fn hand_built_escaping_matches_serde_json() {
-            for s in [
-                "",
-                "plain/path-1.2_~",
-                "quote\"back\\slash",
-                "ctl\u{1}\n\t\u{1f}",
-                "del\u{7f} é ✓",
-                "auth-service/\"evil\",\"status\":200",
-            ] {
-                let quoted = serde_json::Value::String(s.to_string()).to_string();
-                assert_eq!(json_escape(s), quoted[1..quoted.len() - 1], "{s:?}");
-            }
-            assert_eq!(
-                log_fragment("api", "GET", "/a\"b", "http://h/x"),
-                r#"api","method":"GET","path":"/a\"b","target_url":"http://h/x"#
-            );
-        }
-    }
-
     /// Envoy cluster carrying a target's requests.
     pub fn target_cluster(target: &str) -> String {
         format!("egress_target_{target}")
@@ -312,5 +288,29 @@ impl FilterConfig {
             crate::secret_ref::resolve(&mut config, &crate::secret_ref::process_env)?;
         }
         Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod wire_escape_tests {
+    use super::wire::*;
+
+    #[test]
+    fn hand_built_escaping_matches_serde_json() {
+        for s in [
+            "",
+            "plain/path-1.2_~",
+            "quote\"back\\slash",
+            "ctl\u{1}\n\t\u{1f}",
+            "del\u{7f} é ✓",
+            "auth-service/\"evil\",\"status\":200",
+        ] {
+            let quoted = serde_json::Value::String(s.to_string()).to_string();
+            assert_eq!(json_escape(s), quoted[1..quoted.len() - 1], "{s:?}");
+        }
+        assert_eq!(
+            log_fragment("api", "GET", "/a\"b", "http://h/x"),
+            r#"api","method":"GET","path":"/a\"b","target_url":"http://h/x"#
+        );
     }
 }

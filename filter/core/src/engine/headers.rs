@@ -76,13 +76,18 @@ pub(crate) fn always_removed(name: &str) -> bool {
     let Some(&first) = name.as_bytes().first() else {
         return ALWAYS_REMOVED.iter().any(|r| r.matches(name));
     };
-    (ALWAYS_REMOVED_FIRST_BYTES[usize::from(first)] || name.contains('_'))
-        && ALWAYS_REMOVED.iter().any(|r| r.matches(name))
+    let may_match = ALWAYS_REMOVED_FIRST_BYTES
+        .get(usize::from(first))
+        .copied()
+        .unwrap_or(true);
+    (may_match || name.contains('_')) && ALWAYS_REMOVED.iter().any(|r| r.matches(name))
 }
 
 /// The first bytes (either case) a name needs for a [`RemoveRule::Name`] or
 /// [`RemoveRule::Prefix`] of [`ALWAYS_REMOVED`] to match it (every byte when a rule's text is
-/// empty); [`RemoveRule::Underscore`] is checked apart.
+/// empty); [`RemoveRule::Underscore`] is checked apart. (Built at compile time: an index out
+/// of bounds there fails the build, it cannot panic at run time.)
+#[allow(clippy::indexing_slicing)]
 static ALWAYS_REMOVED_FIRST_BYTES: [bool; 256] = {
     let mut table = [false; 256];
     let mut i = 0;

@@ -75,10 +75,14 @@ const fn is_unreserved(b: u8) -> bool {
 /// the sub-delimiters except `;`. An escape of one of these (but `/`) is decoded.
 fn is_plain_path_char(b: u8) -> bool {
     // A table: this runs for every byte of every request path.
-    PLAIN_PATH_CHARS[usize::from(b)]
+    PLAIN_PATH_CHARS
+        .get(usize::from(b))
+        .copied()
+        .unwrap_or(false)
 }
 
-/// [`plain_path_char_rule`] for every byte.
+/// [`plain_path_char_rule`] for every byte (built at compile time).
+#[allow(clippy::indexing_slicing)]
 static PLAIN_PATH_CHARS: [bool; 256] = {
     let mut table = [false; 256];
     let mut b = 0;
