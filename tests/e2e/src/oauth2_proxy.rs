@@ -12,8 +12,8 @@ use anyhow::{ensure, Context, Result};
 
 use crate::wait::Probe;
 use crate::{
-    egressctl, filter_wasm, free_port, scratch_dir, wait_until, Envoy, Pki, Request, Response,
-    Standin, StandinOpts, TempDir,
+    egressctl, filter_wasm, free_port, scratch_dir, wait_until, Engine, Envoy, Pki, Request,
+    Response, Standin, StandinOpts, TempDir,
 };
 
 /// The route prefix to the target `crm`.
@@ -82,11 +82,13 @@ pub struct OAuth2ProxyOpts {
     /// A push key copied into the state directory before compiling, so one key signs pushes
     /// to several proxies.
     pub push_key: Option<PathBuf>,
+    /// `egressctl compile --engine` (default `wasm`).
+    pub engine: Engine,
 }
 
 impl OAuth2ProxyOpts {
     /// `client_secret_basic`, refresh 1s ahead, token timeout 5s, memory store, debug logs,
-    /// 2 workers.
+    /// 2 workers, the wasm engine.
     pub fn new(token_url: &str, client_id: &str, secret: &str) -> Self {
         OAuth2ProxyOpts {
             token_url: token_url.to_owned(),
@@ -101,7 +103,13 @@ impl OAuth2ProxyOpts {
             workers: 2,
             wasm_debug: true,
             push_key: None,
+            engine: Engine::Wasm,
         }
+    }
+
+    pub fn engine(mut self, engine: Engine) -> Self {
+        self.engine = engine;
+        self
     }
 
     pub fn auth(mut self, auth: TargetAuth) -> Self {
@@ -257,13 +265,15 @@ impl OAuth2Proxy {
             .args(["--push-addr", &format!("127.0.0.1:{push}")])
             .arg("--wasm")
             .arg(filter_wasm())
+            .args(opts.engine.args())
             .stdin(Stdio::null())
             .output()
             .context("running egressctl compile")?;
         let compile_output = output_text(&compiled);
         ensure!(
             compiled.status.success(),
-            "egressctl compile failed: {compile_output}"
+            "egressctl compile ({}) failed: {compile_output}",
+            opts.engine
         );
         let mut envoy_args = vec![
             "--concurrency".to_owned(),

@@ -154,8 +154,7 @@ fn echoed(egress: u16, path: &str, name: &str) -> String {
     }
 }
 
-#[test]
-fn no_credential_is_readable_on_the_admin_interface_before_or_after_a_rotation() {
+fn no_credential_is_readable_on_the_admin_interface_before_or_after_a_rotation(engine: Engine) {
     let upstream = Standin::start(StandinOpts::new("upstream")).unwrap();
     let token =
         Standin::start(StandinOpts::new("idp").token_endpoint("/oauth/token", 3600)).unwrap();
@@ -204,6 +203,8 @@ fn no_credential_is_readable_on_the_admin_interface_before_or_after_a_rotation()
             "state",
             "--admin",
             &admin_addr,
+            "--engine",
+            engine.as_str(),
         ],
     );
     assert!(
@@ -223,17 +224,8 @@ fn no_credential_is_readable_on_the_admin_interface_before_or_after_a_rotation()
             assert!(!text.contains(&n), "{f} holds a credential");
         }
     }
-    let secrets = dir.path().join("state/secrets.env");
-    let text = std::fs::read_to_string(&secrets).unwrap();
-    assert!(
-        text.contains(&format!("EGRESS_SECRET_APIKEY__KEY={API_KEY}\n")),
-        "{text}"
-    );
-    use std::os::unix::fs::PermissionsExt;
-    assert_eq!(
-        std::fs::metadata(&secrets).unwrap().permissions().mode() & 0o777,
-        0o600
-    );
+    let state = dir.path().join("state");
+    assert_secret_files_hold(&state, API_KEY, engine);
 
     let envoy = Envoy::start(&dir.path().join("state/envoy.yaml"), &[]).unwrap();
     envoy.wait_ready(&admin_addr).unwrap();
@@ -251,6 +243,7 @@ fn no_credential_is_readable_on_the_admin_interface_before_or_after_a_rotation()
     // A rotated credential reaches the running Envoy (sealed), and is not readable either.
     write(ROTATED_KEY);
     let out = ctl(dir.path(), &["apply", "config.yaml", "--out", "state"]);
+    // (No --engine: apply keeps the state's.)
     assert!(
         out.status.success(),
         "{}",
@@ -274,7 +267,36 @@ fn no_credential_is_readable_on_the_admin_interface_before_or_after_a_rotation()
     let mut after = needles(&pem, ROTATED_KEY);
     after.push(API_KEY.to_string());
     assert_admin_clean(&envoy, &admin_addr, listen, &after);
-    assert!(std::fs::read_to_string(&secrets)
-        .unwrap()
-        .contains(&format!("EGRESS_SECRET_APIKEY__KEY={ROTATED_KEY}\n")));
+    assert_secret_files_hold(&state, ROTATED_KEY, engine);
 }
+
+/// Where a state directory may keep credential values: `secrets.env` (the environment the
+/// filter reads, wasm engine) and `sds/<target>.yaml` (the SDS secrets Envoy's injector reads,
+/// auto engine). `value` is in one of them, and each is readable by its owner only.
+fn assert_secret_files_hold(state: &Path, value: &str, engine: Engine) {
+    use std::os::unix::fs::PermissionsExt;
+    let mut files = vec![state.join("secrets.env")];
+    if let Ok(dir) = std::fs::read_dir(state.join("sds")) {
+        files.extend(dir.map(|e| e.unwrap().path()));
+    }
+    let mut found = false;
+    for f in files.iter().filter(|f| f.exists()) {
+        found |= std::fs::read_to_string(f).unwrap().contains(value);
+        assert_eq!(
+            std::fs::metadata(f).unwrap().permissions().mode() & 0o777,
+            0o600,
+            "{engine}: {} is readable by others",
+            f.display()
+        );
+    }
+    assert!(found, "{engine}: no secret file holds the value: {files:?}");
+    if engine == Engine::Wasm {
+        let env = std::fs::read_to_string(state.join("secrets.env")).unwrap();
+        assert!(
+            env.contains(&format!("EGRESS_SECRET_APIKEY__KEY={value}\n")),
+            "{env}"
+        );
+    }
+}
+
+engine_tests!(no_credential_is_readable_on_the_admin_interface_before_or_after_a_rotation,);

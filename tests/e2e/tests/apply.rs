@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use egress_e2e::*;
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -30,6 +31,7 @@ fn config(
 }
 
 struct Running {
+    engine: Engine,
     dir: tempfile::TempDir,
     _upstream: Standin,
     envoy: Envoy,
@@ -38,7 +40,7 @@ struct Running {
 }
 
 impl Running {
-    fn start() -> Running {
+    fn start(engine: Engine) -> Running {
         let upstream = Standin::start(StandinOpts::new("notification")).unwrap();
         let (listen, admin) = (free_port().unwrap(), free_port().unwrap());
         let dir = scratch_dir().unwrap();
@@ -56,16 +58,19 @@ impl Running {
                 "state",
                 "--admin",
                 &format!("127.0.0.1:{admin}"),
+                "--engine",
+                engine.as_str(),
             ],
         );
         assert!(
             out.status.success(),
-            "{}",
+            "{engine}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
         let envoy = Envoy::start(&dir.path().join("state/envoy.yaml"), &[]).unwrap();
         envoy.wait_ready(&format!("127.0.0.1:{admin}")).unwrap();
         Running {
+            engine,
             upstream_port: upstream.port(),
             _upstream: upstream,
             dir,
@@ -78,7 +83,15 @@ impl Running {
         std::fs::write(self.dir.path().join("config.yaml"), yaml).unwrap();
     }
 
+    /// `egressctl apply --engine <self.engine>` plus `extra`.
     fn apply(&self, extra: &[&str]) -> std::process::Output {
+        let mut args = vec!["--engine", self.engine.as_str()];
+        args.extend_from_slice(extra);
+        self.apply_as_is(&args)
+    }
+
+    /// `egressctl apply` with only `extra` (no `--engine`: the state's).
+    fn apply_as_is(&self, extra: &[&str]) -> std::process::Output {
         // Envoy confirms a change in well under a second; the shared deadline leaves room
         // for a loaded machine (a rejection is reported as soon as Envoy counts it).
         let timeout = patience().as_secs().to_string();
@@ -108,52 +121,12 @@ fn ctl(dir: &tempfile::TempDir, args: &[&str]) -> std::process::Output {
     cmd.output().unwrap()
 }
 
-#[test]
-fn apply_adds_changes_and_removes_routes_and_targets_under_load_without_a_failed_request() {
-    let r = Running::start();
-    let stop = Arc::new(AtomicBool::new(false));
-    let sent = Arc::new(AtomicUsize::new(0));
-    let failures = Arc::new(Mutex::new(Vec::<String>::new()));
-    let seen_keys = Arc::new(Mutex::new(std::collections::BTreeSet::<String>::new()));
-    let workers: Vec<_> = (0..4)
-        .map(|_| {
-            let (stop, sent, failures, seen_keys) = (
-                stop.clone(),
-                sent.clone(),
-                failures.clone(),
-                seen_keys.clone(),
-            );
-            let url = r.url("/egress/notify/email");
-            std::thread::spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    match Request::post(&url).send() {
-                        Ok(resp) if resp.status == 200 => {
-                            let key = resp.json().unwrap()["headers"]["x-api-key"]
-                                .as_str()
-                                .unwrap_or("")
-                                .to_string();
-                            seen_keys.lock().unwrap().insert(key);
-                        }
-                        Ok(resp) => failures
-                            .lock()
-                            .unwrap()
-                            .push(format!("{} {}", resp.status, resp.body)),
-                        Err(e) => failures.lock().unwrap().push(format!("{e:#}")),
-                    }
-                    sent.fetch_add(1, Ordering::Relaxed);
-                }
-            })
-        })
-        .collect();
-    // Let some load through before and between the changes (counted, not timed).
-    let more_load = |n: usize| {
-        let from = sent.load(Ordering::Relaxed);
-        wait_for(format!("{n} more requests under load"), || {
-            Ok(sent.load(Ordering::Relaxed) >= from + n)
-        })
-        .unwrap();
-    };
-    more_load(20);
+fn apply_adds_changes_and_removes_routes_and_targets_under_load_without_a_failed_request(
+    engine: Engine,
+) {
+    let r = Running::start(engine);
+    let load = Load::start(&r.url("/egress/notify/email"));
+    load.more(20);
 
     // 1. Add a route.
     r.write(config(
@@ -180,7 +153,7 @@ fn apply_adds_changes_and_removes_routes_and_targets_under_load_without_a_failed
     let extra = Request::post(&r.url("/egress/extra/x")).send().unwrap();
     assert_eq!(extra.status, 200);
     assert_eq!(extra.json().unwrap()["path"], "/v1/x");
-    more_load(20);
+    load.more(20);
 
     // 2. Change the target's URL and credential.
     r.write(config(
@@ -213,7 +186,7 @@ fn apply_adds_changes_and_removes_routes_and_targets_under_load_without_a_failed
         .unwrap();
     assert_eq!(after["path"], "/v2/email");
     assert_eq!(after["headers"]["x-api-key"], "key-2");
-    more_load(20);
+    load.more(20);
 
     // 3. Remove the added route.
     r.write(config(
@@ -232,30 +205,16 @@ fn apply_adds_changes_and_removes_routes_and_targets_under_load_without_a_failed
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("- route /egress/extra"));
     assert_eq!(get(&r.url("/egress/extra/x")).unwrap().status, 404);
-    more_load(20);
+    load.more(20);
 
-    stop.store(true, Ordering::Relaxed);
-    for w in workers {
-        w.join().unwrap();
-    }
-    let failures = failures.lock().unwrap();
-    let total = sent.load(Ordering::Relaxed);
-    assert!(total > 50, "too little load to prove anything: {total}");
-    assert!(
-        failures.is_empty(),
-        "{} of {total} requests failed: {:?}",
-        failures.len(),
-        &failures[..failures.len().min(5)]
-    );
-    let keys = seen_keys.lock().unwrap();
+    let keys = load.finish(engine);
     assert!(keys.contains("key-1") && keys.contains("key-2"), "{keys:?}");
     // Envoy was never restarted.
     assert!(r.envoy.exited().is_none());
 }
 
-#[test]
-fn a_change_envoy_rejects_fails_apply_and_the_old_config_keeps_serving() {
-    let r = Running::start();
+fn a_change_envoy_rejects_fails_apply_and_the_old_config_keeps_serving(engine: Engine) {
+    let r = Running::start(engine);
     let before = std::fs::read(r.dir.path().join("state/cds.yaml")).unwrap();
     r.write(config(
         r.listen,
@@ -284,9 +243,8 @@ fn a_change_envoy_rejects_fails_apply_and_the_old_config_keeps_serving() {
     assert_eq!(echo["headers"]["x-api-key"], "key-1");
 }
 
-#[test]
-fn an_invalid_config_changes_nothing_and_exits_1() {
-    let r = Running::start();
+fn an_invalid_config_changes_nothing_and_exits_1(engine: Engine) {
+    let r = Running::start(engine);
     let before = std::fs::read(r.dir.path().join("state/lds.yaml")).unwrap();
     std::fs::write(
         r.dir.path().join("config.yaml"),
@@ -305,3 +263,142 @@ fn an_invalid_config_changes_nothing_and_exits_1() {
         before
     );
 }
+
+/// Four threads POSTing to one URL until [`Load::finish`]: how many, which failed, which
+/// `x-api-key` values the upstream saw.
+struct Load {
+    stop: Arc<AtomicBool>,
+    sent: Arc<AtomicUsize>,
+    failures: Arc<Mutex<Vec<String>>>,
+    seen_keys: Arc<Mutex<BTreeSet<String>>>,
+    workers: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Load {
+    fn start(url: &str) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let sent = Arc::new(AtomicUsize::new(0));
+        let failures = Arc::new(Mutex::new(Vec::<String>::new()));
+        let seen_keys = Arc::new(Mutex::new(BTreeSet::<String>::new()));
+        let workers = (0..4)
+            .map(|_| {
+                let (stop, sent, failures, seen_keys) = (
+                    stop.clone(),
+                    sent.clone(),
+                    failures.clone(),
+                    seen_keys.clone(),
+                );
+                let url = url.to_owned();
+                std::thread::spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        match Request::post(&url).send() {
+                            Ok(resp) if resp.status == 200 => {
+                                let key = resp.json().unwrap()["headers"]["x-api-key"]
+                                    .as_str()
+                                    .unwrap_or("")
+                                    .to_string();
+                                seen_keys.lock().unwrap().insert(key);
+                            }
+                            Ok(resp) => failures
+                                .lock()
+                                .unwrap()
+                                .push(format!("{} {}", resp.status, resp.body)),
+                            Err(e) => failures.lock().unwrap().push(format!("{e:#}")),
+                        }
+                        sent.fetch_add(1, Ordering::Relaxed);
+                    }
+                })
+            })
+            .collect();
+        Load {
+            stop,
+            sent,
+            failures,
+            seen_keys,
+            workers,
+        }
+    }
+
+    /// Waits until `n` more requests were sent (counted, not timed).
+    fn more(&self, n: usize) {
+        let from = self.sent.load(Ordering::Relaxed);
+        wait_for(format!("{n} more requests under load"), || {
+            Ok(self.sent.load(Ordering::Relaxed) >= from + n)
+        })
+        .unwrap();
+    }
+
+    /// Stops the load; asserts enough was sent and nothing failed; the keys seen.
+    fn finish(mut self, engine: Engine) -> BTreeSet<String> {
+        self.stop.store(true, Ordering::Relaxed);
+        for w in self.workers.drain(..) {
+            w.join().unwrap();
+        }
+        let failures = self.failures.lock().unwrap();
+        let total = self.sent.load(Ordering::Relaxed);
+        assert!(
+            total > 50,
+            "{engine}: too little load to prove anything: {total}"
+        );
+        assert!(
+            failures.is_empty(),
+            "{engine}: {} of {total} requests failed: {:?}",
+            failures.len(),
+            &failures[..failures.len().min(5)]
+        );
+        self.seen_keys.lock().unwrap().clone()
+    }
+}
+
+/// The `engine` a state directory's state.json records.
+fn state_engine(r: &Running) -> String {
+    let text = std::fs::read_to_string(r.dir.path().join("state/state.json")).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    v["engine"].as_str().unwrap_or("wasm").to_owned()
+}
+
+fn switching_the_engine_with_apply_under_load_fails_no_request_and_is_kept(engine: Engine) {
+    let r = Running::start(engine);
+    let other = match engine {
+        Engine::Wasm => Engine::Auto,
+        Engine::Auto => Engine::Wasm,
+    };
+    assert_eq!(state_engine(&r), engine.as_str());
+    let load = Load::start(&r.url("/egress/notify/email"));
+    load.more(20);
+    let out = r.apply_as_is(&["--engine", other.as_str()]);
+    assert!(
+        out.status.success(),
+        "{engine} -> {other}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(state_engine(&r), other.as_str(), "{engine} -> {other}");
+    load.more(20);
+    // A later apply without --engine keeps the switched one.
+    r.write(config(
+        r.listen,
+        r.upstream_port,
+        "/v1",
+        "key-2",
+        None,
+        None,
+    ));
+    let out = r.apply_as_is(&[]);
+    assert!(
+        out.status.success(),
+        "{engine} -> {other}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(state_engine(&r), other.as_str(), "{engine} -> {other}");
+    load.more(20);
+    let keys = load.finish(engine);
+    assert!(keys.contains("key-1") && keys.contains("key-2"), "{keys:?}");
+    assert!(r.envoy.exited().is_none());
+}
+
+engine_tests!(
+    apply_adds_changes_and_removes_routes_and_targets_under_load_without_a_failed_request,
+    a_change_envoy_rejects_fails_apply_and_the_old_config_keeps_serving,
+    an_invalid_config_changes_nothing_and_exits_1,
+    switching_the_engine_with_apply_under_load_fails_no_request_and_is_kept,
+);

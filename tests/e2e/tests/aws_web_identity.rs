@@ -103,6 +103,7 @@ fn start(store: &str) -> Result<Setup> {
         .args(["--push-addr", &format!("127.0.0.1:{push}")])
         .arg("--wasm")
         .arg(filter_wasm())
+        .args(Engine::Wasm.args())
         .output()
         .context("running egressctl compile")?;
     let stderr = String::from_utf8_lossy(&compiled.stderr);

@@ -150,7 +150,7 @@ logger: {{ output: {d}/requests.log }}
 }
 
 impl Proxy {
-    fn start() -> Proxy {
+    fn start(engine: Engine) -> Proxy {
         let dir = scratch_dir().unwrap();
         make_pki(dir.path());
         let crm = Standin::start(StandinOpts::new("crm")).unwrap();
@@ -181,10 +181,16 @@ impl Proxy {
                 &format!("127.0.0.1:{admin}"),
                 "--wasm",
                 filter_wasm().to_str().unwrap(),
+                "--engine",
+                engine.as_str(),
             ])
             .output()
             .unwrap();
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        assert!(
+            o.status.success(),
+            "{engine}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
         let envoy = Envoy::start(&out.join("envoy.yaml"), &[]).unwrap();
         envoy.wait_ready(&format!("127.0.0.1:{admin}")).unwrap();
         let token_url = oauth.token_url();
@@ -275,12 +281,11 @@ fn refused(r: Result<(u16, Value), i32>, status: u16, code: &str) {
     assert_eq!((s, body["error"].as_str()), (status, Some(code)), "{body}");
 }
 
-#[test]
-fn callers_by_client_certificate_and_by_jwt_are_verified_and_allowed_per_route() {
+fn callers_by_client_certificate_and_by_jwt_are_verified_and_allowed_per_route(engine: Engine) {
     if !oauth_server_or_skip("callers e2e").unwrap() {
         return;
     }
-    let p = Proxy::start();
+    let p = Proxy::start(engine);
 
     // SPIFFE client certificates.
     let body = forwarded(p.call("/egress/crm/x", Some("billing"), &[]));
@@ -425,6 +430,8 @@ fn callers_by_client_certificate_and_by_jwt_are_verified_and_allowed_per_route()
             p.file("out").to_str().unwrap(),
             "--timeout-secs",
             &timeout,
+            "--engine",
+            engine.as_str(),
         ])
         .output()
         .unwrap();
@@ -448,3 +455,5 @@ fn callers_by_client_certificate_and_by_jwt_are_verified_and_allowed_per_route()
         "a caller token reached the log"
     );
 }
+
+engine_tests!(callers_by_client_certificate_and_by_jwt_are_verified_and_allowed_per_route,);

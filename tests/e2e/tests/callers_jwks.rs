@@ -105,8 +105,7 @@ fn egressctl_ok(args: &[&str]) {
     );
 }
 
-#[test]
-fn jwt_access_tokens_are_verified_through_jwks_url_and_a_key_rotation_is_picked_up() {
+fn jwt_access_tokens_are_verified_through_jwks_url_and_a_key_rotation_is_picked_up(engine: Engine) {
     if !oauth_server_or_skip("jwks_url e2e").unwrap() {
         return;
     }
@@ -142,6 +141,8 @@ fn jwt_access_tokens_are_verified_through_jwks_url_and_a_key_rotation_is_picked_
         &admin_addr,
         "--wasm",
         wasm.to_str().unwrap(),
+        "--engine",
+        engine.as_str(),
     ]);
     let envoy = Envoy::start(&out.join("envoy.yaml"), &[]).unwrap();
     envoy.wait_ready(&admin_addr).unwrap();
@@ -157,7 +158,16 @@ fn jwt_access_tokens_are_verified_through_jwks_url_and_a_key_rotation_is_picked_
     std::fs::write(&cfg, config(listen, &crm, Some((&oauth, &ca)))).unwrap();
     egressctl_ok(&["validate", cfg_s]);
     let timeout = patience().as_secs().to_string();
-    egressctl_ok(&["apply", cfg_s, "--out", out_s, "--timeout-secs", &timeout]);
+    egressctl_ok(&[
+        "apply",
+        cfg_s,
+        "--out",
+        out_s,
+        "--timeout-secs",
+        &timeout,
+        "--engine",
+        engine.as_str(),
+    ]);
     let cds = std::fs::read_to_string(out.join("cds.yaml")).unwrap();
     assert!(cds.contains("egress_jwks_1"), "{cds}");
     wait_for(
@@ -212,3 +222,5 @@ fn jwt_access_tokens_are_verified_through_jwks_url_and_a_key_rotation_is_picked_
         .unwrap_or(0);
     assert!(tls >= 1, "no TLS handshake towards the JWKS endpoint");
 }
+
+engine_tests!(jwt_access_tokens_are_verified_through_jwks_url_and_a_key_rotation_is_picked_up,);

@@ -11,9 +11,8 @@ use egress_e2e::*;
 use serde_json::Value;
 use std::time::{Duration, Instant};
 
-#[test]
-fn every_row_of_the_spec_routing_table_lands_on_its_target_with_the_rewritten_path() {
-    let p = Proxy::start().unwrap();
+fn every_row_of_the_spec_routing_table_lands_on_its_target_with_the_rewritten_path(engine: Engine) {
+    let p = Proxy::start(engine).unwrap();
     // (incoming path, upstream service, path the upstream sees); CRM is OAuth2, tested below.
     let rows = [
         ("POST", "/egress/notify/email", "notification", "/email"),
@@ -45,9 +44,8 @@ fn every_row_of_the_spec_routing_table_lands_on_its_target_with_the_rewritten_pa
     }
 }
 
-#[test]
-fn query_string_is_kept_and_authority_is_the_targets() {
-    let p = Proxy::start().unwrap();
+fn query_string_is_kept_and_authority_is_the_targets(engine: Engine) {
+    let p = Proxy::start(engine).unwrap();
     let e = echo(&p.send(
         "GET",
         "/egress/analytics/users/stats?from=2025-01-01&limit=10",
@@ -64,9 +62,8 @@ fn query_string_is_kept_and_authority_is_the_targets() {
     assert_eq!(e["headers"]["host"], format!("127.0.0.1:{port}"));
 }
 
-#[test]
-fn section_3_credentials_arrive_api_key_bearer_basic_and_mtls() {
-    let p = Proxy::start().unwrap();
+fn section_3_credentials_arrive_api_key_bearer_basic_and_mtls(engine: Engine) {
+    let p = Proxy::start(engine).unwrap();
     let notify = echo(
         &Request::post(&p.url("/egress/notify/email"))
             .header("content-type", "application/json")
@@ -99,9 +96,8 @@ fn section_3_credentials_arrive_api_key_bearer_basic_and_mtls() {
     assert!(audit["headers"].get("authorization").is_none());
 }
 
-#[test]
-fn callers_cannot_override_or_smuggle_credentials_or_routing_headers() {
-    let p = Proxy::start().unwrap();
+fn callers_cannot_override_or_smuggle_credentials_or_routing_headers(engine: Engine) {
+    let p = Proxy::start(engine).unwrap();
     let r = Request::post(&p.url("/egress/notify/email"))
         .header("authorization", "Bearer caller-token")
         .header("proxy-authorization", "Basic Y2FsbGVy")
@@ -132,9 +128,8 @@ fn callers_cannot_override_or_smuggle_credentials_or_routing_headers() {
     }
 }
 
-#[test]
-fn unknown_paths_get_404_json_and_wrong_methods_405_with_allow() {
-    let p = Proxy::start().unwrap();
+fn unknown_paths_get_404_json_and_wrong_methods_405_with_allow(engine: Engine) {
+    let p = Proxy::start(engine).unwrap();
     for path in ["/egress/unknown/x", "/egress/crmx", "/", "/egress"] {
         let r = p.send("GET", path);
         assert_eq!(r.status, 404, "{path}");
@@ -150,9 +145,10 @@ fn unknown_paths_get_404_json_and_wrong_methods_405_with_allow() {
     assert_eq!(r.header("allow"), Some("GET, POST"));
 }
 
-#[test]
-fn traversal_and_encoded_separators_are_refused_with_400_before_reaching_any_target() {
-    let p = Proxy::start().unwrap();
+fn traversal_and_encoded_separators_are_refused_with_400_before_reaching_any_target(
+    engine: Engine,
+) {
+    let p = Proxy::start(engine).unwrap();
     for path in [
         "/egress/erp/../notify/email",
         "/egress/erp/%2e%2e/%2e%2e/admin",
@@ -174,10 +170,12 @@ fn traversal_and_encoded_separators_are_refused_with_400_before_reaching_any_tar
     assert_eq!(stat.unwrap_or(0), 0);
 }
 
-#[test]
-fn crm_requests_carry_a_token_the_filter_fetched_and_ready_turns_200() {
-    let p = Proxy::start().unwrap();
-    let e = echo(&p.send("POST", "/egress/crm/Contact"));
+fn crm_requests_carry_a_token_the_filter_fetched_and_ready_turns_200(engine: Engine) {
+    let p = Proxy::start(engine).unwrap();
+    // Section 3.1: create answers the CRM's own 201.
+    let created = p.send("POST", "/egress/crm/Contact");
+    assert_eq!(created.status, 201, "{}", created.body);
+    let e = echo(&created);
     assert_eq!(e["service"], "salesforce");
     assert_eq!(e["path"], "/services/data/v58.0/sobjects/Contact");
     // The stand-in token endpoint issues `<name>-token-<n>`: one fetch for both requests.
@@ -191,16 +189,31 @@ fn crm_requests_carry_a_token_the_filter_fetched_and_ready_turns_200() {
         "Bearer salesforce-login-token-1"
     );
     assert_eq!(p.send("GET", "/ready").status, 200);
+    // Section 3.1: update and delete reach the same object with the same token.
+    for method in ["PATCH", "DELETE"] {
+        let e = echo(&p.send(method, "/egress/crm/Contact/003xx000004TmiQAAS"));
+        assert_eq!(e["method"], method);
+        assert_eq!(
+            e["path"],
+            "/services/data/v58.0/sobjects/Contact/003xx000004TmiQAAS"
+        );
+        assert_eq!(
+            e["headers"]["authorization"],
+            "Bearer salesforce-login-token-1"
+        );
+    }
 }
 
-#[test]
-fn oauth2_target_whose_token_endpoint_is_down_gets_503_credentials_unavailable() {
+fn oauth2_target_whose_token_endpoint_is_down_gets_503_credentials_unavailable(engine: Engine) {
     // The token endpoint is down before Envoy starts: the filter's first fetch (made at start)
     // cannot succeed before the test looks.
-    let p = Proxy::start_with(Setup {
-        token_endpoint_down: true,
-        ..Setup::default()
-    })
+    let p = Proxy::start_with(
+        engine,
+        Setup {
+            token_endpoint_down: true,
+            ..Setup::default()
+        },
+    )
     .unwrap();
     let started = Instant::now();
     let r = p.send("POST", "/egress/crm/Contact");
@@ -232,9 +245,8 @@ fn oauth2_target_whose_token_endpoint_is_down_gets_503_credentials_unavailable()
     );
 }
 
-#[test]
-fn health_is_200_json_and_metrics_count_requests_per_target_by_status_class() {
-    let p = Proxy::start().unwrap();
+fn health_is_200_json_and_metrics_count_requests_per_target_by_status_class(engine: Engine) {
+    let p = Proxy::start(engine).unwrap();
     let h = p.send("GET", "/health");
     assert_eq!(h.status, 200);
     assert_eq!(h.json().unwrap()["status"], "ok");
@@ -258,9 +270,8 @@ fn health_is_200_json_and_metrics_count_requests_per_target_by_status_class() {
     assert_no_secret(&text);
 }
 
-#[test]
-fn request_log_lines_follow_the_spec_format_and_hold_no_secret_or_query() {
-    let p = Proxy::start().unwrap();
+fn request_log_lines_follow_the_spec_format_and_hold_no_secret_or_query(engine: Engine) {
+    let p = Proxy::start(engine).unwrap();
     echo(&p.send("POST", "/egress/notify/email?token=q-secret"));
     assert_eq!(p.send("GET", "/egress/nope").status, 404);
     let lines = p.request_log(2);
@@ -317,3 +328,16 @@ fn request_log_lines_follow_the_spec_format_and_hold_no_secret_or_query() {
     assert_no_secret(&all);
     assert!(!all.contains("q-secret"), "query strings are not logged");
 }
+
+engine_tests!(
+    every_row_of_the_spec_routing_table_lands_on_its_target_with_the_rewritten_path,
+    query_string_is_kept_and_authority_is_the_targets,
+    section_3_credentials_arrive_api_key_bearer_basic_and_mtls,
+    callers_cannot_override_or_smuggle_credentials_or_routing_headers,
+    unknown_paths_get_404_json_and_wrong_methods_405_with_allow,
+    traversal_and_encoded_separators_are_refused_with_400_before_reaching_any_target,
+    crm_requests_carry_a_token_the_filter_fetched_and_ready_turns_200,
+    oauth2_target_whose_token_endpoint_is_down_gets_503_credentials_unavailable,
+    health_is_200_json_and_metrics_count_requests_per_target_by_status_class,
+    request_log_lines_follow_the_spec_format_and_hold_no_secret_or_query,
+);

@@ -9,12 +9,14 @@ use demo_common::*;
 use egress_e2e::*;
 use std::time::Duration;
 
-#[test]
-fn tls_is_verified_against_the_configured_ca_and_refused_on_mismatch() {
-    let p = Proxy::start_with(Setup {
-        notification_wrong_ca: true,
-        ..Setup::default()
-    })
+fn tls_is_verified_against_the_configured_ca_and_refused_on_mismatch(engine: Engine) {
+    let p = Proxy::start_with(
+        engine,
+        Setup {
+            notification_wrong_ca: true,
+            ..Setup::default()
+        },
+    )
     .unwrap();
     let r = p.send("POST", "/egress/notify/email");
     assert_eq!(
@@ -32,8 +34,7 @@ fn tls_is_verified_against_the_configured_ca_and_refused_on_mismatch() {
     echo(&p.send("GET", "/egress/erp/customers"));
 }
 
-#[test]
-fn a_self_signed_target_is_refused_without_insecure_skip_verify() {
+fn a_self_signed_target_is_refused_without_insecure_skip_verify(engine: Engine) {
     let pki = Pki::generate().unwrap();
     // Point the ERP at a verified config: same demo, but the ERP's tls block verifies ca.crt.
     let state = scratch_dir().unwrap();
@@ -68,6 +69,8 @@ fn a_self_signed_target_is_refused_without_insecure_skip_verify() {
             &format!("127.0.0.1:{admin}"),
             "--wasm",
             filter_wasm().to_str().unwrap(),
+            "--engine",
+            engine.as_str(),
         ],
     )
     .unwrap();
@@ -78,9 +81,11 @@ fn a_self_signed_target_is_refused_without_insecure_skip_verify() {
     assert_eq!(r.status, 503);
 }
 
+/// Wasm engine only: the filter's own config check at load (what `auto` renders loads the
+/// same module with the same config check).
 #[test]
 fn a_filter_config_the_filter_refuses_stops_the_plugin_with_a_clear_log_line() {
-    let p = Proxy::start().unwrap();
+    let p = Proxy::start(Engine::Wasm).unwrap();
     let out = p.state.path().join("out");
     let lds = std::fs::read_to_string(out.join("lds.yaml")).unwrap();
     // A version the filter does not know: the filter must refuse it at load.
@@ -138,8 +143,7 @@ fn a_filter_config_the_filter_refuses_stops_the_plugin_with_a_clear_log_line() {
     assert_no_secret(&log);
 }
 
-#[test]
-fn egressctl_up_serves_and_stops_cleanly_on_sigterm() {
+fn egressctl_up_serves_and_stops_cleanly_on_sigterm(engine: Engine) {
     let pki = Pki::generate().unwrap();
     let notify = Standin::start(StandinOpts::new("notification").tls(pki.server())).unwrap();
     let state = scratch_dir().unwrap();
@@ -155,9 +159,12 @@ fn egressctl_up_serves_and_stops_cleanly_on_sigterm() {
         "--wasm",
         filter_wasm().to_str().unwrap(),
         "--base-id",
-        &(std::process::id() % 60_000 + 3_000).to_string(),
+        // Unique per process and engine (both engines' tests run side by side).
+        &(std::process::id() % 30_000 * 2 + 3_000 + u32::from(engine == Engine::Auto)).to_string(),
         "--concurrency",
         "1",
+        "--engine",
+        engine.as_str(),
     ]);
     cmd.envs(SECRETS.iter().map(|(k, v)| (*k, *v)))
         .env("DEMO_NOTIFY_PORT", notify.port().to_string())
@@ -208,3 +215,9 @@ fn egressctl_up_serves_and_stops_cleanly_on_sigterm() {
         "Envoy still serving after stop"
     );
 }
+
+engine_tests!(
+    tls_is_verified_against_the_configured_ca_and_refused_on_mismatch,
+    a_self_signed_target_is_refused_without_insecure_skip_verify,
+    egressctl_up_serves_and_stops_cleanly_on_sigterm,
+);

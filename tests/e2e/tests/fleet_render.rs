@@ -211,6 +211,9 @@ fn configmap_envoy_config_equals_compile_output_and_serves_real_upstreams() {
             "127.0.0.1:9902",
             "--system-ca",
             "/etc/ssl/certs/ca-certificates.crt",
+            // `render k8s` renders the wasm engine, so compile must too.
+            "--engine",
+            "wasm",
         ])
         .output()
         .unwrap();
@@ -469,6 +472,9 @@ fn a_packaged_module_round_trips_through_a_registry_and_runs_in_envoy() {
             pulled.to_str().unwrap(),
             "--admin",
             &admin_arg,
+            // The pulled module must serve the route (auto would route natively).
+            "--engine",
+            "wasm",
         ],
     );
     let envoy = Envoy::start(&w.join("state/envoy.yaml"), &[]).unwrap();

@@ -30,7 +30,7 @@ struct Proxy {
 }
 
 impl Proxy {
-    fn start() -> Result<Self> {
+    fn start(engine: Engine) -> Result<Self> {
         let crm = Standin::start(StandinOpts::new("crm"))?;
         let bulk = Standin::start(StandinOpts::new("bulk"))?;
         let listen = free_port()?;
@@ -83,12 +83,14 @@ egress:
                 &format!("127.0.0.1:{admin}"),
                 "--wasm",
                 filter_wasm().to_str().unwrap(),
+                "--engine",
+                engine.as_str(),
             ])
             .env("CRM_KEY", CRM_KEY)
             .env("BULK_TOKEN", BULK_TOKEN)
             .output()
             .context("running egressctl compile")?;
-        let envoy = envoy_from_compile(&compiled, &out, admin, &[])?;
+        let envoy = envoy_from_compile(&compiled, &out, admin, &[]).context(engine)?;
         Ok(Self {
             _crm: crm,
             _bulk: bulk,
@@ -200,9 +202,8 @@ fn refused(status: u16, body: &str, want: u16, code: &str, what: &str) {
     }
 }
 
-#[test]
-fn hostile_requests_reach_no_upstream_with_a_credential() {
-    let p = Proxy::start().unwrap();
+fn hostile_requests_reach_no_upstream_with_a_credential(engine: Engine) {
+    let p = Proxy::start(engine).unwrap();
 
     // 1. Another spelling of the more specific route is that route: its method list holds,
     // and its own target (and credential) gets the request.
@@ -377,3 +378,5 @@ fn hostile_requests_reach_no_upstream_with_a_credential() {
         "a secret in Envoy's log"
     );
 }
+
+engine_tests!(hostile_requests_reach_no_upstream_with_a_credential,);

@@ -17,7 +17,7 @@ struct Running {
     push: u16,
 }
 
-fn start() -> Running {
+fn start(engine: Engine) -> Running {
     let upstream = Standin::start(StandinOpts::new("upstream")).unwrap();
     let (listen, admin, push) = (
         free_port().unwrap(),
@@ -41,11 +41,12 @@ fn start() -> Running {
         .arg(format!("127.0.0.1:{admin}"))
         .arg("--push-addr")
         .arg(format!("127.0.0.1:{push}"))
+        .args(engine.args())
         .output()
         .unwrap();
     assert!(
         out.status.success(),
-        "{}",
+        "{engine}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     let envoy = Envoy::start(&dir.path().join("state/envoy.yaml"), &[]).unwrap();
@@ -101,9 +102,8 @@ fn slowloris(port: u16, head: &[u8], drip: &[u8]) -> String {
     }
 }
 
-#[test]
-fn a_slowloris_is_cut_off_on_the_egress_and_the_push_listener() {
-    let r = start();
+fn a_slowloris_is_cut_off_on_the_egress_and_the_push_listener(engine: Engine) {
+    let r = start(engine);
     // Headers that never end.
     let drip = b"X-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n";
     for port in [r.listen, r.push] {
@@ -138,9 +138,8 @@ fn a_slowloris_is_cut_off_on_the_egress_and_the_push_listener() {
         .contains("no configured limit to the number of allowed active downstream connections"));
 }
 
-#[test]
-fn an_idle_connection_is_closed_long_before_an_hour() {
-    let r = start();
+fn an_idle_connection_is_closed_long_before_an_hour(engine: Engine) {
+    let r = start(engine);
     let mut s = TcpStream::connect(("127.0.0.1", r.listen)).unwrap();
     s.write_all(b"GET /health HTTP/1.1\r\nHost: egress\r\n\r\n")
         .unwrap();
@@ -158,9 +157,8 @@ fn an_idle_connection_is_closed_long_before_an_hour() {
     assert!(String::from_utf8_lossy(&got).starts_with("HTTP/1.1 200"));
 }
 
-#[test]
-fn a_metrics_burst_is_limited_while_egress_requests_still_work() {
-    let r = start();
+fn a_metrics_burst_is_limited_while_egress_requests_still_work(engine: Engine) {
+    let r = start(engine);
     let metrics = format!("http://127.0.0.1:{}/metrics", r.listen);
     let mut statuses = Vec::new();
     for _ in 0..30 {
@@ -184,9 +182,8 @@ fn a_metrics_burst_is_limited_while_egress_requests_still_work() {
     }
 }
 
-#[test]
-fn a_target_receives_none_of_the_callers_forwarding_headers() {
-    let r = start();
+fn a_target_receives_none_of_the_callers_forwarding_headers(engine: Engine) {
+    let r = start(engine);
     let resp = Request::get(&format!("http://127.0.0.1:{}/egress/echo/x", r.listen))
         .header("X-Forwarded-For", "10.1.2.3")
         .header("X-Forwarded-Proto", "https")
@@ -214,3 +211,10 @@ fn a_target_receives_none_of_the_callers_forwarding_headers() {
     assert_eq!(echo["headers"]["x-api-key"], KEY);
     assert!(!echo.to_string().contains("10.1.2.3"));
 }
+
+engine_tests!(
+    a_slowloris_is_cut_off_on_the_egress_and_the_push_listener,
+    an_idle_connection_is_closed_long_before_an_hour,
+    a_metrics_burst_is_limited_while_egress_requests_still_work,
+    a_target_receives_none_of_the_callers_forwarding_headers,
+);

@@ -36,7 +36,7 @@ struct Proxy {
 }
 
 impl Proxy {
-    fn start() -> Result<Self> {
+    fn start(engine: Engine) -> Result<Self> {
         let pki = Pki::generate()?;
         let notify = Nginx::start(NginxOpts::new("notification", pki.server()))?;
         let audit =
@@ -72,10 +72,11 @@ impl Proxy {
             .arg(&out)
             .args(["--admin", &format!("127.0.0.1:{admin}"), "--wasm"])
             .arg(filter_wasm())
+            .args(engine.args())
             .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .output()
             .context("running egressctl compile")?;
-        let envoy = envoy_from_compile(&compiled, &out, admin, &[])?;
+        let envoy = envoy_from_compile(&compiled, &out, admin, &[]).context(engine)?;
         Ok(Self {
             notify,
             audit,
@@ -108,10 +109,10 @@ fn nginx_echo(r: &Response, upstream: &Nginx, envoy: &Envoy) -> Value {
     echo
 }
 
-#[test]
 fn notify_route_reaches_nginx_over_verified_tls_with_api_key_injected_and_caller_authorization_removed(
+    engine: Engine,
 ) {
-    let p = Proxy::start().unwrap();
+    let p = Proxy::start(engine).unwrap();
     let r = Request::post(&p.url("/egress/notify/email"))
         .header("authorization", "Bearer caller-token")
         .header("x-api-key", "caller-key")
@@ -136,9 +137,10 @@ fn notify_route_reaches_nginx_over_verified_tls_with_api_key_injected_and_caller
     assert_eq!(echo["client_verify"], "NONE");
 }
 
-#[test]
-fn audit_route_presents_the_proxy_client_certificate_that_nginx_verifies_against_the_client_ca() {
-    let p = Proxy::start().unwrap();
+fn audit_route_presents_the_proxy_client_certificate_that_nginx_verifies_against_the_client_ca(
+    engine: Engine,
+) {
+    let p = Proxy::start(engine).unwrap();
     let r = Request::post(&p.url("/egress/audit/events"))
         .json(&serde_json::json!({"event": "login"}))
         .send()
@@ -226,3 +228,8 @@ fn nginx_audit_upstream_really_requires_a_client_certificate() {
     assert_eq!(echo["authorization"], "Bearer direct-token");
     assert_eq!(echo["x_api_key"], "direct-key");
 }
+
+engine_tests!(
+    notify_route_reaches_nginx_over_verified_tls_with_api_key_injected_and_caller_authorization_removed,
+    audit_route_presents_the_proxy_client_certificate_that_nginx_verifies_against_the_client_ca,
+);

@@ -33,8 +33,8 @@ fn tls_server(ttl: u64) -> Result<OAuthServer> {
     )
 }
 
-fn opts(server: &OAuthServer) -> OAuth2ProxyOpts {
-    OAuth2ProxyOpts::new(&server.token_url(), CLIENT_ID, CLIENT_SECRET)
+fn opts(server: &OAuthServer, engine: Engine) -> OAuth2ProxyOpts {
+    OAuth2ProxyOpts::new(&server.token_url(), CLIENT_ID, CLIENT_SECRET).engine(engine)
 }
 
 /// Milliseconds between fetches: `ttl - min(refresh_before, ttl / 2)`.
@@ -42,10 +42,9 @@ fn refresh_interval_ms(ttl_s: u64, refresh_before_ms: u64) -> u64 {
     ttl_s * 1000 - refresh_before_ms.min(ttl_s * 1000 / 2)
 }
 
-#[test]
-fn injected_bearer_is_a_token_the_server_issued_and_accepts() -> Result<()> {
+fn injected_bearer_is_a_token_the_server_issued_and_accepts(engine: Engine) -> Result<()> {
     let server = tls_server(600)?;
-    let proxy = OAuth2Proxy::start(&opts(&server))?;
+    let proxy = OAuth2Proxy::start(&opts(&server, engine))?;
     proxy.wait_token()?;
 
     // A caller's own Authorization is replaced, not forwarded.
@@ -70,13 +69,12 @@ fn injected_bearer_is_a_token_the_server_issued_and_accepts() -> Result<()> {
     Ok(())
 }
 
-#[test]
-fn one_token_fetch_per_lifetime_under_concurrent_load() -> Result<()> {
+fn one_token_fetch_per_lifetime_under_concurrent_load(engine: Engine) -> Result<()> {
     const TTL: u64 = 4;
     const CLIENTS: usize = 8;
     let interval = refresh_interval_ms(TTL, 1000);
     let server = tls_server(TTL)?;
-    let proxy = Arc::new(OAuth2Proxy::start(&opts(&server).workers(4))?);
+    let proxy = Arc::new(OAuth2Proxy::start(&opts(&server, engine).workers(4))?);
     let t0 = proxy.wait_token()?;
     let server = Arc::new(server);
     let end = t0 + Duration::from_secs(3 * TTL);
@@ -180,13 +178,12 @@ fn one_token_fetch_per_lifetime_under_concurrent_load() -> Result<()> {
 /// back), requests keep flowing with the old token instead of waiting for the new one. No
 /// latency guess: a request that waited would come back with the new token, after the server
 /// issued it.
-#[test]
-fn token_is_refreshed_before_expiry_without_requests_waiting() -> Result<()> {
+fn token_is_refreshed_before_expiry_without_requests_waiting(engine: Engine) -> Result<()> {
     // A 10s token refreshed 5s ahead; the refresh is answered 2.5s late, still before expiry.
     const TTL: u64 = 10;
     const DELAY_MS: u64 = 2_500;
     let server = tls_server(TTL)?;
-    let proxy = OAuth2Proxy::start(&opts(&server).refresh_before_expiry("5s"))?;
+    let proxy = OAuth2Proxy::start(&opts(&server, engine).refresh_before_expiry("5s"))?;
     proxy.wait_token()?;
     let old = bearer(&proxy.get(&format!("{CRM}/poll"))?)?;
     let old_exp_ms = server.check_issued(&old, CLIENT_ID)? * 1000;
@@ -256,3 +253,9 @@ fn token_is_refreshed_before_expiry_without_requests_waiting() -> Result<()> {
     );
     Ok(())
 }
+
+engine_tests!(
+    injected_bearer_is_a_token_the_server_issued_and_accepts,
+    one_token_fetch_per_lifetime_under_concurrent_load,
+    token_is_refreshed_before_expiry_without_requests_waiting,
+);

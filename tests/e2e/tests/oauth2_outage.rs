@@ -31,15 +31,16 @@ fn tls_server(ttl: u64) -> Result<OAuthServer> {
     )
 }
 
-fn opts(server: &OAuthServer) -> OAuth2ProxyOpts {
-    OAuth2ProxyOpts::new(&server.token_url(), CLIENT_ID, CLIENT_SECRET)
+fn opts(server: &OAuthServer, engine: Engine) -> OAuth2ProxyOpts {
+    OAuth2ProxyOpts::new(&server.token_url(), CLIENT_ID, CLIENT_SECRET).engine(engine)
 }
 
-#[test]
-fn outage_uses_the_last_token_until_expiry_then_fails_fast_and_recovers() -> Result<()> {
+fn outage_uses_the_last_token_until_expiry_then_fails_fast_and_recovers(
+    engine: Engine,
+) -> Result<()> {
     const TTL: u64 = 4;
     let mut server = tls_server(TTL)?;
-    let proxy = OAuth2Proxy::start(&opts(&server))?;
+    let proxy = OAuth2Proxy::start(&opts(&server, engine))?;
     proxy.wait_token()?;
     // The filter obtained the token before /ready said so: it expires by then + TTL.
     let expires_by = now_unix_ms() + TTL * 1000;
@@ -121,8 +122,7 @@ fn outage_uses_the_last_token_until_expiry_then_fails_fast_and_recovers() -> Res
     Ok(())
 }
 
-#[test]
-fn cold_start_is_not_ready_and_concurrent_requests_share_one_fetch() -> Result<()> {
+fn cold_start_is_not_ready_and_concurrent_requests_share_one_fetch(engine: Engine) -> Result<()> {
     const CLIENTS: usize = 16;
     // The first token request is answered only after DELAY_MS (under the token timeout), so
     // the burst below surely arrives while it is held, even on a slow machine.
@@ -130,7 +130,7 @@ fn cold_start_is_not_ready_and_concurrent_requests_share_one_fetch() -> Result<(
     let server = tls_server(600)?;
     server.delay_next(DELAY_MS)?;
     let proxy = Arc::new(OAuth2Proxy::start(
-        &opts(&server).token_timeout("15s").workers(4),
+        &opts(&server, engine).token_timeout("15s").workers(4),
     )?);
     // The fetch has reached the server: from now on, DELAY_MS without a token.
     wait_for(
@@ -183,12 +183,11 @@ fn cold_start_is_not_ready_and_concurrent_requests_share_one_fetch() -> Result<(
 /// README: a failed fetch is logged and counted with a reason, `transport` for a token
 /// endpoint that could not be reached. Envoy turns a refused connection and a callout
 /// timeout into its own 503/504 reply, which the filter takes for the server's answer.
-#[test]
-fn unreachable_or_silent_token_endpoint_counts_as_transport_failure() -> Result<()> {
+fn unreachable_or_silent_token_endpoint_counts_as_transport_failure(engine: Engine) -> Result<()> {
     let mut server = tls_server(600)?;
     // Nothing listens on the token port (connection refused).
     server.stop()?;
-    let proxy = OAuth2Proxy::start(&opts(&server).token_timeout("1s"))?;
+    let proxy = OAuth2Proxy::start(&opts(&server, engine).token_timeout("1s"))?;
     let prefix = "wasmcustom.egress.crm.token_fetch_failures.";
     wait_for("a fetch failure to be counted", || {
         Ok(proxy.stats_under(prefix)?.values().sum::<u64>() > 0)
@@ -216,3 +215,9 @@ fn unreachable_or_silent_token_endpoint_counts_as_transport_failure() -> Result<
     );
     Ok(())
 }
+
+engine_tests!(
+    outage_uses_the_last_token_until_expiry_then_fails_fast_and_recovers,
+    cold_start_is_not_ready_and_concurrent_requests_share_one_fetch,
+    unreachable_or_silent_token_endpoint_counts_as_transport_failure,
+);

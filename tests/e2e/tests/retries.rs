@@ -132,7 +132,7 @@ struct Proxy {
 }
 
 impl Proxy {
-    fn start(upstream: u16) -> Result<Proxy> {
+    fn start(engine: Engine, upstream: u16) -> Result<Proxy> {
         let (listen, admin) = (free_port()?, free_port()?);
         let dir = scratch_dir()?;
         let config = dir.path().join("config.yaml");
@@ -155,6 +155,7 @@ impl Proxy {
             .arg(&out)
             .args(["--admin", &format!("127.0.0.1:{admin}"), "--wasm"])
             .arg(filter_wasm())
+            .args(engine.args())
             .stdin(Stdio::null())
             .output()?;
         ensure!(
@@ -183,11 +184,11 @@ impl Proxy {
     }
 }
 
-#[test]
 fn a_post_is_not_replayed_after_the_upstream_reset_the_connection_while_a_get_is_retried(
+    engine: Engine,
 ) -> Result<()> {
     let upstream = FlakyUpstream::start()?;
-    let proxy = Proxy::start(upstream.port)?;
+    let proxy = Proxy::start(engine, upstream.port)?;
 
     let status = proxy.send("POST", "/reset/order")?;
     assert!(status >= 500, "POST through a reset: {status}");
@@ -213,11 +214,11 @@ fn a_post_is_not_replayed_after_the_upstream_reset_the_connection_while_a_get_is
     Ok(())
 }
 
-#[test]
 fn non_idempotent_methods_are_never_replayed_after_a_reset_or_a_503_idempotent_ones_are(
+    engine: Engine,
 ) -> Result<()> {
     let upstream = FlakyUpstream::start()?;
-    let proxy = Proxy::start(upstream.port)?;
+    let proxy = Proxy::start(engine, upstream.port)?;
     for (method, replayed) in [
         ("POST", false),
         ("PATCH", false),
@@ -238,3 +239,8 @@ fn non_idempotent_methods_are_never_replayed_after_a_reset_or_a_503_idempotent_o
     }
     Ok(())
 }
+
+engine_tests!(
+    a_post_is_not_replayed_after_the_upstream_reset_the_connection_while_a_get_is_retried,
+    non_idempotent_methods_are_never_replayed_after_a_reset_or_a_503_idempotent_ones_are,
+);

@@ -192,6 +192,7 @@ impl Setup {
             .args(["--push-addr", &format!("127.0.0.1:{push}")])
             .arg("--wasm")
             .arg(filter_wasm())
+            .args(Engine::Wasm.args())
             .stdin(Stdio::null())
             .output()?;
         let compile_output = output_text(&compiled);

@@ -28,9 +28,8 @@ use egress_e2e::*;
 use push_common::{Upstreams, CLIENT_SECRET};
 use serde_json::Value;
 
-#[test]
-fn one_fetch_reaches_two_proxies_and_both_inject_it() -> Result<()> {
-    let up = Upstreams::start(600)?;
+fn one_fetch_reaches_two_proxies_and_both_inject_it(engine: Engine) -> Result<()> {
+    let up = Upstreams::start_for(600, engine)?;
     let a = up.proxy(None, None)?;
     let b = up.proxy(None, Some(&a.key()))?;
     // Memory store: each proxy fetched a token of its own first.
@@ -100,6 +99,7 @@ fn push_body(token: &str) -> Vec<u8> {
     .unwrap()
 }
 
+/// Wasm engine only: the push listener is the same in both engines (its own listener).
 #[test]
 fn the_push_listener_refuses_every_forged_push() -> Result<()> {
     let up = Upstreams::start(600)?;
@@ -225,10 +225,11 @@ fn the_push_listener_refuses_every_forged_push() -> Result<()> {
     Ok(())
 }
 
-#[test]
-fn redis_mode_compiles_no_secret_waits_for_a_push_and_status_reports_it() -> Result<()> {
+fn redis_mode_compiles_no_secret_waits_for_a_push_and_status_reports_it(
+    engine: Engine,
+) -> Result<()> {
     let redis = Redis::start()?;
-    let up = Upstreams::start(600)?;
+    let up = Upstreams::start_for(600, engine)?;
     let p = up.proxy(Some(&redis), None)?;
     for f in ["envoy.yaml", "lds.yaml", "cds.yaml", "filter.json"] {
         let body = std::fs::read_to_string(p.out.join(f))?;
@@ -289,3 +290,8 @@ fn redis_mode_compiles_no_secret_waits_for_a_push_and_status_reports_it() -> Res
     assert_eq!(v["proxies"][0]["reachable"], true, "{v}");
     Ok(())
 }
+
+engine_tests!(
+    one_fetch_reaches_two_proxies_and_both_inject_it,
+    redis_mode_compiles_no_secret_waits_for_a_push_and_status_reports_it,
+);

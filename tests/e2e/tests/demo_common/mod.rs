@@ -30,6 +30,12 @@ pub struct Proxy {
     pub base: String,
     pub state: tempfile::TempDir,
     pub env: Vec<(String, String)>,
+    /// The engine `egressctl compile` rendered with.
+    pub engine: Engine,
+    /// The config file compiled (the demo config, or a changed copy).
+    pub config: PathBuf,
+    /// Holds a changed copy of the config.
+    _config_dir: Option<tempfile::TempDir>,
 }
 
 /// What to change in the demo setup.
@@ -42,14 +48,16 @@ pub struct Setup {
     /// Stop the OAuth2 token endpoint before Envoy starts (so no fetch can succeed; the
     /// stand-in is removed from `standins`).
     pub token_endpoint_down: bool,
+    /// `egress.enabled: false` (a changed copy of the demo config).
+    pub egress_disabled: bool,
 }
 
 impl Proxy {
-    pub fn start() -> Result<Self> {
-        Self::start_with(Setup::default())
+    pub fn start(engine: Engine) -> Result<Self> {
+        Self::start_with(engine, Setup::default())
     }
 
-    pub fn start_with(setup: Setup) -> Result<Self> {
+    pub fn start_with(engine: Engine, setup: Setup) -> Result<Self> {
         let pki = Pki::generate()?;
         let server = pki.server();
         let notify_cert = if setup.notification_wrong_ca {
@@ -77,9 +85,6 @@ impl Proxy {
             Standin::start(StandinOpts::new("analytics").tls(server.clone()))?,
             Standin::start(StandinOpts::new("legacy-erp").tls(pki.self_signed()))?,
         ];
-        let listen = free_port()?;
-        let admin = free_port()?;
-        let state = scratch_dir()?;
         let mut env: Vec<(String, String)> = SECRETS
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -94,27 +99,70 @@ impl Proxy {
         ] {
             env.push((var.into(), s.port().to_string()));
         }
-        env.push(("DEMO_LISTEN".into(), format!("127.0.0.1:{listen}")));
         env.push(("DEMO_PKI".into(), pki.dir().display().to_string()));
-        env.push(("DEMO_STATE".into(), state.path().display().to_string()));
         env.extend(setup.env);
         let mut standins = standins;
         if setup.token_endpoint_down {
             standins.remove(1).stop()?;
         }
+        let mut config = demo_config();
+        let mut config_dir = None;
+        if setup.egress_disabled {
+            let text = std::fs::read_to_string(&config)?;
+            let changed = text.replacen("egress:\n  enabled: true", "egress:\n  enabled: false", 1);
+            anyhow::ensure!(
+                changed != text,
+                "egress.enabled not found in the demo config"
+            );
+            let dir = scratch_dir()?;
+            config = dir.path().join("config.yaml");
+            std::fs::write(&config, changed)?;
+            config_dir = Some(dir);
+        }
+        let mut proxy = Self::compile_and_start(engine, env, config)?;
+        proxy._config_dir = config_dir;
+        proxy.standins = standins;
+        Ok(proxy)
+    }
 
+    /// A second proxy on the same stand-ins (same config, same ports of the services), rendered
+    /// with `engine`: its own listener, admin, state directory and request log.
+    pub fn twin(&self, engine: Engine) -> Result<Self> {
+        let env = self
+            .env
+            .iter()
+            .filter(|(k, _)| k != "DEMO_LISTEN" && k != "DEMO_STATE")
+            .cloned()
+            .collect();
+        Self::compile_and_start(engine, env, self.config.clone())
+    }
+
+    /// `egressctl compile --engine ENGINE` of the demo config with `env` (plus a fresh
+    /// `DEMO_LISTEN` and `DEMO_STATE`), and Envoy started on it; no stand-ins of its own.
+    fn compile_and_start(
+        engine: Engine,
+        mut env: Vec<(String, String)>,
+        config: PathBuf,
+    ) -> Result<Self> {
+        let listen = free_port()?;
+        let admin = free_port()?;
+        let state = scratch_dir()?;
+        env.push(("DEMO_LISTEN".into(), format!("127.0.0.1:{listen}")));
+        env.push(("DEMO_STATE".into(), state.path().display().to_string()));
         let out = state.path().join("out");
         let compiled = ctl(
             &env,
             &[
                 "compile",
-                demo_config().to_str().unwrap(),
+                config.to_str().unwrap(),
                 "--out",
                 out.to_str().unwrap(),
                 "--admin",
                 &format!("127.0.0.1:{admin}"),
                 "--wasm",
                 filter_wasm().to_str().unwrap(),
+                "--engine",
+                engine.as_str(),
             ],
         )?;
         let envoy = envoy_from_compile(
@@ -122,13 +170,17 @@ impl Proxy {
             &out,
             admin,
             &["--file-flush-interval-msec", "100"],
-        )?;
+        )
+        .with_context(|| engine.to_string())?;
         Ok(Self {
-            standins,
+            standins: Vec::new(),
             envoy,
             base: format!("http://127.0.0.1:{listen}"),
             state,
             env,
+            engine,
+            config,
+            _config_dir: None,
         })
     }
 
@@ -137,7 +189,10 @@ impl Proxy {
     }
 
     pub fn send(&self, method: &str, path: &str) -> Response {
-        Request::new(method, &self.url(path)).send().unwrap()
+        let engine = self.engine;
+        Request::new(method, &self.url(path))
+            .send()
+            .unwrap_or_else(|e| panic!("{engine}: {method} {path}: {e:#}"))
     }
 
     /// Request lines of the access log, waiting until at least `n` are there.

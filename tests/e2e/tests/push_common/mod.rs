@@ -19,17 +19,29 @@ pub const CLIENT_SECRET: &str = "SECRET-push-oauth-client-secret-83b2";
 pub struct Upstreams {
     pub server: OAuthServer,
     pub crm: Standin,
+    /// The engine the proxies are compiled with.
+    pub engine: Engine,
 }
 
 impl Upstreams {
+    /// Proxies compiled with the wasm engine.
     pub fn start(ttl: u64) -> Result<Upstreams> {
+        Self::start_for(ttl, Engine::Wasm)
+    }
+
+    /// Proxies compiled with `engine`.
+    pub fn start_for(ttl: u64, engine: Engine) -> Result<Upstreams> {
         let pki = Pki::generate()?;
         let server = OAuthServer::start(
             OAuthOpts::new(ttl, vec![OAuthClient::basic(CLIENT_ID, CLIENT_SECRET)])
                 .tls(pki.server()),
         )?;
         let crm = Standin::start(StandinOpts::new("crm").tls(pki.server()))?;
-        Ok(Upstreams { server, crm })
+        Ok(Upstreams {
+            server,
+            crm,
+            engine,
+        })
     }
 
     /// A proxy of `crm` in its own state directory; the redis store when given (push-only),
@@ -50,7 +62,8 @@ impl Upstreams {
         let mut opts = OAuth2ProxyOpts::new(&self.server.token_url(), CLIENT_ID, CLIENT_SECRET)
             .token_timeout("3s")
             .log_level("info")
-            .store(store);
+            .store(store)
+            .engine(self.engine);
         opts.wasm_debug = false;
         if let Some(key) = push_key {
             opts = opts.push_key(key);
