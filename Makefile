@@ -45,9 +45,11 @@ lint:
 ## bench: Envoy + our filter vs Envoy alone, the native credential injector and a minimal
 ## proxy-wasm module, under wrk on pinned cores; results go to bench/results/RESULTS.md.
 ## Smoke test: make bench BENCH_ARGS=--quick (1 short round, results under target/bench/).
+## Host-call costs: make bench BENCH_ARGS=--host-calls (bench/probe-module).
 bench: deps
 	@bash bench/install-deps.sh
 	$(CARGO) build -p egress-filter --target wasm32-wasip1 --release
 	$(CARGO) build --manifest-path bench/floor-module/Cargo.toml --target wasm32-wasip1 --release --target-dir target/floor-module
+	$(CARGO) build --manifest-path bench/probe-module/Cargo.toml --target wasm32-wasip1 --release --target-dir target/floor-module
 	$(CARGO) build -p egressctl -p egress-bench --release
 	target/release/egress-bench $(BENCH_ARGS)

@@ -1,6 +1,7 @@
-//! The eleven cases and their Envoy configs: cases 1–4 and 11 rendered here (JSON bootstraps),
-//! cases 5–10 by `egressctl compile` of egress configs written here (what cases 8–10 add to
-//! the API-key config lives in `auth_cases`).
+//! The sixteen cases and their Envoy configs: cases 1–4 and 11 rendered here (JSON
+//! bootstraps), the others by `egressctl compile --engine wasm|auto` of egress configs written
+//! here (what cases 8–10 add to the API-key config lives in `auth_cases`). Cases 5–10 and 12
+//! are the `wasm` engine, 13–16 the `auto` engine (issue 11).
 
 use crate::auth_cases;
 use crate::procs::output;
@@ -16,9 +17,11 @@ pub const API_KEY: &str = "bench-api-key";
 /// The OAuth2 client of cases 3 and 6 (the stand-in accepts any).
 const CLIENT_ID: &str = "bench-client";
 const CLIENT_SECRET: &str = "bench-client-secret";
-/// Routes of case 7, spread over this many targets.
+/// Routes of cases 7 and 16, spread over this many targets.
 pub const MANY_ROUTES: usize = 10_000;
 pub const MANY_ROUTES_TARGETS: usize = 10;
+/// Routes of cases 12 and 15 (what 10,000 routes are compared with), one target each.
+pub const FEW_ROUTES: usize = 6;
 /// The path every case but 7 is measured with; the upstream gets `/v1/items/42`.
 const PATH: &str = "/egress/api/v1/items/42";
 const UPSTREAM_PATH: &str = "/v1/items/42";
@@ -39,6 +42,8 @@ pub enum Kind {
     OursOauth2,
     /// Our filter, 10,000 routes.
     OursManyRoutes,
+    /// Our filter, 6 routes (the request hits the last one, as in the 10,000-route cases).
+    OursFewRoutes,
     /// Our filter, API key target, callers verified by mTLS (a SPIFFE ID in the client
     /// certificate wrk presents, through `bench/wrk-client-cert`).
     OursMtlsCallers,
@@ -50,11 +55,31 @@ pub enum Kind {
     LimitMtls,
 }
 
+/// Which `egressctl compile --engine` renders a case of ours.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EngineSel {
+    /// The filter routes, rewrites and injects every request.
+    Wasm,
+    /// Envoy routes natively; the filter only where it adds something (issue 11).
+    Auto,
+}
+
+impl EngineSel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EngineSel::Wasm => "wasm",
+            EngineSel::Auto => "auto",
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Case {
     /// 1-based, as in the issue.
     pub id: usize,
     pub kind: Kind,
+    /// `None`: a case without our filter (Envoy alone, native filters, the floor).
+    pub engine: Option<EngineSel>,
     /// A short label for the chart.
     pub label: &'static str,
     /// One line for the table.
@@ -64,9 +89,14 @@ pub struct Case {
 impl Case {
     pub fn all() -> Vec<Case> {
         use Kind::*;
-        let c = |id, kind, label, what| Case {
+        let c = |id, kind: Kind, label, what| Case {
             id,
             kind,
+            engine: match kind {
+                Limit | NativeGeneric | NativeOauth2 | Floor | LimitMtls => None,
+                _ if id >= 13 => Some(EngineSel::Auto),
+                _ => Some(EngineSel::Wasm),
+            },
             label,
             what,
         };
@@ -132,6 +162,36 @@ impl Case {
                 "11 envoy mTLS",
                 "case 1 behind case 8's TLS listener (client certificate required): TLS alone, no filter",
             ),
+            c(
+                12,
+                OursFewRoutes,
+                "12 wasm 6 routes",
+                "egress filter (`wasm` engine), 6 routes (request hits the last one)",
+            ),
+            c(
+                13,
+                OursApiKey,
+                "13 auto key",
+                "`auto` engine, API key target",
+            ),
+            c(
+                14,
+                OursOauth2,
+                "14 auto oauth",
+                "`auto` engine, OAuth2 target (token cached)",
+            ),
+            c(
+                15,
+                OursFewRoutes,
+                "15 auto 6 routes",
+                "`auto` engine, 6 routes (request hits the last one)",
+            ),
+            c(
+                16,
+                OursManyRoutes,
+                "16 auto 10k",
+                "`auto` engine, 10,000 routes (request hits the last one)",
+            ),
         ]
     }
 
@@ -142,6 +202,9 @@ impl Case {
                 "/egress/{}/v1/items/42",
                 many_route_segment(MANY_ROUTES - 1)
             ),
+            Kind::OursFewRoutes => {
+                format!("/egress/{}/v1/items/42", many_route_segment(FEW_ROUTES - 1))
+            }
             _ => PATH.to_owned(),
         }
     }
@@ -160,6 +223,7 @@ impl Case {
             | Kind::Floor
             | Kind::OursApiKey
             | Kind::OursManyRoutes
+            | Kind::OursFewRoutes
             | Kind::OursMtlsCallers
             | Kind::OursJwtCached => rest == key,
             Kind::OursSigv4 => rest
@@ -229,12 +293,14 @@ pub fn render(case: &Case, setup: &Setup, dir: &Path, listen: u16, admin: u16) -
         Kind::OursApiKey
         | Kind::OursOauth2
         | Kind::OursManyRoutes
+        | Kind::OursFewRoutes
         | Kind::OursMtlsCallers
         | Kind::OursJwtCached
         | Kind::OursSigv4 => {
             let config = dir.join("egress.yaml");
             fs::write(&config, egress_config(case.kind, setup, listen))?;
-            compile(setup, &config, &dir.join("out"), admin)?;
+            let engine = case.engine.unwrap_or(EngineSel::Wasm);
+            compile(setup, &config, &dir.join("out"), admin, engine)?;
             dir.join("out/envoy.yaml")
         }
     };
@@ -396,13 +462,18 @@ pub fn egress_config(kind: Kind, setup: &Setup, listen: u16) -> String {
             ));
             routes.push_str(&route("/egress/api", "api"));
         }
-        Kind::OursManyRoutes => {
-            for t in 0..MANY_ROUTES_TARGETS {
+        Kind::OursManyRoutes | Kind::OursFewRoutes => {
+            let (count, target_count) = if kind == Kind::OursManyRoutes {
+                (MANY_ROUTES, MANY_ROUTES_TARGETS)
+            } else {
+                (FEW_ROUTES, FEW_ROUTES)
+            };
+            for t in 0..target_count {
                 targets.push_str(&api_key_target(&format!("t{t}"), &upstream));
             }
             // Route i goes to target i / (routes per target): the last route to the last target.
-            let per_target = MANY_ROUTES.div_ceil(MANY_ROUTES_TARGETS);
-            for i in 0..MANY_ROUTES {
+            let per_target = count.div_ceil(target_count);
+            for i in 0..count {
                 let prefix = format!("/egress/{}", many_route_segment(i));
                 routes.push_str(&route(&prefix, &format!("t{}", i / per_target)));
             }
@@ -445,11 +516,18 @@ fn route(prefix: &str, target: &str) -> String {
     format!("    - path_prefix: \"{prefix}\"\n      target: {target}\n      strip_prefix: \"{prefix}\"\n")
 }
 
-/// `egressctl compile CONFIG --out DIR --admin 127.0.0.1:ADMIN --wasm WASM`; returns how long
-/// it took.
-pub fn compile(setup: &Setup, config: &Path, out: &Path, admin: u16) -> Result<Duration> {
+/// `egressctl compile CONFIG --out DIR --admin 127.0.0.1:ADMIN --wasm WASM --engine ENGINE`;
+/// returns how long it took.
+pub fn compile(
+    setup: &Setup,
+    config: &Path,
+    out: &Path,
+    admin: u16,
+    engine: EngineSel,
+) -> Result<Duration> {
     let mut cmd = Command::new(&setup.egressctl);
     cmd.arg("compile").arg(config).arg("--out").arg(out);
+    cmd.arg("--engine").arg(engine.as_str());
     cmd.arg("--admin").arg(format!("127.0.0.1:{admin}"));
     cmd.arg("--wasm").arg(&setup.filter_wasm);
     let start = Instant::now();
@@ -502,5 +580,36 @@ mod tests {
         assert!(yaml.contains("path_prefix: \"/egress/svc09999\"\n      target: t9\n"));
         let case = &Case::all()[6];
         assert_eq!(case.path(), "/egress/svc09999/v1/items/42");
+    }
+
+    #[test]
+    fn few_routes_config_mirrors_the_many_routes_one() {
+        let yaml = egress_config(Kind::OursFewRoutes, &test_setup(), 3);
+        assert_eq!(yaml.matches("- path_prefix:").count(), FEW_ROUTES);
+        assert!(yaml.contains("path_prefix: \"/egress/svc00005\"\n      target: t5\n"));
+        let case = Case::all().into_iter().find(|c| c.id == 15).unwrap();
+        assert_eq!(case.path(), "/egress/svc00005/v1/items/42");
+    }
+
+    #[test]
+    fn engines_per_case() {
+        let engine = |id: usize| {
+            Case::all()
+                .into_iter()
+                .find(|c| c.id == id)
+                .and_then(|c| c.engine)
+        };
+        for id in [1, 2, 3, 4, 11] {
+            assert_eq!(engine(id), None, "case {id}");
+        }
+        for id in 5..=10 {
+            assert_eq!(engine(id), Some(EngineSel::Wasm), "case {id}");
+        }
+        assert_eq!(engine(12), Some(EngineSel::Wasm));
+        for id in 13..=16 {
+            assert_eq!(engine(id), Some(EngineSel::Auto), "case {id}");
+        }
+        let ids: Vec<usize> = Case::all().iter().map(|c| c.id).collect();
+        assert_eq!(ids, (1..=16).collect::<Vec<_>>());
     }
 }

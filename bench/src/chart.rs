@@ -9,25 +9,26 @@ use plotters::style::text_anchor::{HPos, Pos, VPos};
 use std::path::Path;
 
 /// Bar colours: Envoy alone and native filters grey-blue, the wasm floor amber, ours green
-/// (callers and SigV4 teal).
+/// (callers and SigV4 teal, the `auto` engine purple).
 fn colour(case: usize) -> RGBColor {
     match case {
         1 | 11 => RGBColor(120, 130, 145),
         2 | 3 => RGBColor(70, 110, 170),
         4 => RGBColor(220, 150, 40),
         8..=10 => RGBColor(40, 130, 140),
+        13..=16 => RGBColor(130, 80, 160),
         _ => RGBColor(60, 150, 90),
     }
 }
 
 pub fn draw(file: &Path, title: &str, summaries: &[Summary]) -> Result<()> {
     let err = |e: &dyn std::fmt::Display| anyhow!("drawing {}: {e}", file.display());
-    let root = SVGBackend::new(file, (1500, 460)).into_drawing_area();
+    let root = SVGBackend::new(file, (2200, 480)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| err(&e))?;
     let root = root
         .titled(title, ("sans-serif", 16))
         .map_err(|e| err(&e))?;
-    let (left, right) = root.split_horizontally(750);
+    let (left, right) = root.split_horizontally(1100);
     let rps: Vec<(usize, &str, f64, String)> = summaries
         .iter()
         .map(|s| (s.id, s.label, s.rps, format!("{:.0}", s.rps)))

@@ -6,6 +6,7 @@ mod auth_cases;
 mod cases;
 mod chart;
 mod envoy;
+mod host_calls;
 mod http;
 mod load;
 mod machine;
@@ -29,7 +30,12 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match run::run(&opts) {
+    let result = if opts.host_calls {
+        host_calls::run(&opts)
+    } else {
+        run::run(&opts)
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("egress-bench: {e:#}");

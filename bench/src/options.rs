@@ -19,7 +19,10 @@ Options:
   --envoy-cpus LIST   cores Envoy is pinned to (default 0)
   --load-cpus LIST    cores wrk, nginx and the token server are pinned to (default 1)
   --cases LIST        only these cases, e.g. 1,4,5 (ratios need 1, 2, 4, 5; 8-10 are
-                      compared with 5, 11 with 1)
+                      compared with 5, 11 with 1, 13 with 2, 14 with 4, 7 with 12, 16 with 15)
+  --host-calls        instead of the cases: what each proxy-wasm host call costs Envoy per
+                      request (bench/probe-module; results: target/bench/results/HOST_CALLS.md
+                      unless --out)
   --out FILE          results file (default bench/results/RESULTS.md; quick: target/bench/results/RESULTS.md)
   -h, --help          this text
 ";
@@ -38,6 +41,8 @@ pub struct Options {
     pub load_cpus: String,
     pub cases: Option<Vec<usize>>,
     pub out: Option<PathBuf>,
+    /// `--host-calls`: the host-call probes instead of the cases.
+    pub host_calls: bool,
     /// How many times `egressctl compile` of the 10,000-route config is timed.
     pub compile_repeats: usize,
 }
@@ -58,6 +63,7 @@ impl Options {
             load_cpus: "1".into(),
             cases: None,
             out: None,
+            host_calls: false,
             compile_repeats: 5,
         };
         let mut args = args.into_iter();
@@ -69,6 +75,7 @@ impl Options {
             match arg.as_str() {
                 "-h" | "--help" => return Ok(None),
                 "--quick" => quick = true,
+                "--host-calls" => o.host_calls = true,
                 "--rounds" => {
                     o.rounds = value("--rounds")?.parse().context("--rounds")?;
                     explicit.push("rounds");
@@ -97,8 +104,8 @@ impl Options {
                         .map(|s| s.trim().parse::<usize>())
                         .collect::<Result<Vec<_>, _>>()
                         .with_context(|| format!("--cases {list}"))?;
-                    if ids.iter().any(|&i| !(1..=11).contains(&i)) {
-                        bail!("--cases: cases are 1 to 11");
+                    if ids.iter().any(|&i| !(1..=16).contains(&i)) {
+                        bail!("--cases: cases are 1 to 16");
                     }
                     o.cases = Some(ids);
                 }
@@ -145,6 +152,6 @@ mod tests {
         assert_eq!(o.duration, Duration::from_secs(2));
         let o = parse(&["--cases", "1,5"]);
         assert_eq!(o.cases, Some(vec![1, 5]));
-        assert!(Options::parse(["--cases".to_string(), "12".to_string()]).is_err());
+        assert!(Options::parse(["--cases".to_string(), "17".to_string()]).is_err());
     }
 }

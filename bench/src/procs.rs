@@ -84,6 +84,17 @@ impl Proc {
         f.iter().sum()
     }
 
+    /// CPU time used so far in user space by all its threads, in clock ticks (without the
+    /// kernel's share, which moves with how many requests each wake-up finds).
+    pub fn user_ticks(&self) -> u64 {
+        let stat = fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap_or_default();
+        let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+        rest.split_whitespace()
+            .nth(11)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    }
+
     /// Resident memory (VmRSS) in KiB, from /proc.
     pub fn rss_kib(&self) -> Result<u64> {
         let status = fs::read_to_string(format!("/proc/{}/status", self.pid()))

@@ -25,7 +25,7 @@ fn target_dir(repo: &Path) -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| repo.join("target"), PathBuf::from)
 }
 
-fn need(path: PathBuf, how: &str) -> Result<PathBuf> {
+pub(crate) fn need(path: PathBuf, how: &str) -> Result<PathBuf> {
     if path.is_file() {
         Ok(path)
     } else {
@@ -46,7 +46,7 @@ fn envoy_bin(repo: &Path) -> Result<PathBuf> {
 
 /// Copies the raw module to `out` and runs `filter/optimize.sh` on the copy (the shipped
 /// pass); returns the sizes it printed (before, after).
-fn optimize(repo: &Path, raw: &Path, out: &Path) -> Result<(u64, u64)> {
+pub(crate) fn optimize(repo: &Path, raw: &Path, out: &Path) -> Result<(u64, u64)> {
     fs::copy(raw, out).with_context(|| format!("copying {}", raw.display()))?;
     let result = Command::new("bash")
         .arg(repo.join("filter/optimize.sh"))
@@ -113,26 +113,55 @@ impl Running {
     }
 }
 
+/// The built artifacts and programs a run needs.
+pub(crate) struct Inputs {
+    pub repo: PathBuf,
+    pub target: PathBuf,
+    pub envoy: PathBuf,
+    pub wrk: PathBuf,
+    pub egressctl: PathBuf,
+    pub raw_filter: PathBuf,
+    pub raw_floor: PathBuf,
+}
+
+impl Inputs {
+    pub fn locate() -> Result<Inputs> {
+        let repo = repo_root();
+        let target = target_dir(&repo);
+        let build_hint = "run `make bench` (it builds everything first)";
+        Ok(Inputs {
+            envoy: envoy_bin(&repo)?,
+            wrk: find_program("wrk", &[])
+                .ok_or_else(|| anyhow!("no wrk: apt-get install wrk ({build_hint})"))?,
+            egressctl: need(target.join("release/egressctl"), build_hint)?,
+            raw_filter: need(
+                target.join("wasm32-wasip1/release/deps/egress_filter.wasm"),
+                build_hint,
+            )?,
+            raw_floor: need(
+                target.join("floor-module/wasm32-wasip1/release/floor_module.wasm"),
+                build_hint,
+            )?,
+            repo,
+            target,
+        })
+    }
+}
+
 pub fn run(opts: &Options) -> Result<()> {
     let started = Instant::now();
-    let repo = repo_root();
-    let target = target_dir(&repo);
+    let Inputs {
+        repo,
+        target,
+        envoy: envoy_bin,
+        wrk: wrk_bin,
+        egressctl,
+        raw_filter,
+        raw_floor,
+    } = Inputs::locate()?;
     let work = target.join("bench/work");
     let _ = fs::remove_dir_all(&work);
     fs::create_dir_all(&work)?;
-    let build_hint = "run `make bench` (it builds everything first)";
-    let envoy_bin = envoy_bin(&repo)?;
-    let wrk_bin = find_program("wrk", &[])
-        .ok_or_else(|| anyhow!("no wrk: apt-get install wrk ({build_hint})"))?;
-    let egressctl = need(target.join("release/egressctl"), build_hint)?;
-    let raw_filter = need(
-        target.join("wasm32-wasip1/release/deps/egress_filter.wasm"),
-        build_hint,
-    )?;
-    let raw_floor = need(
-        target.join("floor-module/wasm32-wasip1/release/floor_module.wasm"),
-        build_hint,
-    )?;
     let mut machine = machine::describe(&wrk_bin);
     machine.insert(0, ("Envoy".into(), envoy::version(&envoy_bin)));
     let commit = machine::commit(&repo);
@@ -200,7 +229,7 @@ pub fn run(opts: &Options) -> Result<()> {
         let t = Instant::now();
         let rendered = cases::render(case, &setup, &dir, free_port()?, free_port()?)?;
         if case.kind == Kind::OursManyRoutes {
-            compile_times.push(t.elapsed());
+            compile_times.push((case.id, t.elapsed()));
         }
         envoy::validate(&envoy_bin, &rendered.envoy_config)
             .with_context(|| format!("case {}: envoy --mode validate", case.id))?;
@@ -224,15 +253,17 @@ pub fn run(opts: &Options) -> Result<()> {
             cert: case.uses_client_cert().then(|| client_cert.clone()),
         });
     }
-    if let Some(case7) = cases.iter().find(|c| c.kind == Kind::OursManyRoutes) {
-        let config = work.join(format!("case{}/egress.yaml", case7.id));
+    for many in cases.iter().filter(|c| c.kind == Kind::OursManyRoutes) {
+        let config = work.join(format!("case{}/egress.yaml", many.id));
         for i in 1..opts.compile_repeats {
-            compile_times.push(cases::compile(
+            let took = cases::compile(
                 &setup,
                 &config,
-                &work.join(format!("compile{i}")),
+                &work.join(format!("compile{}-{i}", many.id)),
                 free_port()?,
-            )?);
+                many.engine.unwrap_or(cases::EngineSel::Wasm),
+            )?;
+            compile_times.push((many.id, took));
         }
     }
 
@@ -293,10 +324,12 @@ pub fn run(opts: &Options) -> Result<()> {
 
     // Memory per worker: the same config at 1 and 2 workers, fresh and idle after one request.
     let mut worker_memory = Vec::new();
-    for case in cases
-        .iter()
-        .filter(|c| matches!(c.kind, Kind::OursApiKey | Kind::OursManyRoutes))
-    {
+    for case in cases.iter().filter(|c| {
+        matches!(
+            c.kind,
+            Kind::OursApiKey | Kind::OursManyRoutes | Kind::OursFewRoutes
+        )
+    }) {
         let mut kib = [0u64; 2];
         for (slot, workers) in [1u32, 2].into_iter().enumerate() {
             let dir = work.join(format!("memory-case{}-{workers}", case.id));
@@ -389,7 +422,7 @@ pub fn run(opts: &Options) -> Result<()> {
         ),
         (
             "wasm".into(),
-            "both modules built opt-level \"s\" + LTO and passed through filter/optimize.sh (wasm-opt -Oz); V8 runtime".into(),
+            "both modules built with the root release profile (opt-level \"z\", LTO) and passed through filter/optimize.sh (wasm-opt -Oz); V8 runtime".into(),
         ),
         ("load average after the run".into(), machine::load_average()),
         ("run took".into(), format!("{:.0} s", started.elapsed().as_secs_f64())),
@@ -437,7 +470,7 @@ fn tokens_served(tokens: &TokenServer) -> Result<usize> {
     Ok(log.lines().filter(|l| l.contains("POST /token")).count())
 }
 
-fn clock_ticks_per_sec() -> f64 {
+pub(crate) fn clock_ticks_per_sec() -> f64 {
     // SAFETY: sysconf has no preconditions.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
     if hz > 0 {

@@ -9,7 +9,7 @@ use super::Request;
 use crate::callers;
 use crate::host::{self, Headers, Host};
 use egress_core::callers::jwks::NeedOutcome;
-use egress_core::engine::{Binding, HeaderEdits};
+use egress_core::engine::Binding;
 use egress_core::tokens::coord::{HostError, Lookup};
 use proxy_wasm::types::Action;
 
@@ -88,12 +88,24 @@ impl Request {
     }
 
     /// One host call per change (replacing the whole map costs Envoy far more).
-    pub(super) fn apply(&self, edits: &HeaderEdits) -> Result<(), HostError> {
-        for name in &edits.remove {
-            host::remove_request_header(name)?;
+    /// `headers`: the request's, as read (empty when not read).
+    pub(super) fn apply<R: AsRef<str>, K: AsRef<str>, V: AsRef<str>>(
+        &self,
+        remove: &[R],
+        set: &[(K, V)],
+        headers: &Headers,
+    ) -> Result<(), HostError> {
+        for name in remove {
+            host::remove_request_header(name.as_ref())?;
         }
-        for (name, value) in &edits.set {
-            host::set_request_header(name, value)?;
+        for (name, value) in set {
+            let (name, value) = (name.as_ref(), value.as_ref());
+            // Each host call costs Envoy more than the filter's whole decision: a header that
+            // already has exactly this value (e.g. the `x-forwarded-proto: http` Envoy adds) is
+            // left as it is.
+            if !host::has_only_value(headers, name, value) {
+                host::set_request_header(name, value)?;
+            }
         }
         Ok(())
     }

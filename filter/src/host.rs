@@ -54,6 +54,16 @@ pub fn request_headers() -> Result<Headers, HostError> {
     hostcalls::get_map_bytes(MapType::HttpRequestHeaders).map_err(map("get_map(request headers)"))
 }
 
+/// Whether `name` (any case) appears exactly once in `headers`, with this value: setting it
+/// would change nothing.
+pub fn has_only_value(headers: &Headers, name: &str, value: &str) -> bool {
+    let mut values = headers
+        .iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_slice());
+    values.next() == Some(value.as_bytes()) && values.next().is_none()
+}
+
 /// Removes every value of a request header.
 pub fn remove_request_header(name: &str) -> Result<(), HostError> {
     hostcalls::set_map_value(MapType::HttpRequestHeaders, name, None)

@@ -198,7 +198,7 @@ impl Request {
                     return Ok(end);
                 }
                 let lookup = self.token_for(fwd.target);
-                let (edits, edited) = engine.header_edits(
+                let (edits, edited) = engine.header_edit_list(
                     &fwd,
                     headers.iter().map(|(k, _)| k.as_str()),
                     token_of(&lookup),
@@ -208,7 +208,14 @@ impl Request {
                 }
                 // Envoy picks the route again after a request-header change by a wasm filter, so
                 // the new `x-egress-target` selects the target's cluster (proven end to end).
-                self.apply(&edits)?;
+                // The headers as read, unless the caller check may have changed them since.
+                let changed_since = Headers::new();
+                let as_read = if engine.has_callers() {
+                    &changed_since
+                } else {
+                    &headers
+                };
+                self.apply(&edits.remove, &edits.set, as_read)?;
                 let signing =
                     self.sigv4
                         .on_forward(&self.engine, &fwd, method, &headers, end_of_stream)?;

@@ -49,7 +49,8 @@ impl Request {
         if edited == Edited::NeedsToken && lookup == Lookup::Unavailable {
             return Ok(Some(self.unavailable(bound.target)));
         }
-        self.apply(&edits)?;
+        // Read only for the caller check, which may change them: never taken as current.
+        self.apply(&edits.remove, &edits.set, &Headers::new())?;
         if edited == Edited::NeedsToken {
             return Ok(Some(self.await_token(bound.target, target_name)));
         }

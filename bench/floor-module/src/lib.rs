@@ -1,7 +1,7 @@
 //! The floor of a proxy-wasm credential filter: on request headers, read `:path` (as every
 //! real filter must, to route) and set one header (`x-api-key`). Nothing else: no config, no
 //! allocation beyond the SDK's, no response-side work. Built with the same profile as
-//! `egress_filter.wasm` (opt-level "s", LTO) and the same wasm-opt pass, so the difference
+//! `egress_filter.wasm` (the root release profile: opt-level "z", LTO) and the same wasm-opt pass, so the difference
 //! between the two is the egress filter's own work.
 
 use proxy_wasm::traits::{Context, HttpContext, RootContext};

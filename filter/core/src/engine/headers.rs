@@ -70,6 +70,45 @@ pub const ALWAYS_REMOVED: &[RemoveRule<'static>] = &[
     RemoveRule::Underscore,
 ];
 
+/// Whether one of [`ALWAYS_REMOVED`] matches `name`: the rules, with the names no rule can
+/// match (most of them: pseudo-headers, `accept`, ...) turned away by their first byte.
+pub(crate) fn always_removed(name: &str) -> bool {
+    let Some(&first) = name.as_bytes().first() else {
+        return ALWAYS_REMOVED.iter().any(|r| r.matches(name));
+    };
+    let may_match = ALWAYS_REMOVED_FIRST_BYTES
+        .get(usize::from(first))
+        .copied()
+        .unwrap_or(true);
+    (may_match || name.contains('_')) && ALWAYS_REMOVED.iter().any(|r| r.matches(name))
+}
+
+/// The first bytes (either case) a name needs for a [`RemoveRule::Name`] or
+/// [`RemoveRule::Prefix`] of [`ALWAYS_REMOVED`] to match it (every byte when a rule's text is
+/// empty); [`RemoveRule::Underscore`] is checked apart. (Built at compile time: an index out
+/// of bounds there fails the build, it cannot panic at run time.)
+#[allow(clippy::indexing_slicing)]
+static ALWAYS_REMOVED_FIRST_BYTES: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut i = 0;
+    while i < ALWAYS_REMOVED.len() {
+        let text = match ALWAYS_REMOVED[i] {
+            RemoveRule::Name(t) | RemoveRule::Prefix(t) => Some(t.as_bytes()),
+            RemoveRule::Underscore => None,
+        };
+        if let Some(t) = text {
+            if t.is_empty() {
+                table = [true; 256];
+            } else {
+                table[t[0].to_ascii_lowercase() as usize] = true;
+                table[t[0].to_ascii_uppercase() as usize] = true;
+            }
+        }
+        i += 1;
+    }
+    table
+};
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -116,6 +155,36 @@ mod tests {
             "é",
         ] {
             assert!(!removed(name), "{name} is removed");
+        }
+    }
+
+    /// The first-byte shortcut never changes the answer of the rules.
+    #[test]
+    fn always_removed_agrees_with_the_rules() {
+        let mut names: Vec<String> = ["", "_", "a", "A", "é", ":path", ":authority", "x", "X-"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        for r in ALWAYS_REMOVED {
+            let t = match r {
+                RemoveRule::Name(t) | RemoveRule::Prefix(t) => *t,
+                RemoveRule::Underscore => "a_b",
+            };
+            names.push(t.to_string());
+            names.push(t.to_ascii_uppercase());
+            names.push(format!("{t}x"));
+            names.push(format!("z{t}"));
+            names.push(t.get(1..).unwrap_or_default().to_string());
+        }
+        for b in 0u8..=255 {
+            names.push(String::from_utf8_lossy(&[b, b'-', b'x']).into_owned());
+        }
+        for name in &names {
+            assert_eq!(
+                always_removed(name),
+                ALWAYS_REMOVED.iter().any(|r| r.matches(name)),
+                "{name:?}"
+            );
         }
     }
 

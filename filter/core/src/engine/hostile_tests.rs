@@ -342,8 +342,11 @@ fn header_edits_remove_exactly_what_the_rules_describe() {
         let rules: Vec<RemoveRule<'_>> = e.remove_rules(f.target).collect();
         let mut want: Vec<&str> = Vec::new();
         for n in names {
-            // Each name once, as it first arrived.
-            if rules.iter().any(|r| r.matches(n)) && !want.iter().any(|w| w.eq_ignore_ascii_case(n))
+            // Each name once, as it first arrived; a name the edits set is replaced (every
+            // value), not removed first.
+            if rules.iter().any(|r| r.matches(n))
+                && !want.iter().any(|w| w.eq_ignore_ascii_case(n))
+                && !edits.set.iter().any(|(s, _)| s.eq_ignore_ascii_case(n))
             {
                 want.push(n);
             }

@@ -67,13 +67,34 @@ pub enum PathError {
 }
 
 /// Unreserved characters (RFC 3986 2.3).
-fn is_unreserved(b: u8) -> bool {
+const fn is_unreserved(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
 }
 
 /// Characters a canonical path carries raw besides `%`: unreserved ones, `/`, `:`, `@` and
 /// the sub-delimiters except `;`. An escape of one of these (but `/`) is decoded.
 fn is_plain_path_char(b: u8) -> bool {
+    // A table: this runs for every byte of every request path.
+    PLAIN_PATH_CHARS
+        .get(usize::from(b))
+        .copied()
+        .unwrap_or(false)
+}
+
+/// [`plain_path_char_rule`] for every byte (built at compile time).
+#[allow(clippy::indexing_slicing)]
+static PLAIN_PATH_CHARS: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        table[b] = plain_path_char_rule(b as u8);
+        b += 1;
+    }
+    table
+};
+
+/// The rule of [`is_plain_path_char`].
+const fn plain_path_char_rule(b: u8) -> bool {
     is_unreserved(b)
         || matches!(
             b,
@@ -210,11 +231,14 @@ fn canonical_spelling(path: &str) -> Result<Cow<'_, str>, PathError> {
 /// The checks on the canonical spelling: segments, double encoding, UTF-8 of the escapes.
 fn check_canonical(path: &str) -> Result<(), PathError> {
     let bytes = path.as_bytes();
+    // Without an escape the decoded text is the path itself: no buffer (the common case, on
+    // every request).
+    let escapes = bytes.contains(&b'%');
     // `%25` then two hex digits: a second decoding makes an escape of it.
-    let mut decoded: Vec<u8> = Vec::new();
+    let mut decoded: Vec<u8> = Vec::with_capacity(if escapes { bytes.len() } else { 0 });
     let mut i = 0;
     let mut has_escape = false;
-    while let Some(&b) = bytes.get(i) {
+    while let Some(&b) = bytes.get(i).filter(|_| escapes) {
         if b == b'%' {
             has_escape = true;
             let value = match (
@@ -245,23 +269,34 @@ fn check_canonical(path: &str) -> Result<(), PathError> {
     // Segments of the decoded text: the escapes left (all but unreserved ones) cannot make a
     // separator or a dot, so its segments are those of the canonical path.
     let rest = text.strip_prefix('/').ok_or(PathError::NotAbsolute)?;
-    let mut segments = rest.split('/').peekable();
-    while let Some(seg) = segments.next() {
+    // The look-alikes are not ASCII.
+    let ascii = rest.is_ascii();
+    // The segments, found by hand (`split` cost more than the rest of the request's routing).
+    let mut start = 0;
+    loop {
+        let tail = rest.get(start..).unwrap_or_default();
+        let (seg, last) = match tail.bytes().position(|b| b == b'/') {
+            Some(n) => (tail.get(..n).unwrap_or_default(), false),
+            None => (tail, true),
+        };
         if seg.is_empty() {
             // A single trailing slash ("/a/b/") and the root ("/") are fine.
-            if segments.peek().is_none() {
-                continue;
+            if last {
+                return Ok(());
             }
             return Err(PathError::EmptySegment);
         }
-        if seg.chars().any(is_separator_lookalike) {
+        if !ascii && seg.chars().any(is_separator_lookalike) {
             return Err(PathError::EncodedSeparator);
         }
         if is_dot_segment(seg) {
             return Err(PathError::DotSegment);
         }
+        if last {
+            return Ok(());
+        }
+        start += seg.len() + 1;
     }
-    Ok(())
 }
 
 /// Characters that Unicode compatibility normalization (NFKC) turns into a slash or backslash.
