@@ -307,3 +307,81 @@ fn compile_renders_a_tls_verified_cluster_per_jwks_url_issuer() {
         "{err}"
     );
 }
+
+/// Regression: a caller token header the auto engine removes before routing
+/// (`x-egress-*`, `Proxy-Authorization`) never reached the routed filter (401 where the wasm
+/// engine admits). The early removal spares exactly those names, never the routing header,
+/// and the leaves remove them (the routed filter does too once the caller is admitted).
+#[test]
+fn auto_engine_spares_caller_token_headers_from_the_early_removal_but_not_the_routing_header() {
+    let config = r#"
+http: { addr: "127.0.0.1:18080" }
+egress:
+  callers:
+    jwt:
+      - issuer: auth-service
+        algorithms: [HS256]
+        secret: "${JWT_SECRET}"
+        from_headers:
+          - { name: X-Egress-Caller-Token }
+          - { name: Proxy-Authorization, value_prefix: "Bearer " }
+  targets:
+    open:
+      url: http://127.0.0.1:9/open
+  routes:
+    - path_prefix: /egress/open
+      target: open
+"#;
+    let ctl = Ctl::new(config);
+    let out = ctl.run(&[
+        "compile", "config.yaml", "--out", "out", "--wasm", "fake.wasm", "--engine", "auto",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lds: Value = serde_yaml::from_str(
+        &std::fs::read_to_string(ctl.dir.path().join("out/lds.yaml")).unwrap(),
+    )
+    .unwrap();
+    let hcm = &lds["resources"][0]["filter_chains"][0]["filters"][0]["typed_config"];
+    let mutations = hcm["early_header_mutation_extensions"][0]["typed_config"]["mutations"]
+        .as_array()
+        .unwrap();
+    let removed: Vec<&str> = mutations.iter().filter_map(|m| m["remove"].as_str()).collect();
+    assert!(!removed.contains(&"proxy-authorization"), "{mutations:?}");
+    assert!(removed.contains(&"x-http-method-override"), "{mutations:?}");
+    let prefixes: Vec<&str> = mutations
+        .iter()
+        .filter_map(|m| m["remove_on_match"]["key_matcher"]["prefix"].as_str())
+        .collect();
+    assert!(!prefixes.contains(&"x-egress-"), "{mutations:?}");
+    assert!(prefixes.contains(&"x-envoy-"), "{mutations:?}");
+    let regexes: Vec<&str> = mutations
+        .iter()
+        .filter_map(|m| m["remove_on_match"]["key_matcher"]["safe_regex"]["regex"].as_str())
+        .collect();
+    assert_eq!(
+        regexes,
+        [egress_core::native::prefix_except_regex(
+            "x-egress-",
+            &["x-egress-caller-token"]
+        )
+        .as_str()],
+        "{mutations:?}"
+    );
+    // The leaves still remove the spared names before the request leaves.
+    let text = serde_json::to_string(&hcm["route_config"]).unwrap();
+    let leaf_removals = text
+        .matches(r#""request_headers_to_remove":["#)
+        .count();
+    assert!(leaf_removals > 0, "{text}");
+    for name in ["proxy-authorization", "x-egress-caller-token"] {
+        assert!(
+            text.contains(&format!("\"{name}\"")),
+            "{name} is not removed on the leaves: {text}"
+        );
+    }
+}

@@ -20,6 +20,7 @@
 
 use egress_core::credentials::CALLER_CREDENTIAL_HEADERS;
 use egress_core::engine::{Engine, RemoveRule};
+use egress_core::plan::wire;
 use serde_json::{json, Value};
 
 /// `authorization` and the names some target's credential sets (lower case): left to the
@@ -51,14 +52,61 @@ fn mutation(rule: &RemoveRule<'_>) -> Option<Value> {
     }
 }
 
+/// The caller token headers (`egress.callers.jwt[i].from_headers`, lower case) that a shared
+/// rule would remove before routing (`proxy-authorization`, `x-egress-caller-token`): spared
+/// there so that the routed filter reads the token (it removes them once the caller is
+/// admitted; the leaves remove them too, [`route_removals`]). Never the routing header: a
+/// caller's copy must be gone before the route is picked.
+pub fn spared_token_headers(engine: &Engine) -> Vec<String> {
+    // `authorization` and credential headers are left to the routes already.
+    let credential = credential_headers(engine);
+    let mut names: Vec<String> = engine
+        .caller_token_headers()
+        .into_iter()
+        .map(str::to_ascii_lowercase)
+        .filter(|n| n != wire::TARGET_HEADER && n != "host" && !credential.contains(n))
+        .filter(|n| {
+            egress_core::engine::ALWAYS_REMOVED
+                .iter()
+                .any(|r| !matches!(r, RemoveRule::Underscore) && r.matches(n))
+        })
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
 /// The early header mutations: the shared rules (the routing header among them: a caller's
-/// copy is gone before the route is picked).
+/// copy is gone before the route is picked), sparing the caller token headers
+/// ([`spared_token_headers`]).
 pub fn early_mutations(engine: &Engine) -> Vec<Value> {
     let credential = credential_headers(engine);
+    let spared = spared_token_headers(engine);
+    let kept = |n: &str| {
+        credential.iter().any(|c| c.eq_ignore_ascii_case(n))
+            || spared.iter().any(|c| c.eq_ignore_ascii_case(n))
+    };
     egress_core::engine::ALWAYS_REMOVED
         .iter()
-        .filter(|r| !matches!(r, RemoveRule::Name(n) if credential.iter().any(|c| c.eq_ignore_ascii_case(n))))
-        .filter_map(mutation)
+        .filter(|r| !matches!(r, RemoveRule::Name(n) if kept(n)))
+        .filter_map(|rule| match rule {
+            RemoveRule::Prefix(p) => {
+                let under: Vec<&str> = spared
+                    .iter()
+                    .map(String::as_str)
+                    .filter(|n| RemoveRule::Prefix(p).matches(n))
+                    .collect();
+                if under.is_empty() {
+                    mutation(rule)
+                } else {
+                    let regex = egress_core::native::prefix_except_regex(p, &under);
+                    Some(json!({ "remove_on_match": { "key_matcher": {
+                        "safe_regex": { "google_re2": {}, "regex": regex },
+                    } } }))
+                }
+            }
+            _ => mutation(rule),
+        })
         .collect()
 }
 
@@ -70,6 +118,7 @@ pub fn route_removals(engine: &Engine, target: usize) -> Vec<String> {
     let own = engine
         .target(target)
         .and_then(|t| t.injection.header_name());
+    let spared = spared_token_headers(engine);
     let mut out: Vec<String> = Vec::new();
     for rule in engine.remove_rules(target) {
         let RemoveRule::Name(n) = rule else { continue };
@@ -81,6 +130,11 @@ pub fn route_removals(engine: &Engine, target: usize) -> Vec<String> {
             continue;
         }
         out.push(n);
+    }
+    for n in spared {
+        if !out.contains(&n) {
+            out.push(n);
+        }
     }
     out
 }

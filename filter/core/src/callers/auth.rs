@@ -72,6 +72,11 @@ impl Authenticator {
         self.mtls
     }
 
+    /// The (lower-case) headers a caller's token is read from (`from_headers`).
+    pub fn token_headers(&self) -> impl Iterator<Item = &str> {
+        self.sources.headers.iter().map(|h| h.name.as_str())
+    }
+
     pub fn has_jwt(&self) -> bool {
         !self.issuers.is_empty()
     }

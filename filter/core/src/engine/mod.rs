@@ -296,6 +296,15 @@ impl Engine {
         })
     }
 
+    /// The (lower-case) headers a caller's token is read from (`egress.callers.jwt[i].from_headers`);
+    /// empty without callers. The filter removes them itself once the caller is admitted.
+    pub fn caller_token_headers(&self) -> Vec<&str> {
+        self.callers
+            .iter()
+            .flat_map(Authenticator::token_headers)
+            .collect()
+    }
+
     /// Whether callers are identified (`egress.callers` is set).
     pub fn has_callers(&self) -> bool {
         self.callers.is_some()
