@@ -89,7 +89,7 @@ pub fn early_mutations(engine: &Engine) -> Vec<Value> {
     egress_core::engine::ALWAYS_REMOVED
         .iter()
         .filter(|r| !matches!(r, RemoveRule::Name(n) if kept(n)))
-        .filter_map(|rule| match rule {
+        .flat_map(|rule| match rule {
             RemoveRule::Prefix(p) => {
                 let under: Vec<&str> = spared
                     .iter()
@@ -97,15 +97,19 @@ pub fn early_mutations(engine: &Engine) -> Vec<Value> {
                     .filter(|n| RemoveRule::Prefix(p).matches(n))
                     .collect();
                 if under.is_empty() {
-                    mutation(rule)
+                    mutation(rule).into_iter().collect()
                 } else {
-                    let regex = egress_core::native::prefix_except_regex(p, &under);
-                    Some(json!({ "remove_on_match": { "key_matcher": {
-                        "safe_regex": { "google_re2": {}, "regex": regex },
-                    } } }))
+                    egress_core::native::prefix_except_regexes(p, &under)
+                        .into_iter()
+                        .map(|regex| {
+                            json!({ "remove_on_match": { "key_matcher": {
+                                "safe_regex": { "google_re2": {}, "regex": regex },
+                            } } })
+                        })
+                        .collect()
                 }
             }
-            _ => mutation(rule),
+            _ => mutation(rule).into_iter().collect::<Vec<_>>(),
         })
         .collect()
 }

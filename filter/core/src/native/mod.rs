@@ -16,7 +16,7 @@ mod kind_tests;
 #[cfg(test)]
 mod paths_tests;
 
-pub use except::prefix_except_regex;
+pub use except::prefix_except_regexes;
 pub use kind::{leaf_kind, LeafKind};
 pub use paths::{
     escape_pattern, escape_substitution, plain_path_regex, route_leaves, Leaf, PathKey, Rewrite,
