@@ -134,6 +134,16 @@ impl Request {
     }
 
     fn reply(&self, reply: &LocalReply) -> Action {
+        if self.routed {
+            // The routed role's own answers: the log line the egress role writes for the
+            // same request (the leaf's log filter never runs after a local reply).
+            if let Ok(headers) = host::request_headers() {
+                let fragment = self
+                    .engine
+                    .routed_log_fragment(pseudo(&headers, ":method"), pseudo(&headers, ":path"));
+                self.log_property(&fragment);
+            }
+        }
         host::reply_or_reset(reply);
         Action::Pause
     }
@@ -163,7 +173,8 @@ impl Request {
         let headers = host::request_headers()?;
         let method = pseudo(&headers, ":method");
         let path = pseudo(&headers, ":path");
-        match self.engine.decide(method, path) {
+        let decision = self.engine.decide(method, path);
+        match decision {
             Decision::Pass => Ok(Some(Action::Continue)),
             Decision::Ready => {
                 // Busy (never expected: one thread) is not ready, never a 200.
@@ -177,29 +188,27 @@ impl Request {
                 };
                 Ok(Some(self.reply(&reply)))
             }
-            Decision::Respond(reply) => {
+            Decision::Respond(ref reply) => {
                 // Refused paths are logged as sent (without the query), escaped for the JSON line.
-                let without_query = path.split_once('?').map_or(path, |(p, _)| p);
-                self.log_property(&wire::log_fragment("-", method, without_query, "-"));
+                if let Some(fragment) = self.engine.log_fragment(method, path, &decision) {
+                    self.log_property(&fragment);
+                }
                 self.debug(|| format!("egress: local reply {} {}", reply.status, reply.code));
-                Ok(Some(self.reply(&reply)))
+                Ok(Some(self.reply(reply)))
             }
-            Decision::Forward(fwd) => {
+            Decision::Forward(ref fwd) => {
                 let engine = self.engine.clone();
                 let target_name = engine.target(fwd.target).map_or("", |t| t.name.as_str());
-                self.log_property(&wire::log_fragment(
-                    target_name,
-                    method,
-                    &fwd.original_path,
-                    &fwd.target_url,
-                ));
-                let bound = Binding::from(&fwd);
+                if let Some(fragment) = engine.log_fragment(method, path, &decision) {
+                    self.log_property(&fragment);
+                }
+                let bound = Binding::from(fwd);
                 if let Gate::Ends(end) = self.check_caller(bound, target_name, &headers)? {
                     return Ok(end);
                 }
                 let lookup = self.token_for(fwd.target);
                 let (edits, edited) = engine.header_edit_list(
-                    &fwd,
+                    fwd,
                     headers.iter().map(|(k, _)| k.as_str()),
                     token_of(&lookup),
                 );
@@ -218,7 +227,7 @@ impl Request {
                 self.apply(&edits.remove, &edits.set, as_read)?;
                 let signing =
                     self.sigv4
-                        .on_forward(&self.engine, &fwd, method, &headers, end_of_stream)?;
+                        .on_forward(&self.engine, fwd, method, &headers, end_of_stream)?;
                 if let Some(action) = signing {
                     return Ok(Some(action));
                 }

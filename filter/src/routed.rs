@@ -2,7 +2,8 @@
 //! credentials and removes the caller's headers. The filter reads the route's name once
 //! (`xds.route_name`), and does what the egress role does after its routing: the caller check
 //! and the OAuth2 token. It never touches `:path`, `:authority` or the routing header, and
-//! never sets the access log property (Envoy sets the log values on these routes).
+//! sets the access log property only when it answers itself (Envoy sets the log values of a
+//! forwarded request; a local reply ends the chain before Envoy's log filter runs).
 
 use super::bound::{token_of, Gate};
 use super::Request;

@@ -5,7 +5,8 @@
 //!   from `x-egress-caller-token` or `Proxy-Authorization` (`callers.jwt[i].from_headers`),
 //!   names the auto engine removes before routing: the caller is admitted, and the upstream
 //!   sees neither that header nor any other `x-egress-*` (a caller's `x-egress-target` never
-//!   routes).
+//!   routes). The request log names the target and the outgoing URL on every line, the
+//!   routed role's refusals (401, 403) included, as the wasm engine does.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use egress_e2e::*;
@@ -140,6 +141,29 @@ fn caller_token_headers_that_are_removed_headers_still_identify_the_caller(engin
         .send()
         .unwrap();
     assert_eq!(r.status, 403, "{engine}: {}", r.body);
+    // Every line, the refusals' too, names the target and the outgoing URL as the wasm
+    // engine logs them (the routed role's refusals once logged `-` and no path at all).
+    let read = || -> Vec<Value> {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    };
+    wait_for(format!("{engine}: 4 request-log lines"), || {
+        Ok(read().len() >= 4)
+    })
+    .unwrap();
+    let lines = read();
+    let statuses: Vec<&Value> = lines.iter().map(|l| &l["status"]).collect();
+    assert_eq!(statuses, [200, 200, 401, 403], "{engine}: {lines:?}");
+    let target_url = upstream.url("/api/egress/crm/Contact/1");
+    for line in &lines {
+        assert_eq!(line["target"], "crm", "{engine}: {line}");
+        assert_eq!(line["method"], "GET", "{engine}: {line}");
+        assert_eq!(line["path"], "/egress/crm/Contact/1", "{engine}: {line}");
+        assert_eq!(line["target_url"], target_url.as_str(), "{engine}: {line}");
+    }
 }
 
 engine_tests!(caller_token_headers_that_are_removed_headers_still_identify_the_caller);

@@ -94,6 +94,20 @@ fn assert_no_log_property(stream: &Stream) {
     );
 }
 
+/// The log fragment a routed-role answer sets: what the egress role logs for the same request
+/// (here the path is already the target's, which no route matches: `-` for target and URL).
+fn assert_refusal_log_property(stream: &Stream) {
+    let logged = stream
+        .filter_property(&["egress_log"])
+        .map(|v| String::from_utf8(v).unwrap());
+    assert_eq!(
+        logged.as_deref(),
+        Some(
+            r#"-","method":"GET","path":"/services/data/v58.0/sobjects/Contact/1","target_url":"-"#
+        ),
+    );
+}
+
 #[test]
 fn a_cached_token_is_attached_and_nothing_else_is_touched() {
     let (host, worker) = routed_worker();
@@ -158,7 +172,7 @@ fn a_failed_fetch_answers_the_waiting_request_503_and_later_ones_at_once() {
     let later = crm_routed(&worker);
     expect_unavailable_now(&later);
     assert_eq!(metric(&host, UNAVAILABLE), 2);
-    assert_no_log_property(&later);
+    assert_refusal_log_property(&later);
     assert_eq!(later.request_header(":path"), Some(CRM_HEADERS[1].1.into()));
 }
 
@@ -227,7 +241,7 @@ fn a_missing_or_unknown_route_name_is_refused_and_logged() {
         // Nothing was attached, nothing changed.
         assert_eq!(authorizations(&s), vec!["Bearer caller-token"], "{name:?}");
         assert_untouched_but_authorization(&s, &CRM_HEADERS);
-        assert_no_log_property(&s);
+        assert_refusal_log_property(&s);
         let logged = json_logs(&worker, "routed request refused");
         assert_eq!(logged.len(), 1, "{name:?}: {:?}", worker.logs());
         // An empty value is no value to the SDK.

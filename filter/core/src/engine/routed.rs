@@ -7,7 +7,7 @@
 //! [`Binding`], so the egress role's [`Forward`] and the routed role's binding go through the
 //! same code.
 
-use super::{Edited, Engine, Forward, HeaderEdits, LocalReply};
+use super::{Decision, Edited, Engine, Forward, HeaderEdits, LocalReply};
 use crate::credentials::{bearer, Injection};
 use crate::plan::wire;
 
@@ -133,5 +133,42 @@ impl Engine {
                 (edits, Edited::NeedsToken)
             }
         }
+    }
+
+    /// The request log fragment ([`wire::PROP_LOG`]) the egress role sets for `decision`: the
+    /// target, the path as sent (without query) and the outgoing URL of a forward; `-` for
+    /// target and URL of a local answer. `None`: the egress role logs nothing of its own
+    /// (passthrough, readiness).
+    pub fn log_fragment(&self, method: &str, path: &str, decision: &Decision) -> Option<String> {
+        match decision {
+            Decision::Forward(fwd) => {
+                let target = self.targets.get(fwd.target).map_or("", |t| t.name.as_str());
+                Some(wire::log_fragment(
+                    target,
+                    method,
+                    &fwd.original_path,
+                    &fwd.target_url,
+                ))
+            }
+            Decision::Respond(_) => {
+                let without_query = path.split_once('?').map_or(path, |(p, _)| p);
+                Some(wire::log_fragment("-", method, without_query, "-"))
+            }
+            Decision::Ready | Decision::Pass => None,
+        }
+    }
+
+    /// The log fragment of a request the routed role answers itself (a caller refusal, no
+    /// token, a route it does not know): what the egress role logs for the same request, so
+    /// that both engines write the same line. (Envoy rewrites the path only when it forwards;
+    /// the leaf's own log filter runs after the routed filter, so this is the line's only
+    /// source.)
+    pub fn routed_log_fragment(&self, method: &str, path: &str) -> String {
+        let decision = self.decide(method, path);
+        self.log_fragment(method, path, &decision)
+            .unwrap_or_else(|| {
+                let without_query = path.split_once('?').map_or(path, |(p, _)| p);
+                wire::log_fragment("-", method, without_query, "-")
+            })
     }
 }

@@ -235,3 +235,24 @@ fn the_routed_role_serves_exactly_the_routes_the_renderer_gives_it() {
         }
     }
 }
+
+#[test]
+fn a_routed_refusal_logs_what_the_egress_role_logs_for_the_same_request() {
+    let e = seed_engine();
+    let fwd = forward(&e, "GET", "/egress/crm/Contact/42?fields=Id");
+    let target = e.target(fwd.target).unwrap().name.clone();
+    assert_eq!(
+        e.routed_log_fragment("GET", "/egress/crm/Contact/42?fields=Id"),
+        wire::log_fragment(&target, "GET", "/egress/crm/Contact/42", &fwd.target_url)
+    );
+    // The outgoing URL, not the path as sent, and never the query.
+    assert!(!fwd.target_url.ends_with("/egress/crm/Contact/42"));
+    assert!(!e
+        .routed_log_fragment("GET", "/egress/crm/Contact/42?fields=Id")
+        .contains("fields"));
+    // A request the egress role answers itself: `-` for target and URL.
+    assert_eq!(
+        e.routed_log_fragment("GET", "/nowhere?q=1"),
+        wire::log_fragment("-", "GET", "/nowhere", "-")
+    );
+}
