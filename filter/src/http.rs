@@ -175,7 +175,21 @@ impl Request {
         let path = pseudo(&headers, ":path");
         let decision = self.engine.decide(method, path);
         match decision {
-            Decision::Pass => Ok(Some(Action::Continue)),
+            Decision::Pass => {
+                // Envoy's own route serves it (metrics): matched on the canonical spelling, and
+                // never picked by a caller's routing header (the wasm engine's routes match on
+                // it; a `/%6detrics` once reached a target that way, caller credentials and all).
+                if headers
+                    .iter()
+                    .any(|(k, _)| k.eq_ignore_ascii_case(wire::TARGET_HEADER))
+                {
+                    host::remove_request_header(wire::TARGET_HEADER)?;
+                }
+                if let Some(canonical) = self.engine.passthrough_path(path) {
+                    host::set_request_header(":path", &canonical)?;
+                }
+                Ok(Some(Action::Continue))
+            }
             Decision::Ready => {
                 // Busy (never expected: one thread) is not ready, never a 200.
                 let reply = match self.tokens.try_borrow_mut() {

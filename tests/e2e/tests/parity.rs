@@ -136,6 +136,10 @@ fn requests() -> Vec<(&'static str, Vec<u8>, Option<&'static str>)> {
         ("GET", "/health/"),
         ("GET", "/ready"),
         ("GET", "/metrics"),
+        // The metrics path spelled with an escape: the filter canonicalises it (and a caller's
+        // routing header never routes it: the wasm engine once forwarded it to that target).
+        ("GET", "/%6detrics"),
+        ("GET", "/%6Detrics?x=1"),
     ] {
         r.push((method, path.as_bytes().to_vec(), None));
     }
@@ -329,10 +333,15 @@ fn compare(
         let what = format!("{method} {}", String::from_utf8_lossy(target));
         let mut w = raw(&wasm.base, method, target, *body);
         let mut a = raw(&auto.base, method, target, *body);
-        if target.starts_with(b"/metrics") {
+        let metrics = ["/metrics", "/%6detrics", "/%6Detrics"];
+        if metrics.iter().any(|m| target.starts_with(m.as_bytes())) {
             // Envoy's own statistics: the counts differ, the answer's kind must not.
             w.body.clear();
             a.body.clear();
+            assert_eq!(
+                w.status, 200,
+                "{what}: engine=wasm did not serve the metrics"
+            );
         }
         assert!(w.status != 0, "{what}: no answer from engine=wasm: {w:?}");
         if w != a {

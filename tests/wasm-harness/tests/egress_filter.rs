@@ -320,7 +320,7 @@ fn health_is_answered_200_by_the_filter() {
 }
 
 #[test]
-fn metrics_path_passes_through_untouched() {
+fn metrics_path_passes_through_canonically_spelled_and_never_routed_by_a_callers_header() {
     let (_host, worker) = seed_worker();
     let sent = vec![
         (":method".to_string(), "GET".to_string()),
@@ -331,9 +331,32 @@ fn metrics_path_passes_through_untouched() {
     ];
     let stream = worker.http_request(sent.clone(), true).unwrap();
     expect_forward(&stream);
-    assert_eq!(stream.request_header_map(), sent);
+    // Untouched but for a caller's routing header (Envoy's routes match on it: it must not
+    // pick where a passthrough request goes).
+    let expected: Vec<(String, String)> = sent
+        .iter()
+        .filter(|(k, _)| k != "x-egress-target")
+        .cloned()
+        .collect();
+    assert_eq!(stream.request_header_map(), expected);
     assert!(stream.filter_properties().is_empty());
     assert!(worker.foreign_calls().is_empty());
+
+    // Spelled with an escape: passed under its canonical spelling, which Envoy's metrics
+    // route matches (it once fell through to the routes picked by the routing header).
+    let mut escaped = sent.clone();
+    escaped[1].1 = "/%6detrics?x=1".to_string();
+    let stream = worker.http_request(escaped, true).unwrap();
+    expect_forward(&stream);
+    assert_eq!(
+        stream.request_header(":path").as_deref(),
+        Some("/metrics?x=1")
+    );
+    assert_eq!(stream.request_header("x-egress-target"), None);
+    assert_eq!(
+        stream.request_header("authorization").as_deref(),
+        Some("Bearer scraper")
+    );
 }
 
 #[test]

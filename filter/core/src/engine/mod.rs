@@ -376,6 +376,21 @@ impl Engine {
         self.routes.len()
     }
 
+    /// For a request decided [`Decision::Pass`]: the `:path` to set so that Envoy's own route
+    /// (matched on the canonical spelling) serves it, when the caller spelled it otherwise
+    /// (`/%6detrics` for `/metrics`); `None`: leave `:path` as sent.
+    pub fn passthrough_path(&self, raw_path: &str) -> Option<String> {
+        let req = normalize_request_path(raw_path).ok()?;
+        let sent = raw_path.split_once('?').map_or(raw_path, |(p, _)| p);
+        if req.path == sent {
+            return None;
+        }
+        Some(match req.query {
+            Some(q) => format!("{}?{q}", req.path),
+            None => req.path.into_owned(),
+        })
+    }
+
     /// Decides what happens to a request with this method and `:path`.
     pub fn decide(&self, method: &str, raw_path: &str) -> Decision {
         let req = match normalize_request_path(raw_path) {

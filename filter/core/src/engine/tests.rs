@@ -239,6 +239,22 @@ fn endpoints_health_ready_and_metrics_are_recognized() {
 }
 
 #[test]
+fn a_passthrough_path_spelled_with_escapes_is_passed_under_its_canonical_spelling() {
+    let e = seed_engine();
+    assert_eq!(e.decide("GET", "/%6detrics"), Decision::Pass);
+    assert_eq!(
+        e.passthrough_path("/%6detrics").as_deref(),
+        Some("/metrics")
+    );
+    assert_eq!(
+        e.passthrough_path("/%6Detrics?x=%41").as_deref(),
+        Some("/metrics?x=%41")
+    );
+    assert_eq!(e.passthrough_path("/metrics"), None);
+    assert_eq!(e.passthrough_path("/metrics?x=1"), None);
+}
+
+#[test]
 fn local_replies_never_contain_configured_secrets() {
     let e = seed_engine();
     let secrets = [
