@@ -49,6 +49,8 @@ pub(super) fn egress_listener_from(config: &Config, mut hcm: Value) -> Value {
     // Envoy must hand it the path exactly as the caller sent it.
     hcm["normalize_path"] = json!(false);
     hcm["merge_slashes"] = json!(false);
+    // Envoy's own answers (no healthy upstream, timeouts, ...) as our JSON errors.
+    hcm["local_reply_config"] = super::local_reply::local_reply_config();
     if let Some(t) = config.http.write_timeout {
         hcm["common_http_protocol_options"] = json!({ "max_stream_duration": envoy_duration(t) });
     }

@@ -11,6 +11,7 @@ pub mod clusters;
 pub mod credentials;
 pub mod limits;
 pub mod listener;
+pub mod local_reply;
 pub mod locate;
 pub mod native;
 

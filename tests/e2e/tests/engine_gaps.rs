@@ -7,6 +7,9 @@
 //!   sees neither that header nor any other `x-egress-*` (a caller's `x-egress-target` never
 //!   routes). The request log names the target and the outgoing URL on every line, the
 //!   routed role's refusals (401, 403) included, as the wasm engine does.
+//! - `envoys_own_answers_are_our_json_errors`: a target on a closed port gets Envoy's own
+//!   503, one that never answers Envoy's 504, mapped by the connection manager's `local_reply_config` to our JSON error; the
+//!   route table's own 404 is untouched.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use egress_e2e::*;
@@ -166,4 +169,77 @@ fn caller_token_headers_that_are_removed_headers_still_identify_the_caller(engin
     }
 }
 
-engine_tests!(caller_token_headers_that_are_removed_headers_still_identify_the_caller);
+fn envoys_own_answers_are_our_json_errors(engine: Engine) {
+    let closed = free_port().unwrap();
+    // A target that accepts and never answers: Envoy's route timeout (504).
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_port = silent.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in silent.incoming() {
+            held.push(conn);
+        }
+    });
+    let config = format!(
+        r#"
+http: {{ addr: "127.0.0.1:{{listen}}" }}
+egress:
+  targets:
+    down:
+      url: http://127.0.0.1:{closed}/api
+      auth: {{ type: api_key, header: X-Api-Key, key: SECRET-down-key }}
+    silent:
+      url: http://127.0.0.1:{silent_port}
+      timeout: 1s
+  routes:
+    - path_prefix: /egress/down
+      target: down
+    - path_prefix: /egress/silent
+      target: silent
+"#
+    );
+    let p = Proxy::start(engine, &config);
+    let r = Request::get(&p.url("/egress/down/x")).send().unwrap();
+    assert_eq!(r.status, 503, "{engine}: {}", r.body);
+    assert_eq!(
+        r.header("content-type"),
+        Some("application/json"),
+        "{engine}: {:?}",
+        r.headers
+    );
+    let body: Value = r
+        .json()
+        .unwrap_or_else(|e| panic!("{engine}: {e:#}: {}", r.body));
+    assert_eq!(body["error"], "upstream_connect_failed", "{engine}: {body}");
+    assert_eq!(
+        body["message"], "the proxy could not connect to the target",
+        "{engine}: {body}"
+    );
+    assert!(!r.body.contains("SECRET") && !r.body.contains(&closed.to_string()));
+    let r = Request::get(&p.url("/egress/silent/x")).send().unwrap();
+    assert_eq!(r.status, 504, "{engine}: {}", r.body);
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    let body: Value = r
+        .json()
+        .unwrap_or_else(|e| panic!("{engine}: {e:#}: {}", r.body));
+    assert_eq!(
+        body,
+        serde_json::json!({"error": "upstream_timeout", "message": "the target did not answer in time"}),
+        "{engine}"
+    );
+    // The engine's own answers keep their bodies.
+    let r = Request::get(&p.url("/egress/nowhere")).send().unwrap();
+    assert_eq!(r.status, 404, "{engine}: {}", r.body);
+    let body: Value = r.json().unwrap();
+    assert_eq!(
+        body,
+        serde_json::json!({"error": "route_not_found", "message": "no egress route matches this path"}),
+        "{engine}"
+    );
+    assert_eq!(r.header("content-type"), Some("application/json"));
+}
+
+engine_tests!(
+    caller_token_headers_that_are_removed_headers_still_identify_the_caller,
+    envoys_own_answers_are_our_json_errors,
+);

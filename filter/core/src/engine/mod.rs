@@ -5,9 +5,11 @@
 #![deny(clippy::indexing_slicing)]
 
 mod headers;
+mod proxy_replies;
 mod routed;
 
 pub use headers::{RemoveRule, ALWAYS_REMOVED, FORWARDED_PROTO};
+pub use proxy_replies::{ProxyReply, PROXY_REPLIES};
 pub use routed::{Binding, RoutedRefusal};
 
 use crate::callers::allow::{evaluate, Verdict};
