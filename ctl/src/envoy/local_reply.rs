@@ -1,5 +1,5 @@
 //! The connection manager's `local_reply_config` (both engines): Envoy's own answers (no
-//! healthy upstream, connection failure, timeouts, resets, malformed requests) turned into
+//! healthy upstream, connection failure, timeouts, resets) turned into
 //! the JSON errors of [`egress_core::engine::PROXY_REPLIES`], selected by response flags only,
 //! so the filter's and the route table's own JSON answers are never touched.
 
@@ -8,17 +8,7 @@ use serde_json::{json, Value};
 
 fn mapper(r: &ProxyReply) -> Value {
     let reply = r.reply();
-    let flags = json!({ "response_flag_filter": { "flags": r.flags } });
-    let filter = match r.status {
-        None => flags,
-        Some(status) => json!({ "and_filter": { "filters": [
-            flags,
-            { "status_code_filter": { "comparison": {
-                "op": "EQ",
-                "value": { "default_value": status, "runtime_key": "egress.local_reply.unused" },
-            } } },
-        ] } }),
-    };
+    let filter = json!({ "response_flag_filter": { "flags": r.flags } });
     let content_type = reply
         .headers
         .iter()
