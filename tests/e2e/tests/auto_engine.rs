@@ -459,9 +459,9 @@ fn ten_thousand_routes_compile_and_envoy_accepts_and_routes_them() {
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", output_text(&o));
-    let size = std::fs::metadata(out.join("lds.yaml")).unwrap().len();
+    let size = std::fs::metadata(out.join("lds.json")).unwrap().len();
     eprintln!(
-        "10,000 routes: compile {:?}, lds.yaml {} MB",
+        "10,000 routes: compile {:?}, lds.json {} MB",
         started.elapsed(),
         size / 1_000_000
     );
