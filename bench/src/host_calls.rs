@@ -483,3 +483,65 @@ fn admin_port(out: &Path) -> Result<u16> {
         .find_map(|l| l.trim().strip_prefix("port_value: ")?.parse().ok())
         .context("no admin port in envoy.yaml")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wasm_filter(role: &str) -> Value {
+        json!({
+            "name": "egress",
+            "typed_config": { "config": {
+                "vm_config": { "vm_id": "egress", "code": { "local": { "filename": "/f.wasm" } } },
+                "configuration": { "value": format!(r#"{{"version":1,"role":"{role}"}}"#) },
+            } },
+        })
+    }
+
+    #[test]
+    fn the_probe_replaces_only_the_egress_role_filter_and_the_ports_move() {
+        let lds = json!({ "resources": [
+            { "address": { "socket_address": { "port_value": 8080 } },
+              "filter_chains": [{ "filters": [{ "typed_config": { "http_filters": [wasm_filter("egress")] } }] }] },
+            { "address": { "socket_address": { "port_value": 9902 } },
+              "filter_chains": [{ "filters": [{ "typed_config": { "http_filters": [wasm_filter("push")] } }] }] },
+        ] });
+        let out = swap_module(
+            &lds.to_string(),
+            Path::new("/probe.wasm"),
+            &[(8080, 18080), (9902, 19902)],
+        )
+        .unwrap();
+        let v: Value = serde_json::from_str(&out).unwrap();
+        let filter = |i: usize| {
+            v["resources"][i]["filter_chains"][0]["filters"][0]["typed_config"]["http_filters"][0]
+                ["typed_config"]["config"]
+                .clone()
+        };
+        assert_eq!(
+            filter(0)["configuration"]["value"],
+            "egress_calls_rewrite 1"
+        );
+        assert_eq!(filter(0)["vm_config"]["vm_id"], "probe");
+        assert_eq!(
+            filter(0)["vm_config"]["code"]["local"]["filename"],
+            "/probe.wasm"
+        );
+        assert_eq!(filter(1)["vm_config"]["vm_id"], "egress");
+        assert_eq!(
+            filter(1)["vm_config"]["code"]["local"]["filename"],
+            "/f.wasm"
+        );
+        assert_eq!(
+            v["resources"][0]["address"]["socket_address"]["port_value"],
+            18080
+        );
+        assert_eq!(
+            v["resources"][1]["address"]["socket_address"]["port_value"],
+            19902
+        );
+        // No egress-role filter: an error, never a silent copy of case 5.
+        let push_only = json!({ "resources": [{ "http_filters": [wasm_filter("push")] }] });
+        assert!(swap_module(&push_only.to_string(), Path::new("/p"), &[]).is_err());
+    }
+}
