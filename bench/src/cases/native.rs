@@ -37,9 +37,10 @@ fn credential_injector(credential: Value) -> Value {
     })
 }
 
-/// Cases 1–4: one listener, one route (`/egress/api/` rewritten to `/`) to the upstream, the
-/// case's filter before the router. Connection manager settings as `egressctl` renders them
-/// (codec AUTO, no path normalization or slash merging, router without `x-envoy-*` headers).
+/// Cases 1–4 and 11: one listener, one route (`/egress/api/` rewritten to `/`) to the upstream,
+/// the case's filter before the router (case 11: case 1 behind case 8's TLS listener).
+/// Connection manager settings as `egressctl` renders them (codec AUTO, no path normalization
+/// or slash merging, router without `x-envoy-*` headers).
 pub fn native_bootstrap(kind: Kind, setup: &Setup, listen: u16, admin: u16) -> Value {
     let mut filters = Vec::new();
     let mut clusters = vec![static_cluster("upstream", setup.upstream_port)];
