@@ -37,10 +37,12 @@ wasm:
 build:
 	$(CARGO) build -p egressctl
 
+## lint: fmt, clippy (native and wasm32), and egress-core built with no optional feature.
 lint:
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) clippy -p egress-core -p egress-filter --target wasm32-wasip1 --all-targets -- -D warnings
+	$(CARGO) check -p egress-core --no-default-features
 
 ## bench: Envoy + our filter vs Envoy alone, the native credential injector and a minimal
 ## proxy-wasm module, under wrk on pinned cores; results go to bench/results/RESULTS.md.

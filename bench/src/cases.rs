@@ -1,17 +1,23 @@
-//! The sixteen cases and their Envoy configs: cases 1–4 and 11 rendered here (JSON
+//! The sixteen cases and their Envoy configs: cases 1–4 and 11 rendered by [`native`] (JSON
 //! bootstraps), the others by `egressctl compile --engine wasm|auto` of egress configs written
 //! here (what cases 8–10 add to the API-key config lives in `auth_cases`). Cases 5–10 and 12
 //! are the `wasm` engine, 13–16 the `auto` engine (issue 11).
 
+mod native;
+
+pub use native::native_bootstrap;
+
 use crate::auth_cases;
 use crate::procs::output;
 use anyhow::{bail, Context, Result};
-use serde_json::{json, Value};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+/// The listener file `egressctl compile` writes next to `envoy.yaml` (JSON: Envoy parses a
+/// watched file by its extension).
+pub const LDS_FILE: &str = "lds.json";
 /// The API key every API-key case injects (the upstream echoes it back for the sanity check).
 pub const API_KEY: &str = "bench-api-key";
 /// The OAuth2 client of cases 3 and 6 (the stand-in accepts any).
@@ -309,140 +315,6 @@ pub fn render(case: &Case, setup: &Setup, dir: &Path, listen: u16, admin: u16) -
         listen,
         admin,
     })
-}
-
-fn socket(port: u16) -> Value {
-    json!({ "socket_address": { "address": "127.0.0.1", "port_value": port } })
-}
-
-fn static_cluster(name: &str, port: u16) -> Value {
-    json!({
-        "name": name,
-        "type": "STATIC",
-        "connect_timeout": "5s",
-        "load_assignment": {
-            "cluster_name": name,
-            "endpoints": [{ "lb_endpoints": [{ "endpoint": { "address": socket(port) } }] }]
-        }
-    })
-}
-
-fn generic_secret(name: &str, value: &str) -> Value {
-    json!({ "name": name, "generic_secret": { "secret": { "inline_string": value } } })
-}
-
-fn credential_injector(credential: Value) -> Value {
-    json!({
-        "name": "envoy.filters.http.credential_injector",
-        "typed_config": {
-            "@type": "type.googleapis.com/envoy.extensions.filters.http.credential_injector.v3.CredentialInjector",
-            "overwrite": true,
-            "credential": credential
-        }
-    })
-}
-
-/// Cases 1–4: one listener, one route (`/egress/api/` rewritten to `/`) to the upstream, the
-/// case's filter before the router. Connection manager settings as `egressctl` renders them
-/// (codec AUTO, no path normalization or slash merging, router without `x-envoy-*` headers).
-pub fn native_bootstrap(kind: Kind, setup: &Setup, listen: u16, admin: u16) -> Value {
-    let mut filters = Vec::new();
-    let mut clusters = vec![static_cluster("upstream", setup.upstream_port)];
-    let mut secrets = Vec::new();
-    match kind {
-        Kind::NativeGeneric => {
-            secrets.push(generic_secret("bench-api-key", API_KEY));
-            filters.push(credential_injector(json!({
-                "name": "envoy.http.injected_credentials.generic",
-                "typed_config": {
-                    "@type": "type.googleapis.com/envoy.extensions.http.injected_credentials.generic.v3.Generic",
-                    "credential": { "name": "bench-api-key" },
-                    "header": "x-api-key"
-                }
-            })));
-        }
-        Kind::NativeOauth2 => {
-            secrets.push(generic_secret("bench-client-secret", CLIENT_SECRET));
-            clusters.push(static_cluster("token", setup.token_port));
-            filters.push(credential_injector(json!({
-                "name": "envoy.http.injected_credentials.oauth2",
-                "typed_config": {
-                    "@type": "type.googleapis.com/envoy.extensions.http.injected_credentials.oauth2.v3.OAuth2",
-                    "token_endpoint": {
-                        "cluster": "token",
-                        "timeout": "5s",
-                        "uri": format!("http://127.0.0.1:{}/token", setup.token_port)
-                    },
-                    "client_credentials": {
-                        "client_id": CLIENT_ID,
-                        "client_secret": { "name": "bench-client-secret" }
-                    }
-                }
-            })));
-        }
-        Kind::Floor => filters.push(json!({
-            "name": "envoy.filters.http.wasm",
-            "typed_config": {
-                "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
-                "config": {
-                    "name": "floor",
-                    "root_id": "floor",
-                    "fail_open": false,
-                    "vm_config": {
-                        "vm_id": "floor",
-                        "runtime": "envoy.wasm.runtime.v8",
-                        "code": { "local": { "filename": setup.floor_wasm.display().to_string() } }
-                    }
-                }
-            }
-        })),
-        _ => {}
-    }
-    filters.push(json!({
-        "name": "envoy.filters.http.router",
-        "typed_config": {
-            "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router",
-            "suppress_envoy_headers": true
-        }
-    }));
-    let mut bootstrap = json!({
-        "admin": { "address": socket(admin) },
-        "static_resources": {
-            "listeners": [{
-                "name": "bench",
-                "address": socket(listen),
-                "filter_chains": [{ "filters": [{
-                    "name": "envoy.filters.network.http_connection_manager",
-                    "typed_config": {
-                        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
-                        "stat_prefix": "bench",
-                        "codec_type": "AUTO",
-                        "merge_slashes": false,
-                        "normalize_path": false,
-                        "route_config": {
-                            "name": "bench",
-                            "virtual_hosts": [{
-                                "name": "bench",
-                                "domains": ["*"],
-                                "routes": [{
-                                    "match": { "prefix": "/egress/api/" },
-                                    "route": { "cluster": "upstream", "prefix_rewrite": "/", "timeout": "30s" }
-                                }]
-                            }]
-                        },
-                        "http_filters": filters
-                    }
-                }] }]
-            }],
-            "clusters": clusters,
-            "secrets": secrets
-        }
-    });
-    if kind == Kind::LimitMtls {
-        bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["transport_socket"] =
-            auth_cases::listener_tls(&setup.pki);
-    }
-    bootstrap
 }
 
 /// Cases 5–10: the egress config (`egressctl` YAML). Request lines go to /dev/null (they are

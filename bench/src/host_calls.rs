@@ -258,9 +258,6 @@ pub fn run(opts: &Options) -> Result<()> {
         let case5 = work.join("case5/out");
         let dir = work.join("probe-egress_calls-case5");
         fs::create_dir_all(&dir)?;
-        let lds = fs::read_to_string(case5.join("lds.yaml"))?;
-        let lds = swap_module(&lds, &probe_wasm)?;
-        fs::write(dir.join("lds.yaml"), lds)?;
         fs::copy(case5.join("cds.yaml"), dir.join("cds.yaml"))?;
         fs::copy(case5.join("secrets.env"), dir.join("secrets.env"))?;
         let envoy_yaml = fs::read_to_string(case5.join("envoy.yaml"))?
@@ -272,19 +269,16 @@ pub fn run(opts: &Options) -> Result<()> {
             .context("no case 5 row")?;
         let listen = ours.envoy.listen;
         let admin = admin_port(&case5)?;
-        // Case 5's Envoy holds its ports: the copy gets new ones.
+        // Case 5's Envoy holds its ports: the copy gets new ones (the push listener's fixed
+        // port too).
         let (new_listen, new_admin) = (free_port()?, free_port()?);
-        // The push listener's fixed port too (case 5's Envoy holds it).
-        let lds = fs::read_to_string(dir.join("lds.yaml"))?
-            .replace(
-                &format!("port_value: {listen}\n"),
-                &format!("port_value: {new_listen}\n"),
-            )
-            .replace(
-                "port_value: 9902\n",
-                &format!("port_value: {}\n", free_port()?),
-            );
-        fs::write(dir.join("lds.yaml"), lds)?;
+        let ports = [
+            (u64::from(listen), u64::from(new_listen)),
+            (9902, u64::from(free_port()?)),
+        ];
+        let lds = fs::read_to_string(case5.join(cases::LDS_FILE))?;
+        let lds = swap_module(&lds, &probe_wasm, &ports)?;
+        fs::write(dir.join(cases::LDS_FILE), lds)?;
         let envoy_yaml = fs::read_to_string(dir.join("envoy.yaml"))?.replace(
             &format!("port_value: {admin}\n"),
             &format!("port_value: {new_admin}\n"),
@@ -437,34 +431,49 @@ fn start(
     Ok(envoy)
 }
 
-/// The egress listener's wasm module and configuration in an `egressctl` `lds.yaml` replaced
-/// by the probe's (`egress_calls_rewrite`); the push listener keeps the filter.
-fn swap_module(lds: &str, probe: &Path) -> Result<String> {
-    let mut out = String::new();
-    let (mut config_done, mut file_done) = (false, false);
-    for line in lds.lines() {
-        let trimmed = line.trim_start();
-        let indent = &line[..line.len() - trimmed.len()];
-        if !config_done
-            && trimmed.starts_with("value: '{")
-            && trimmed.contains(r#""role":"egress""#)
-        {
-            out.push_str(&format!("{indent}value: 'egress_calls_rewrite 1'\n"));
-            config_done = true;
-        } else if !file_done && trimmed.starts_with("filename: ") {
-            out.push_str(&format!("{indent}filename: {}\n", probe.display()));
-            file_done = true;
-        } else if trimmed == "vm_id: egress" && !out.contains("vm_id: probe") {
-            out.push_str(&format!("{indent}vm_id: probe\n"));
-        } else {
-            out.push_str(line);
-            out.push('\n');
+/// An `egressctl` listener file (JSON) with the egress-role wasm filter's module and
+/// configuration replaced by the probe's (`egress_calls_rewrite`, its own `vm_id`) and the
+/// listener ports moved (`ports`: old -> new); the push listener keeps the filter.
+fn swap_module(lds: &str, probe: &Path, ports: &[(u64, u64)]) -> Result<String> {
+    let mut v: Value = serde_json::from_str(lds).context("case 5's listener file is not JSON")?;
+    let mut swapped = 0;
+    edit(&mut v, probe, ports, &mut swapped);
+    if swapped == 0 {
+        bail!("case 5's listener file has no egress-role wasm filter to swap");
+    }
+    Ok(serde_json::to_string(&v)?)
+}
+
+fn edit(v: &mut Value, probe: &Path, ports: &[(u64, u64)], swapped: &mut usize) {
+    match v {
+        Value::Object(o) => {
+            if let Some(port) = o.get_mut("port_value") {
+                if let Some((_, new)) = ports.iter().find(|(old, _)| port.as_u64() == Some(*old)) {
+                    *port = json!(new);
+                }
+            }
+            let egress_role = o
+                .get("configuration")
+                .and_then(|c| c.get("value"))
+                .and_then(Value::as_str)
+                .is_some_and(|c| c.contains(r#""role":"egress""#));
+            if egress_role && o.contains_key("vm_config") {
+                o["configuration"]["value"] = json!("egress_calls_rewrite 1");
+                o["vm_config"]["vm_id"] = json!("probe");
+                o["vm_config"]["code"]["local"]["filename"] = json!(probe.display().to_string());
+                *swapped += 1;
+            }
+            for child in o.values_mut() {
+                edit(child, probe, ports, swapped);
+            }
         }
+        Value::Array(a) => {
+            for child in a {
+                edit(child, probe, ports, swapped);
+            }
+        }
+        _ => {}
     }
-    if !(config_done && file_done) {
-        bail!("case 5's lds.yaml has no egress-role wasm filter to swap");
-    }
-    Ok(out)
 }
 
 /// The admin port of an `egressctl` `envoy.yaml` (its only `port_value`).
@@ -473,4 +482,66 @@ fn admin_port(out: &Path) -> Result<u16> {
     text.lines()
         .find_map(|l| l.trim().strip_prefix("port_value: ")?.parse().ok())
         .context("no admin port in envoy.yaml")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wasm_filter(role: &str) -> Value {
+        json!({
+            "name": "egress",
+            "typed_config": { "config": {
+                "vm_config": { "vm_id": "egress", "code": { "local": { "filename": "/f.wasm" } } },
+                "configuration": { "value": format!(r#"{{"version":1,"role":"{role}"}}"#) },
+            } },
+        })
+    }
+
+    #[test]
+    fn the_probe_replaces_only_the_egress_role_filter_and_the_ports_move() {
+        let lds = json!({ "resources": [
+            { "address": { "socket_address": { "port_value": 8080 } },
+              "filter_chains": [{ "filters": [{ "typed_config": { "http_filters": [wasm_filter("egress")] } }] }] },
+            { "address": { "socket_address": { "port_value": 9902 } },
+              "filter_chains": [{ "filters": [{ "typed_config": { "http_filters": [wasm_filter("push")] } }] }] },
+        ] });
+        let out = swap_module(
+            &lds.to_string(),
+            Path::new("/probe.wasm"),
+            &[(8080, 18080), (9902, 19902)],
+        )
+        .unwrap();
+        let v: Value = serde_json::from_str(&out).unwrap();
+        let filter = |i: usize| {
+            v["resources"][i]["filter_chains"][0]["filters"][0]["typed_config"]["http_filters"][0]
+                ["typed_config"]["config"]
+                .clone()
+        };
+        assert_eq!(
+            filter(0)["configuration"]["value"],
+            "egress_calls_rewrite 1"
+        );
+        assert_eq!(filter(0)["vm_config"]["vm_id"], "probe");
+        assert_eq!(
+            filter(0)["vm_config"]["code"]["local"]["filename"],
+            "/probe.wasm"
+        );
+        assert_eq!(filter(1)["vm_config"]["vm_id"], "egress");
+        assert_eq!(
+            filter(1)["vm_config"]["code"]["local"]["filename"],
+            "/f.wasm"
+        );
+        assert_eq!(
+            v["resources"][0]["address"]["socket_address"]["port_value"],
+            18080
+        );
+        assert_eq!(
+            v["resources"][1]["address"]["socket_address"]["port_value"],
+            19902
+        );
+        // No egress-role filter: an error, never a silent copy of case 5.
+        let push_only = json!({ "resources": [{ "http_filters": [wasm_filter("push")] }] });
+        assert!(swap_module(&push_only.to_string(), Path::new("/p"), &[]).is_err());
+    }
 }

@@ -1,7 +1,10 @@
 //! The state directory `compile`, `up` and `apply` share (`--out DIR`, default `.egressctl/`):
 //!
 //! - `envoy.yaml`: the bootstrap (admin; listeners and clusters from the two files below).
-//! - `lds.yaml`, `cds.yaml`: listeners and clusters, watched by Envoy (file-based xDS).
+//! - `lds.json`, `cds.yaml`: listeners and clusters, watched by Envoy (file-based xDS). A
+//!   directory an older egressctl compiled has `lds.yaml` (the same JSON, read by Envoy's
+//!   YAML parser): `apply` keeps writing the file its bootstrap names
+//!   ([`StateDir::watched_lds`]) until the next `compile`.
 //! - `filter.json`: the filter's config, as inlined in the listener (credential references and
 //!   sealed values, no credential in clear).
 //! - `secrets.env`: the credential variables and the seal key Envoy must be started with (see
@@ -16,7 +19,7 @@
 //! rename), readable by the owner only: they hold credentials.
 
 use crate::envoy::credentials::{self, StaticCredential};
-use crate::envoy::{self, Rendered, CLUSTER_TYPE, LISTENER_TYPE};
+use crate::envoy::{self, Rendered, CDS_FILE, CLUSTER_TYPE, LDS_FILE};
 use anyhow::Context;
 use egress_core::build::SecretVar;
 use egress_core::config::ListenAddr;
@@ -28,6 +31,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 pub const DEFAULT_DIR: &str = ".egressctl";
+/// The name [`LDS_FILE`] had before it was JSON (Envoy parsed it with its YAML parser).
+pub const LEGACY_LDS_FILE: &str = "lds.yaml";
 
 /// Recorded at compile time, read by `apply` and `status`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -62,11 +67,41 @@ impl StateDir {
     pub fn envoy_yaml(&self) -> PathBuf {
         self.dir.join("envoy.yaml")
     }
+    /// The listener file `compile` writes and its bootstrap names.
     pub fn lds(&self) -> PathBuf {
-        self.dir.join("lds.yaml")
+        self.dir.join(LDS_FILE)
+    }
+    /// The listener file the bootstrap in this directory names, which a running Envoy started
+    /// from it watches: [`StateDir::lds`], or [`LEGACY_LDS_FILE`] in a directory an older
+    /// egressctl compiled (then `apply` keeps writing that file: Envoy would never see another).
+    pub fn watched_lds(&self) -> PathBuf {
+        let named = std::fs::read_to_string(self.envoy_yaml())
+            .ok()
+            .and_then(|t| serde_yaml::from_str::<serde_json::Value>(&t).ok())
+            .and_then(|b| {
+                b.pointer("/dynamic_resources/lds_config/path_config_source/path")
+                    .and_then(serde_json::Value::as_str)
+                    .and_then(|p| Path::new(p).file_name())
+                    .map(|n| n == LEGACY_LDS_FILE)
+            });
+        if named == Some(true) {
+            self.dir.join(LEGACY_LDS_FILE)
+        } else {
+            self.lds()
+        }
+    }
+    /// The listener file an older egressctl wrote, which `compile` removes (its bootstrap names
+    /// [`StateDir::lds`] instead).
+    pub fn remove_legacy_lds(&self) -> anyhow::Result<()> {
+        let path = self.dir.join(LEGACY_LDS_FILE);
+        match std::fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e).with_context(|| format!("cannot remove {}", path.display())),
+        }
     }
     pub fn cds(&self) -> PathBuf {
-        self.dir.join("cds.yaml")
+        self.dir.join(CDS_FILE)
     }
     pub fn filter_json(&self) -> PathBuf {
         self.dir.join("filter.json")
@@ -211,24 +246,22 @@ impl StateDir {
         )
     }
 
-    /// Compact JSON (valid YAML, so the file keeps its name): the auto engine's listener holds
-    /// a matcher tree per route, and block YAML of it is several times larger and slower to
-    /// write and for Envoy to load.
-    pub fn write_listeners(&self, r: &Rendered) -> anyhow::Result<()> {
-        write_private(
-            &self.lds(),
-            json_text(&envoy::resource_file(LISTENER_TYPE, &r.listeners))?.as_bytes(),
-        )
+    /// Writes the listeners to `path` ([`StateDir::lds`] or [`StateDir::watched_lds`]) as
+    /// compact JSON ([`envoy::listener_file_text`]): the auto engine's listener holds a matcher
+    /// tree per route, and Envoy loads JSON of it many times faster than YAML. JSON is YAML
+    /// too, so an Envoy watching a legacy `lds.yaml` reads it as well.
+    pub fn write_listeners(&self, path: &Path, r: &Rendered) -> anyhow::Result<()> {
+        let text = envoy::listener_file_text(&r.listeners).context("cannot render JSON")?;
+        write_private(path, text.as_bytes())
     }
 
-    /// Whether `lds.yaml` already holds exactly these listeners (then writing it again would
-    /// only make Envoy count an update that changes nothing).
-    pub fn listeners_unchanged(&self, r: &Rendered) -> bool {
-        let Ok(old) = std::fs::read(self.lds()) else {
+    /// Whether the listener file at `path` already holds exactly these listeners (then writing
+    /// it again would only make Envoy count an update that changes nothing).
+    pub fn listeners_unchanged(&self, path: &Path, r: &Rendered) -> bool {
+        let Ok(old) = std::fs::read(path) else {
             return false;
         };
-        json_text(&envoy::resource_file(LISTENER_TYPE, &r.listeners))
-            .is_ok_and(|new| new.as_bytes() == old.as_slice())
+        envoy::listener_file_text(&r.listeners).is_ok_and(|new| new.as_bytes() == old.as_slice())
     }
 
     pub fn write_bootstrap(&self, admin: &ListenAddr) -> anyhow::Result<()> {
@@ -276,12 +309,6 @@ const HEADER: &str = "# Generated by egressctl. Do not edit: change the config a
 fn yaml_text(value: &serde_json::Value) -> anyhow::Result<String> {
     let yaml = serde_yaml::to_string(value).context("cannot render YAML")?;
     Ok(format!("{HEADER}{yaml}"))
-}
-
-/// One line of JSON after the YAML comment [`HEADER`].
-fn json_text(value: &serde_json::Value) -> anyhow::Result<String> {
-    let json = serde_json::to_string(value).context("cannot render JSON")?;
-    Ok(format!("{HEADER}{json}\n"))
 }
 
 fn write_yaml(path: &Path, value: &serde_json::Value) -> anyhow::Result<()> {
@@ -366,6 +393,38 @@ mod tests {
         );
         assert!(dir.sds_changes(&second).added.is_empty());
         assert!(dir.sds_changes(&second).rotated.is_empty());
+    }
+
+    #[test]
+    fn the_watched_listener_file_is_the_one_the_bootstrap_names_legacy_lds_yaml_included() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = StateDir::new(tmp.path());
+        // No bootstrap yet: the current name.
+        assert_eq!(dir.watched_lds(), tmp.path().join("lds.json"));
+        let admin = ListenAddr::parse("127.0.0.1:9901").unwrap();
+        dir.write_bootstrap(&admin).unwrap();
+        assert_eq!(dir.watched_lds(), dir.lds());
+        // A bootstrap an older egressctl wrote (possibly from another path to the directory).
+        write_yaml(
+            &dir.envoy_yaml(),
+            &envoy::bootstrap(&admin, Path::new("/elsewhere/state/lds.yaml"), &dir.cds()),
+        )
+        .unwrap();
+        assert_eq!(dir.watched_lds(), tmp.path().join(LEGACY_LDS_FILE));
+        // compile removes the legacy file; a missing one is no error.
+        std::fs::write(tmp.path().join(LEGACY_LDS_FILE), "{}").unwrap();
+        dir.remove_legacy_lds().unwrap();
+        assert!(!tmp.path().join(LEGACY_LDS_FILE).exists());
+        dir.remove_legacy_lds().unwrap();
+    }
+
+    #[test]
+    fn the_listener_file_is_plain_json_envoy_parses_by_its_extension() {
+        assert!(LDS_FILE.ends_with(".json"));
+        let text = envoy::listener_file_text(&[serde_json::json!({"name": "egress"})]).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["resources"][0]["name"], "egress");
+        assert_eq!(v["resources"][0]["@type"], envoy::LISTENER_TYPE);
     }
 
     #[test]

@@ -100,7 +100,7 @@ fn compile_renders_the_listener_tls_context_and_reads_the_public_key() {
         String::from_utf8_lossy(&out.stderr)
     );
     let lds: Value = serde_yaml::from_str(
-        &std::fs::read_to_string(ctl.dir.path().join("out/lds.yaml")).unwrap(),
+        &std::fs::read_to_string(ctl.dir.path().join("out/lds.json")).unwrap(),
     )
     .unwrap();
     let chain = &lds["resources"][0]["filter_chains"][0];

@@ -205,7 +205,7 @@ fn network_policy_admits_the_namespaces_the_spiffe_ids_name_and_never_more() {
         .into_iter()
         .find(|f| f.to_string_lossy().contains("configmap-egress-envoy-"))
         .unwrap();
-    let lds = load(&envoy_cm)["data"]["lds.yaml"]
+    let lds = load(&envoy_cm)["data"]["lds.json"]
         .as_str()
         .unwrap()
         .to_string();

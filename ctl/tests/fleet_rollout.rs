@@ -110,7 +110,7 @@ fn render_k8s_redis_store_runs_the_refresher_as_its_own_deployment_pushing_to_ev
     assert_eq!(headless["spec"]["selector"], sel(envoy));
     assert_eq!(headless["spec"]["ports"][0]["port"], 9902);
     // Envoy's push listener takes the pod's addresses.
-    let lds = cm["data"]["lds.yaml"].as_str().unwrap();
+    let lds = cm["data"]["lds.json"].as_str().unwrap();
     assert!(lds.contains("0.0.0.0") && lds.contains("9902"), "{lds}");
     // Only the refresher pods reach the push port.
     let np = find("NetworkPolicy", "egress");

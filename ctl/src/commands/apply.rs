@@ -87,7 +87,9 @@ pub fn run(args: &ApplyArgs) -> anyhow::Result<ExitCode> {
             crate::envoy::credentials::sds_path(&dir.sds_dir(), t).display()
         );
     }
-    let listeners_unchanged = dir.listeners_unchanged(&rendered);
+    // The file the running Envoy watches (`lds.yaml` in a directory an older egressctl compiled).
+    let lds = dir.watched_lds();
+    let listeners_unchanged = dir.listeners_unchanged(&lds, &rendered);
     if args.dry_run {
         println!("dry run: nothing written");
         return Ok(ExitCode::Success);
@@ -95,7 +97,7 @@ pub fn run(args: &ApplyArgs) -> anyhow::Result<ExitCode> {
     let before = admin::stats(&state.admin, STATS_FILTER)?;
     let sds_before = admin::stats(&state.admin, SDS_STATS_FILTER)?;
     let old_cds = dir.snapshot(&dir.cds());
-    let old_lds = dir.snapshot(&dir.lds());
+    let old_lds = dir.snapshot(&lds);
     let changed_sds: Vec<PathBuf> = sds
         .added
         .iter()
@@ -154,9 +156,9 @@ pub fn run(args: &ApplyArgs) -> anyhow::Result<ExitCode> {
     }
     // 3. Listeners, unless they are the ones Envoy runs.
     if !listeners_unchanged {
-        dir.write_listeners(&rendered)?;
+        dir.write_listeners(&lds, &rendered)?;
         if let Err(e) = confirm(&state.admin, "listener_manager.lds", &mut seen, timeout) {
-            restore(&dir, &dir.lds(), old_lds.as_deref());
+            restore(&dir, &lds, old_lds.as_deref());
             restore_sds();
             restore(&dir, &dir.cds(), old_cds.as_deref());
             return rejected(&e);

@@ -123,9 +123,11 @@ pub fn compile(
     dir.write_clusters(&rendered)?;
     // The listeners name the SDS files: Envoy refuses a listener whose file does not exist.
     dir.write_sds(&rendered.credentials)?;
-    dir.write_listeners(&rendered)?;
+    dir.write_listeners(&dir.lds(), &rendered)?;
     dir.remove_stale_sds(&rendered.credentials)?;
     dir.write_bootstrap(&opts.admin)?;
+    // The new bootstrap names `lds.json`: an older egressctl's `lds.yaml` is no longer read.
+    dir.remove_legacy_lds()?;
     dir.write_filter_config(&rendered.filter_config)?;
     if let Some(key) = &opts.seal_key {
         dir.write_secrets(&rendered.secret_vars, key)?;

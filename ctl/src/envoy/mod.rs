@@ -187,6 +187,22 @@ pub fn bootstrap(admin: &ListenAddr, lds: &Path, cds: &Path) -> Value {
     })
 }
 
+/// The listener file the bootstrap names (`lds_config.path_config_source`), in the state
+/// directory and in the Kubernetes ConfigMap. JSON, and named so: Envoy picks the parser of a
+/// watched file by its extension, and its YAML parser needs minutes and gigabytes for the auto
+/// engine's matcher tree of 10,000 routes, where its JSON parser needs seconds.
+pub const LDS_FILE: &str = "lds.json";
+/// The cluster file the bootstrap names (small: YAML).
+pub const CDS_FILE: &str = "cds.yaml";
+
+/// The text of the listener file [`LDS_FILE`]: one line of compact JSON (no comment: JSON has
+/// none).
+pub fn listener_file_text(listeners: &[Value]) -> serde_json::Result<String> {
+    let mut text = serde_json::to_string(&resource_file(LISTENER_TYPE, listeners))?;
+    text.push('\n');
+    Ok(text)
+}
+
 /// A file-based xDS resource file.
 pub fn resource_file(type_url: &str, resources: &[Value]) -> Value {
     let typed: Vec<Value> = resources

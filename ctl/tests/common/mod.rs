@@ -90,7 +90,7 @@ impl Ctl {
             serde_yaml::from_str(&std::fs::read_to_string(self.path(f)).unwrap()).unwrap()
         };
         let mut b = read("out/envoy.yaml");
-        let listeners = read("out/lds.yaml")["resources"].clone();
+        let listeners = read("out/lds.json")["resources"].clone();
         let clusters = read("out/cds.yaml")["resources"].clone();
         b["static_resources"] = serde_json::json!({ "listeners": listeners, "clusters": clusters });
         b

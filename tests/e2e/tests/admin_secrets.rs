@@ -218,7 +218,7 @@ fn no_credential_is_readable_on_the_admin_interface_before_or_after_a_rotation(e
     }
     // The state directory: listeners and filter.json hold no credential; secrets.env does,
     // readable by its owner only.
-    for f in ["lds.yaml", "filter.json", "envoy.yaml", "cds.yaml"] {
+    for f in ["lds.json", "filter.json", "envoy.yaml", "cds.yaml"] {
         let text = std::fs::read_to_string(dir.path().join("state").join(f)).unwrap();
         for n in needles(&pem, API_KEY) {
             assert!(!text.contains(&n), "{f} holds a credential");

@@ -123,7 +123,7 @@ fn mode(p: &Path) -> u32 {
 /// The `http_filters` of the compiled egress listener.
 fn compiled_filters(state: &Path) -> Vec<Value> {
     let lds: Value =
-        serde_yaml::from_str(&std::fs::read_to_string(state.join("lds.yaml")).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(state.join("lds.json")).unwrap()).unwrap();
     let egress = lds["resources"]
         .as_array()
         .unwrap()
@@ -244,7 +244,7 @@ fn injectors_set_the_header_and_rotate_without_a_listener_update() {
     );
     // ... and nowhere else.
     for f in [
-        "lds.yaml",
+        "lds.json",
         "cds.yaml",
         "filter.json",
         "envoy.yaml",
@@ -271,7 +271,7 @@ fn injectors_set_the_header_and_rotate_without_a_listener_update() {
     assert_eq!(injectors.len(), 3, "one injector per static target");
     std::fs::copy(state.join("cds.yaml"), dir.join("cds.yaml")).unwrap();
     std::fs::write(
-        dir.join("lds.yaml"),
+        dir.join("lds.json"),
         serde_json::to_string(&hand_made_lds(listen, &injectors)).unwrap(),
     )
     .unwrap();
@@ -279,7 +279,7 @@ fn injectors_set_the_header_and_rotate_without_a_listener_update() {
         "node": { "id": "t", "cluster": "t" },
         "admin": { "address": { "socket_address": { "address": "127.0.0.1", "port_value": admin } } },
         "dynamic_resources": {
-            "lds_config": { "resource_api_version": "V3", "path_config_source": { "path": dir.join("lds.yaml").display().to_string() } },
+            "lds_config": { "resource_api_version": "V3", "path_config_source": { "path": dir.join("lds.json").display().to_string() } },
             "cds_config": { "resource_api_version": "V3", "path_config_source": { "path": dir.join("cds.yaml").display().to_string() } },
         },
     });
@@ -461,7 +461,7 @@ fn apply_rotates_a_static_credential_through_its_sds_file_alone() {
         let body = envoy.admin_get(page).unwrap().body;
         assert_clean(page, &body, &needles(ROTATED_KEY));
     }
-    for f in ["lds.yaml", "filter.json"] {
+    for f in ["lds.json", "filter.json"] {
         let body = std::fs::read_to_string(dir.join("state").join(f)).unwrap();
         assert_clean(f, &body, &needles(ROTATED_KEY));
     }

@@ -408,10 +408,10 @@ fn callers_by_client_certificate_and_by_jwt_are_verified_and_allowed_per_route(e
         !dump.contains(HS_SECRET),
         "the caller HS secret is in Envoy's admin interface"
     );
-    let lds = std::fs::read_to_string(p.file("out/lds.yaml")).unwrap();
+    let lds = std::fs::read_to_string(p.file("out/lds.json")).unwrap();
     assert!(
         !lds.contains(HS_SECRET),
-        "the caller HS secret is in lds.yaml"
+        "the caller HS secret is in lds.json"
     );
     // `apply` changes an allow list without a restart.
     let cfg = p.file("config.yaml");

@@ -87,13 +87,13 @@ fn a_self_signed_target_is_refused_without_insecure_skip_verify(engine: Engine) 
 fn a_filter_config_the_filter_refuses_stops_the_plugin_with_a_clear_log_line() {
     let p = Proxy::start(Engine::Wasm).unwrap();
     let out = p.state.path().join("out");
-    let lds = std::fs::read_to_string(out.join("lds.yaml")).unwrap();
+    let lds = std::fs::read_to_string(out.join("lds.json")).unwrap();
     // A version the filter does not know: the filter must refuse it at load.
-    // lds.yaml is JSON: the filter config is a JSON string inside it.
+    // The filter config is a JSON string inside the listener file.
     let broken = lds.replace(r#"{\"version\":1,"#, r#"{\"version\":99,"#);
     assert!(
         broken != lds,
-        "the inline filter config was not found in lds.yaml"
+        "the inline filter config was not found in lds.json"
     );
     let dir = scratch_dir().unwrap();
     // The request log lived in the first proxy's state directory, which goes with it.
@@ -101,7 +101,7 @@ fn a_filter_config_the_filter_refuses_stops_the_plugin_with_a_clear_log_line() {
         p.state.path().to_str().unwrap(),
         dir.path().to_str().unwrap(),
     );
-    std::fs::write(dir.path().join("lds.yaml"), broken).unwrap();
+    std::fs::write(dir.path().join("lds.json"), broken).unwrap();
     std::fs::copy(out.join("cds.yaml"), dir.path().join("cds.yaml")).unwrap();
     let bootstrap = std::fs::read_to_string(out.join("envoy.yaml"))
         .unwrap()

@@ -133,7 +133,7 @@ fn mount(objs: &[Value], root: &Path) {
 }
 
 fn parsed_config_dir(dir: &Path, admin: u16, push: u16) -> Vec<Value> {
-    ["envoy.yaml", "lds.yaml", "cds.yaml"]
+    ["envoy.yaml", "lds.json", "cds.yaml"]
         .iter()
         .map(|f| {
             let mut v = yaml(&dir.join(f));
@@ -246,7 +246,7 @@ fn configmap_envoy_config_equals_compile_output_and_serves_real_upstreams() {
         pki.client().key.display().to_string(),
         tls_dir.join("tls.key").display().to_string(),
     ));
-    let from_compile: Vec<Value> = ["envoy.yaml", "lds.yaml", "cds.yaml"]
+    let from_compile: Vec<Value> = ["envoy.yaml", "lds.json", "cds.yaml"]
         .iter()
         .map(|f| {
             let mut text = std::fs::read_to_string(state.join(f)).unwrap();

@@ -388,7 +388,7 @@ fn the_same_requests_through_both_engines_get_equal_answers_and_equal_log_lines(
     let auto = wasm.twin(Engine::Auto).unwrap();
     // The two really are different renderings: only auto routes in Envoy (the filter's egress
     // role is `egress.full` there, and Envoy's injector attaches the static credentials).
-    let lds = |p: &Proxy| std::fs::read_to_string(p.state.path().join("out/lds.yaml")).unwrap();
+    let lds = |p: &Proxy| std::fs::read_to_string(p.state.path().join("out/lds.json")).unwrap();
     let (wasm_lds, auto_lds) = (lds(&wasm), lds(&auto));
     assert!(!wasm_lds.contains("egress.full") && !wasm_lds.contains("credential_injector"));
     assert!(auto_lds.contains("egress.full") && auto_lds.contains("credential_injector"));

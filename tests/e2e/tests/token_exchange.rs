@@ -274,8 +274,8 @@ fn tokens_from_a_subject_token_file_and_a_federated_assertion_file_are_fetched_a
             s.compile_output
         );
     }
-    for f in ["envoy.yaml", "lds.yaml", "cds.yaml", "filter.json"] {
-        let body = std::fs::read_to_string(s.out.join(f)).unwrap_or_default();
+    for f in ["envoy.yaml", "lds.json", "cds.yaml", "filter.json"] {
+        let body = std::fs::read_to_string(s.out.join(f)).unwrap();
         assert!(
             !body.contains(EXCHANGER_SECRET),
             "{f} holds the client secret"

@@ -231,7 +231,7 @@ fn redis_mode_compiles_no_secret_waits_for_a_push_and_status_reports_it(
     let redis = Redis::start()?;
     let up = Upstreams::start_for(600, engine)?;
     let p = up.proxy(Some(&redis), None)?;
-    for f in ["envoy.yaml", "lds.yaml", "cds.yaml", "filter.json"] {
+    for f in ["envoy.yaml", "lds.json", "cds.yaml", "filter.json"] {
         let body = std::fs::read_to_string(p.out.join(f))?;
         assert!(!body.contains(CLIENT_SECRET), "{f} holds the client secret");
     }

@@ -5,12 +5,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod callers_support;
+
+use callers_support::{caller, hs256_token, refused, secret_env};
 use egress_core::config::load::load_str;
 use egress_core::plan::FilterConfig;
-use jwt_simple::prelude::*;
 use proxy_wasm_harness::{Host, Stream, Worker};
-
-const SECRET: &str = "gateway-secret-0123456789-abcdefghij";
 
 const CONFIG: &str = r#"
 http: { addr: ":8080" }
@@ -43,38 +43,14 @@ egress:
     - { path_prefix: /egress/sso, target: sso }
 "#;
 
-fn env(name: &str) -> Option<String> {
-    (name == "JWT_SECRET").then(|| SECRET.to_string())
-}
-
 fn worker() -> (Host, Worker) {
-    let config = load_str(CONFIG, &env).unwrap_or_else(|e| panic!("{e}"));
+    let config = load_str(CONFIG, &secret_env).unwrap_or_else(|e| panic!("{e}"));
     let json = serde_json::to_vec(&FilterConfig::from_config(&config)).unwrap();
     let wasm = proxy_wasm_harness::egress_filter_wasm().unwrap_or_else(|e| panic!("{e}"));
     let host = Host::from_file(wasm).unwrap();
     let worker = host.worker().unwrap();
     assert!(worker.start(b"", &json).unwrap(), "{:?}", worker.logs());
     (host, worker)
-}
-
-fn token(host: &Host, sub: &str, roles: &[&str], ttl_secs: u64) -> String {
-    let now = host
-        .now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let mut custom = serde_json::Map::new();
-    custom.insert("roles".into(), serde_json::json!(roles));
-    let mut c = Claims::with_custom_claims(custom, Duration::from_secs(ttl_secs))
-        .with_issuer("auth-service")
-        .with_subject(sub)
-        .with_audience("egress-proxy");
-    c.issued_at = Some(UnixTimeStamp::from_secs(now));
-    c.invalid_before = Some(UnixTimeStamp::from_secs(now));
-    c.expires_at = Some(UnixTimeStamp::from_secs(now + ttl_secs));
-    HS256Key::from_bytes(SECRET.as_bytes())
-        .authenticate(c)
-        .unwrap()
 }
 
 fn send(worker: &Worker, path: &str, spiffe: Option<&str>, extra: &[(&str, &str)]) -> Stream {
@@ -91,22 +67,6 @@ fn send(worker: &Worker, path: &str, spiffe: Option<&str>, extra: &[(&str, &str)
     headers.extend(extra);
     stream.request_headers(headers, true).unwrap();
     stream
-}
-
-fn refused(stream: &Stream, status: u32, code: &str) -> proxy_wasm_harness::LocalResponse {
-    let reply = stream
-        .local_response()
-        .unwrap_or_else(|| panic!("forwarded: {:?}", stream.request_header_map()));
-    assert_eq!(reply.status, status, "{}", reply.body_str());
-    let body: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
-    assert_eq!(body["error"], code);
-    reply
-}
-
-fn caller(stream: &Stream) -> Option<String> {
-    stream
-        .filter_property(&["egress_caller"])
-        .map(|v| String::from_utf8(v).unwrap())
 }
 
 #[test]
@@ -150,7 +110,7 @@ fn spiffe_id_from_the_connection_property_is_the_caller() {
 #[test]
 fn jwt_from_header_or_cookie_is_verified_cached_and_never_forwarded() {
     let (host, worker) = worker();
-    let t = token(&host, "svc-a", &["crm"], 300);
+    let t = hs256_token(&host, "svc-a", &["crm"], 300);
     let bearer = format!("Bearer {t}");
     let s = send(
         &worker,
@@ -201,7 +161,7 @@ fn jwt_from_header_or_cookie_is_verified_cached_and_never_forwarded() {
 #[test]
 fn a_refused_caller_never_starts_a_token_fetch() {
     let (host, worker) = worker();
-    let t = token(&host, "intruder", &["crm"], 300);
+    let t = hs256_token(&host, "intruder", &["crm"], 300);
     let bearer = format!("Bearer {t}");
     let callouts_before = worker.callouts().len();
     let s = send(

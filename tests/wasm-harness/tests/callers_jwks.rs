@@ -8,6 +8,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod callers_support;
+
+use callers_support::caller_claims;
 use egress_core::config::load::load_str;
 use egress_core::plan::FilterConfig;
 use jwt_simple::prelude::*;
@@ -63,21 +66,14 @@ fn jwks(keys: &[&ES256KeyPair]) -> Vec<u8> {
 }
 
 fn token(host: &Host, k: &ES256KeyPair, sub: &str) -> String {
-    let now = host
-        .now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let mut custom = serde_json::Map::new();
-    custom.insert("roles".into(), serde_json::json!(["crm"]));
-    let mut c = Claims::with_custom_claims(custom, jwt_simple::prelude::Duration::from_secs(600))
-        .with_issuer("https://idp.example")
-        .with_subject(sub)
-        .with_audience("egress-proxy");
-    c.issued_at = Some(UnixTimeStamp::from_secs(now));
-    c.invalid_before = Some(UnixTimeStamp::from_secs(now));
-    c.expires_at = Some(UnixTimeStamp::from_secs(now + 600));
-    k.sign(c).unwrap()
+    k.sign(caller_claims(
+        host,
+        "https://idp.example",
+        sub,
+        &["crm"],
+        600,
+    ))
+    .unwrap()
 }
 
 fn send(worker: &Worker, t: &str) -> Stream {

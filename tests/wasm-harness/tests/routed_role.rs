@@ -8,12 +8,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod callers_support;
 mod oauth2_support;
 
+use callers_support::{caller, hs256_token, refused, secret_env};
 use egress_core::config::load::load_str;
 use egress_core::plan::wire::leaf_route_name;
 use egress_core::plan::FilterConfig;
-use jwt_simple::prelude::*;
 use oauth2_support::*;
 use proxy_wasm_harness::{Action, Host, Stream, Worker};
 
@@ -280,8 +281,6 @@ fn an_egress_and_a_routed_instance_on_one_proxy_make_one_fetch_and_share_the_tok
 
 // ---- callers ----------------------------------------------------------------------------------
 
-const SECRET: &str = "gateway-secret-0123456789-abcdefghij";
-
 const CALLERS: &str = r#"
 http: { addr: ":8080" }
 egress:
@@ -310,41 +309,17 @@ egress:
     - { path_prefix: /egress/sso, target: sso }
 "#;
 
-fn callers_env(name: &str) -> Option<String> {
-    (name == "JWT_SECRET").then(|| SECRET.to_string())
-}
-
 fn callers_worker() -> (Host, Worker) {
     let host = filter_host();
     let worker = host.worker().unwrap();
     assert!(
         worker
-            .start(b"", &routed_json(CALLERS, &callers_env))
+            .start(b"", &routed_json(CALLERS, &secret_env))
             .unwrap(),
         "{:?}",
         worker.logs()
     );
     (host, worker)
-}
-
-fn caller_token(host: &Host, sub: &str, roles: &[&str]) -> String {
-    let now = host
-        .now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let mut custom = serde_json::Map::new();
-    custom.insert("roles".into(), serde_json::json!(roles));
-    let mut c = Claims::with_custom_claims(custom, Duration::from_secs(300))
-        .with_issuer("auth-service")
-        .with_subject(sub)
-        .with_audience("egress-proxy");
-    c.issued_at = Some(UnixTimeStamp::from_secs(now));
-    c.invalid_before = Some(UnixTimeStamp::from_secs(now));
-    c.expires_at = Some(UnixTimeStamp::from_secs(now + 300));
-    HS256Key::from_bytes(SECRET.as_bytes())
-        .authenticate(c)
-        .unwrap()
 }
 
 fn sso_headers(authorization: Option<&str>) -> Vec<(&str, &str)> {
@@ -360,32 +335,17 @@ fn sso_headers(authorization: Option<&str>) -> Vec<(&str, &str)> {
     h
 }
 
-fn refused(stream: &Stream, status: u32, code: &str) {
-    let reply = stream
-        .local_response()
-        .unwrap_or_else(|| panic!("forwarded: {:?}", stream.request_header_map()));
-    assert_eq!(reply.status, status, "{}", reply.body_str());
-    let body: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
-    assert_eq!(body["error"], code);
-}
-
-fn caller(stream: &Stream) -> Option<String> {
-    stream
-        .filter_property(&["egress_caller"])
-        .map(|v| String::from_utf8(v).unwrap())
-}
-
 #[test]
 fn callers_are_checked_with_the_same_401_and_403_before_any_token_fetch() {
     let (host, worker) = callers_worker();
     let sso = leaf_route_name(1, "get");
     let anon = send(&worker, Some(&sso), &sso_headers(None));
     refused(&anon, 401, "unauthenticated");
-    let intruder = format!("Bearer {}", caller_token(&host, "intruder", &[]));
+    let intruder = format!("Bearer {}", hs256_token(&host, "intruder", &[], 300));
     let s = send(&worker, Some(&sso), &sso_headers(Some(&intruder)));
     refused(&s, 403, "forbidden");
     assert_eq!(caller(&s).as_deref(), Some("auth-service/intruder"));
-    let mut forged = caller_token(&host, "user-service", &[]);
+    let mut forged = hs256_token(&host, "user-service", &[], 300);
     forged.push('x');
     let forged = format!("Bearer {forged}");
     let s = send(&worker, Some(&sso), &sso_headers(Some(&forged)));
@@ -399,7 +359,7 @@ fn callers_are_checked_with_the_same_401_and_403_before_any_token_fetch() {
 
     // Admitted: the caller's token is taken off, the caller logged, the request waits for the
     // target's token and is resumed with it.
-    let user = format!("Bearer {}", caller_token(&host, "user-service", &[]));
+    let user = format!("Bearer {}", hs256_token(&host, "user-service", &[], 300));
     let s = send(&worker, Some(&sso), &sso_headers(Some(&user)));
     assert_eq!(s.local_response(), None, "{:?}", worker.logs());
     assert_eq!(s.last_action(), Some(Action::Pause));
@@ -424,10 +384,10 @@ fn callers_are_checked_with_the_same_401_and_403_before_any_token_fetch() {
 
     // A static-credential route with callers: the caller check only (the key is Envoy's).
     let crm = leaf_route_name(0, "get");
-    let no_role = format!("Bearer {}", caller_token(&host, "svc-a", &[]));
+    let no_role = format!("Bearer {}", hs256_token(&host, "svc-a", &[], 300));
     let s = send(&worker, Some(&crm), &sso_headers(Some(&no_role)));
     refused(&s, 403, "forbidden");
-    let with_role = format!("Bearer {}", caller_token(&host, "svc-a", &["crm"]));
+    let with_role = format!("Bearer {}", hs256_token(&host, "svc-a", &["crm"], 300));
     let s = send(&worker, Some(&crm), &sso_headers(Some(&with_role)));
     assert_eq!(s.local_response(), None);
     assert_eq!(s.last_action(), Some(Action::Continue));

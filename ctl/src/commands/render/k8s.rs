@@ -2,7 +2,7 @@
 //!
 //! The Envoy config is what `compile` renders ([`crate::envoy::render`], the same bootstrap,
 //! listeners and clusters), with the files it names moved to where the pod mounts them:
-//! `/etc/egress/config` (the ConfigMap: envoy.yaml, lds.yaml, cds.yaml), `/etc/egress/ca`
+//! `/etc/egress/config` (the ConfigMap: envoy.yaml, lds.json, cds.yaml), `/etc/egress/ca`
 //! (CA certificates, a ConfigMap), `/etc/egress/tls/<cluster>` (client certificates and keys,
 //! one `kubernetes.io/tls` Secret each) and `/var/lib/egress/module/plugin.wasm` (the module
 //! image, mounted as an `image` volume pinned by digest).
@@ -23,7 +23,7 @@
 use super::objects::{self, dns_part, label_pair, labels, meta, Object};
 use super::refresher::{self, component_selector, REFRESHER};
 use super::{credential_env_pairs, input, refuse_inlined_credentials, K8sArgs};
-use crate::envoy::{self, PushListener, RenderOptions, CLUSTER_TYPE, LISTENER_TYPE};
+use crate::envoy::{self, PushListener, RenderOptions, CDS_FILE, CLUSTER_TYPE, LDS_FILE};
 use crate::exit::ExitCode;
 use crate::oci::sha256_digest;
 use crate::state::{write_private, StateDir};
@@ -52,7 +52,7 @@ const PROXY: &str = "proxy";
 
 /// The Envoy config as the ConfigMap carries it, and the files it names, by mount.
 pub struct EnvoyFiles {
-    /// envoy.yaml, lds.yaml, cds.yaml.
+    /// envoy.yaml, [`envoy::LDS_FILE`], [`envoy::CDS_FILE`].
     pub config: BTreeMap<String, String>,
     /// CA certificates: ConfigMap key -> PEM.
     pub ca: BTreeMap<String, String>,
@@ -339,16 +339,13 @@ pub fn envoy_files(
         "envoy.yaml".to_string(),
         yaml(&envoy::bootstrap(
             &admin,
-            &dir.join("lds.yaml"),
-            &dir.join("cds.yaml"),
+            &dir.join(LDS_FILE),
+            &dir.join(CDS_FILE),
         ))?,
     );
+    config.insert(LDS_FILE.to_string(), envoy::listener_file_text(&listeners)?);
     config.insert(
-        "lds.yaml".to_string(),
-        yaml(&envoy::resource_file(LISTENER_TYPE, &listeners))?,
-    );
-    config.insert(
-        "cds.yaml".to_string(),
+        CDS_FILE.to_string(),
         yaml(&envoy::resource_file(CLUSTER_TYPE, &clusters))?,
     );
     Ok(EnvoyFiles {

@@ -8,6 +8,8 @@
 
 pub mod canonical;
 pub mod key;
+// Pushed credentials arrive only as a signed push (`crate::push`: its refusals and body limit).
+#[cfg(feature = "jwt")]
 pub mod pushed;
 pub mod sts;
 pub mod time;
