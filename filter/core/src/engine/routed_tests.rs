@@ -6,7 +6,7 @@
 use super::*;
 use crate::callers::auth::CallerInput;
 use crate::config::load::load_str;
-use crate::plan::wire::leaf_route_name;
+use crate::plan::wire::{self, leaf_route_name};
 use crate::plan::FilterConfig;
 
 const SEED: &str = include_str!("../../../../examples/config.yaml");
