@@ -64,6 +64,7 @@ pub const PROXY_REPLIES: &[ProxyReply] = &[
 ];
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing)]
 mod tests {
     use super::*;
 
