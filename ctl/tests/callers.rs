@@ -350,7 +350,7 @@ egress:
         String::from_utf8_lossy(&out.stderr)
     );
     let lds: Value = serde_yaml::from_str(
-        &std::fs::read_to_string(ctl.dir.path().join("out/lds.yaml")).unwrap(),
+        &std::fs::read_to_string(ctl.dir.path().join("out/lds.json")).unwrap(),
     )
     .unwrap();
     let hcm = &lds["resources"][0]["filter_chains"][0]["filters"][0]["typed_config"];

@@ -67,12 +67,11 @@ pub(super) fn egress_listener_from(config: &Config, mut hcm: Value) -> Value {
         "name": "egress",
         "address": socket_address(&config.http.listen),
         "filter_chains": [{
-            "filters": [{
-                "name": "envoy.filters.network.http_connection_manager",
-                "typed_config": hcm,
-            }],
+            "filters": [{ "name": "envoy.filters.network.http_connection_manager" }],
         }],
     });
+    // Moved in, not interpolated: `json!` would copy the whole connection manager.
+    listener["filter_chains"][0]["filters"][0]["typed_config"] = hcm;
     limits::listener_limits(&mut listener);
     listener
 }

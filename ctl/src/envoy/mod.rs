@@ -196,11 +196,75 @@ pub const LDS_FILE: &str = "lds.json";
 pub const CDS_FILE: &str = "cds.yaml";
 
 /// The text of the listener file [`LDS_FILE`]: one line of compact JSON (no comment: JSON has
-/// none).
+/// none). Serialized from the listeners in place (no copy: the auto engine's listener can be
+/// tens of megabytes), with the same text [`resource_file`] would give.
 pub fn listener_file_text(listeners: &[Value]) -> serde_json::Result<String> {
-    let mut text = serde_json::to_string(&resource_file(LISTENER_TYPE, listeners))?;
+    let file = ResourceFile {
+        type_url: LISTENER_TYPE,
+        resources: listeners,
+    };
+    let mut text = serde_json::to_string(&file)?;
     text.push('\n');
     Ok(text)
+}
+
+/// `{"resources": [...]}` with each resource's `@type` set to `type_url`, borrowed.
+struct ResourceFile<'a> {
+    type_url: &'a str,
+    resources: &'a [Value],
+}
+
+/// One resource of a [`ResourceFile`]: `@type` first (where the sorted map puts it), then the
+/// resource's own keys.
+struct Typed<'a> {
+    type_url: &'a str,
+    resource: &'a Value,
+}
+
+impl serde::Serialize for ResourceFile<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{SerializeMap, SerializeSeq};
+        struct Resources<'a>(&'a ResourceFile<'a>);
+        impl serde::Serialize for Resources<'_> {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                let mut seq = s.serialize_seq(Some(self.0.resources.len()))?;
+                for resource in self.0.resources {
+                    seq.serialize_element(&Typed {
+                        type_url: self.0.type_url,
+                        resource,
+                    })?;
+                }
+                seq.end()
+            }
+        }
+        let mut map = s.serialize_map(Some(1))?;
+        map.serialize_entry("resources", &Resources(self))?;
+        map.end()
+    }
+}
+
+impl serde::Serialize for Typed<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let Some(obj) = self.resource.as_object() else {
+            return self.resource.serialize(s);
+        };
+        let mut map = s.serialize_map(None)?;
+        let mut typed = false;
+        for (k, v) in obj {
+            if !typed && k.as_str() > "@type" {
+                map.serialize_entry("@type", self.type_url)?;
+                typed = true;
+            }
+            if k != "@type" {
+                map.serialize_entry(k, v)?;
+            }
+        }
+        if !typed {
+            map.serialize_entry("@type", self.type_url)?;
+        }
+        map.end()
+    }
 }
 
 /// A file-based xDS resource file.
@@ -215,7 +279,9 @@ pub fn resource_file(type_url: &str, resources: &[Value]) -> Value {
             r
         })
         .collect();
-    json!({ "resources": typed })
+    let mut file = serde_json::Map::new();
+    file.insert("resources".into(), Value::Array(typed));
+    Value::Object(file)
 }
 
 pub const LISTENER_TYPE: &str = "type.googleapis.com/envoy.config.listener.v3.Listener";
@@ -223,4 +289,30 @@ pub const CLUSTER_TYPE: &str = "type.googleapis.com/envoy.config.cluster.v3.Clus
 
 pub fn socket_address(a: &ListenAddr) -> Value {
     json!({ "socket_address": { "address": a.ip.to_string(), "port_value": a.port } })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression: the listener file is serialized in place (no copy of a listener that can be
+    /// tens of megabytes); its text must stay what the copied resource file gives.
+    #[test]
+    fn listener_file_text_is_the_resource_file_serialized_without_a_copy() {
+        let listeners = vec![
+            json!({ "name": "egress", "address": {"x": 1}, "!first": true, "z": [1, {"b": 2}] }),
+            json!({ "@type": "old", "name": "push" }),
+            json!({}),
+            json!("not an object"),
+        ];
+        let expected = serde_json::to_string(&resource_file(LISTENER_TYPE, &listeners)).unwrap();
+        assert_eq!(
+            listener_file_text(&listeners).unwrap(),
+            format!("{expected}\n")
+        );
+        assert!(expected.contains(r#"{"!first":true,"@type":"type.googleapis.com/envoy.config.listener.v3.Listener","address""#));
+        assert!(expected.contains(
+            r#"{"@type":"type.googleapis.com/envoy.config.listener.v3.Listener","name":"push"}"#
+        ));
+    }
 }

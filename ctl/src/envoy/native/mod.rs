@@ -98,20 +98,27 @@ pub fn egress_listener(
         engine: &engine,
         not_found: &not_found,
     };
-    let hcm = json!({
-        "route_config": route_config(&cx),
-        "http_filters": http_filters(&cx, filters),
-        "access_log": log::access_logs(&config.logger, config.callers.is_some()),
+    // Built by moving the parts in: the route config can be tens of megabytes.
+    let hcm = tree::object([
+        ("route_config", route_config(&cx)),
+        ("http_filters", http_filters(&cx, filters)),
+        (
+            "access_log",
+            Value::Array(log::access_logs(&config.logger, config.callers.is_some())),
+        ),
         // Caller headers never forwarded, the routing header among them (only the filter sets
         // it): gone before the route is picked.
-        "early_header_mutation_extensions": [{
-            "name": "envoy.http.early_header_mutation.header_mutation",
-            "typed_config": {
-                "@type": "type.googleapis.com/envoy.extensions.http.early_header_mutation.header_mutation.v3.HeaderMutation",
-                "mutations": strip::early_mutations(&engine),
-            },
-        }],
-    });
+        (
+            "early_header_mutation_extensions",
+            json!([{
+                "name": "envoy.http.early_header_mutation.header_mutation",
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.http.early_header_mutation.header_mutation.v3.HeaderMutation",
+                    "mutations": strip::early_mutations(&engine),
+                },
+            }]),
+        ),
+    ]);
     Ok(listener::egress_listener_from(config, hcm))
 }
 
@@ -172,13 +179,14 @@ fn route_config(cx: &RenderContext<'_>) -> Value {
         prefix,
         slow::not_found(config, cx.not_found),
     );
-    json!({
+    let mut virtual_host = json!({
         "name": "egress",
-        "virtual_hosts": [{
-            "name": "egress",
-            "domains": ["*"],
-            "matcher": matcher,
-            "request_headers_to_remove": limits::FORWARDING_HEADERS,
-        }],
-    })
+        "domains": ["*"],
+        "request_headers_to_remove": limits::FORWARDING_HEADERS,
+    });
+    virtual_host["matcher"] = matcher;
+    tree::object([
+        ("name", json!("egress")),
+        ("virtual_hosts", Value::Array(vec![virtual_host])),
+    ])
 }
