@@ -367,6 +367,18 @@ fn oauth2_routes_get_the_token_in_both_engines() {
 #[test]
 fn the_request_log_lines_are_the_same_in_both_engines() {
     let p = Pair::start(true);
+    // `/ready` is among the requests: both engines must hold their OAuth2 token first (a
+    // loaded machine let one Envoy answer 503 `credentials_unavailable`). Counted on the
+    // admin interface, so the wait writes no request log line.
+    for r in [&p.auto, &p.wasm] {
+        wait_for(format!("the OAuth2 token in {}", r.base), || {
+            Ok(r._envoy
+                .stat("wasmcustom.egress.crm.tokens_fetched")?
+                .unwrap_or(0)
+                >= 1)
+        })
+        .unwrap();
+    }
     let requests = [
         ("GET", "/egress/plain/a/b?secret=1"),
         ("POST", "/egress/plain"),
