@@ -293,7 +293,9 @@ impl RunReport {
                 ),
             );
         }
+        // The runs alternate between cases: one row per case.
         let mut compiled: Vec<usize> = self.compile_times.iter().map(|(c, _)| *c).collect();
+        compiled.sort_unstable();
         compiled.dedup();
         for case in compiled {
             let compile: Vec<f64> = self
@@ -570,6 +572,40 @@ mod tests {
         assert!(report
             .table()
             .contains("| 8 | egress filter, API key target, callers by mTLS"));
+    }
+
+    /// Regression: compile times of cases 7 and 16 come interleaved (7, 16, 7, 16, ...); each
+    /// case gets one row (run 8 printed both rows twice).
+    #[test]
+    fn compile_times_give_one_row_per_case() {
+        let ms = Duration::from_millis;
+        let report = RunReport {
+            started: String::new(),
+            mode: String::new(),
+            commit: String::new(),
+            machine: vec![],
+            settings: vec![],
+            summaries: vec![],
+            samples: vec![],
+            rss_after_load_kib: vec![],
+            worker_memory: vec![],
+            compile_times: vec![(7, ms(100)), (16, ms(2000)), (7, ms(300)), (16, ms(1000))],
+            wasm_sizes: vec![],
+            upstream_alone_rps: None,
+            chart: String::new(),
+        };
+        let rows: Vec<(String, String)> = report
+            .targets()
+            .into_iter()
+            .filter(|t| t.what.starts_with("`egressctl compile`"))
+            .map(|t| (t.what, t.measured))
+            .collect();
+        assert_eq!(rows.len(), 2, "{rows:?}");
+        assert!(
+            rows[0].0.ends_with("(case 7)")
+                && rows[0].1.starts_with("200 ms median, 100 ms best of 2")
+        );
+        assert!(rows[1].0.ends_with("(case 16)") && rows[1].1.starts_with("1500 ms median"));
     }
 
     #[test]
