@@ -1,0 +1,130 @@
+//! Tests of [`super`] (the run report).
+use super::*;
+
+fn sample(case: usize, round: usize, rps: f64, p99: f64) -> Sample {
+    Sample {
+        case,
+        round,
+        wrk: WrkResult {
+            requests_per_sec: rps,
+            p50_us: p99 / 2.0,
+            p99_us: p99,
+            requests: 1,
+            non_2xx: 0,
+            socket_errors: 0,
+        },
+        busy: vec![1.0, 0.5],
+        envoy_cpu: 1.0,
+    }
+}
+
+#[test]
+fn ratios_are_taken_within_rounds_then_medianed() {
+    // Round 1 is slow for everyone; the ratio stays 0.5.
+    let s = vec![
+        sample(1, 0, 100.0, 10.0),
+        sample(2, 0, 50.0, 20.0),
+        sample(1, 1, 10.0, 10.0),
+        sample(2, 1, 5.0, 20.0),
+        sample(1, 2, 100.0, 10.0),
+        sample(2, 2, 60.0, 20.0),
+    ];
+    assert_eq!(ratio(&s, 2, 1, rps), Some(0.5));
+    assert_eq!(ratio(&s, 2, 1, p99), Some(2.0));
+    assert_eq!(ratio(&s, 3, 1, rps), None);
+    assert_eq!(median(&[3.0, 1.0, 2.0, 4.0]), Some(2.5));
+}
+
+#[test]
+fn callers_and_sigv4_goals_are_judged_against_case_5() {
+    let cases = crate::cases::Case::all();
+    let samples = vec![
+        sample(1, 0, 200.0, 1.0),
+        sample(5, 0, 100.0, 1.0),
+        sample(8, 0, 96.0, 1.0),
+        sample(9, 0, 94.0, 1.0),
+        sample(10, 0, 91.0, 1.0),
+        sample(11, 0, 160.0, 1.0),
+    ];
+    let report = RunReport {
+        started: String::new(),
+        mode: String::new(),
+        commit: String::new(),
+        machine: vec![],
+        settings: vec![],
+        summaries: summarize(&cases, &samples),
+        samples,
+        rss_after_load_kib: vec![],
+        worker_memory: vec![],
+        compile_times: vec![],
+        wasm_sizes: vec![],
+        upstream_alone_rps: None,
+        chart: String::new(),
+    };
+    let verdict = |prefix: &str| {
+        let t = report
+            .targets()
+            .into_iter()
+            .find(|t| t.what.starts_with(prefix));
+        t.map(|t| (t.measured, t.met))
+    };
+    assert_eq!(verdict("case 8 "), Some(("0.960".into(), Some(true))));
+    assert_eq!(verdict("case 9 "), Some(("0.940".into(), Some(false))));
+    assert_eq!(verdict("case 10 "), Some(("0.910".into(), Some(true))));
+    // TLS alone costs 0.8; case 8 lost 0.96 of case 5: 1.2 once TLS is taken out.
+    assert_eq!(verdict("case 11 "), Some(("0.800".into(), None)));
+    assert_eq!(verdict("(case 8"), Some(("1.200".into(), None)));
+    assert!(report
+        .table()
+        .contains("| 8 | egress filter, API key target, callers by mTLS"));
+}
+
+/// Regression: compile times of cases 7 and 16 come interleaved (7, 16, 7, 16, ...); each
+/// case gets one row (run 8 printed both rows twice).
+#[test]
+fn compile_times_give_one_row_per_case() {
+    let ms = Duration::from_millis;
+    let report = RunReport {
+        started: String::new(),
+        mode: String::new(),
+        commit: String::new(),
+        machine: vec![],
+        settings: vec![],
+        summaries: vec![],
+        samples: vec![],
+        rss_after_load_kib: vec![],
+        worker_memory: vec![],
+        compile_times: vec![(7, ms(100)), (16, ms(2000)), (7, ms(300)), (16, ms(1000))],
+        wasm_sizes: vec![],
+        upstream_alone_rps: None,
+        chart: String::new(),
+    };
+    let rows: Vec<(String, String)> = report
+        .targets()
+        .into_iter()
+        .filter(|t| t.what.starts_with("`egressctl compile`"))
+        .map(|t| (t.what, t.measured))
+        .collect();
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert!(
+        rows[0].0.ends_with("(case 7)") && rows[0].1.starts_with("200 ms median, 100 ms best of 2")
+    );
+    assert!(rows[1].0.ends_with("(case 16)") && rows[1].1.starts_with("1500 ms median"));
+}
+
+#[test]
+fn new_runs_go_on_top() {
+    let dir = std::env::temp_dir().join(format!("egress-bench-test-{}", std::process::id()));
+    let file = dir.join("RESULTS.md");
+    insert_run(&file, "## first\n").unwrap();
+    insert_run(&file, "## second\n").unwrap();
+    let text = fs::read_to_string(&file).unwrap();
+    let (first, second) = (
+        text.find("## first").unwrap(),
+        text.find("## second").unwrap(),
+    );
+    assert!(text.starts_with("# Benchmark results"));
+    assert!(second < first);
+    assert_eq!(text.matches(RUNS_MARKER).count(), 1);
+    let _ = fs::remove_dir_all(dir);
+}
