@@ -1,6 +1,25 @@
 //! Tests of [`super`] (the run report).
 use super::*;
 
+/// A report with nothing measured (tests fill in what they check).
+fn empty_report() -> RunReport {
+    RunReport {
+        started: String::new(),
+        mode: String::new(),
+        commit: String::new(),
+        machine: vec![],
+        settings: vec![],
+        summaries: vec![],
+        samples: vec![],
+        rss_after_load_kib: vec![],
+        worker_memory: vec![],
+        compile_times: vec![],
+        wasm_sizes: vec![],
+        upstream_alone_rps: None,
+        chart: String::new(),
+    }
+}
+
 fn sample(case: usize, round: usize, rps: f64, p99: f64) -> Sample {
     Sample {
         case,
@@ -47,19 +66,9 @@ fn callers_and_sigv4_goals_are_judged_against_case_5() {
         sample(11, 0, 160.0, 1.0),
     ];
     let report = RunReport {
-        started: String::new(),
-        mode: String::new(),
-        commit: String::new(),
-        machine: vec![],
-        settings: vec![],
         summaries: summarize(&cases, &samples),
         samples,
-        rss_after_load_kib: vec![],
-        worker_memory: vec![],
-        compile_times: vec![],
-        wasm_sizes: vec![],
-        upstream_alone_rps: None,
-        chart: String::new(),
+        ..empty_report()
     };
     let verdict = |prefix: &str| {
         let t = report
@@ -85,19 +94,8 @@ fn callers_and_sigv4_goals_are_judged_against_case_5() {
 fn compile_times_give_one_row_per_case() {
     let ms = Duration::from_millis;
     let report = RunReport {
-        started: String::new(),
-        mode: String::new(),
-        commit: String::new(),
-        machine: vec![],
-        settings: vec![],
-        summaries: vec![],
-        samples: vec![],
-        rss_after_load_kib: vec![],
-        worker_memory: vec![],
         compile_times: vec![(7, ms(100)), (16, ms(2000)), (7, ms(300)), (16, ms(1000))],
-        wasm_sizes: vec![],
-        upstream_alone_rps: None,
-        chart: String::new(),
+        ..empty_report()
     };
     let rows: Vec<(String, String)> = report
         .targets()

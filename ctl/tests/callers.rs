@@ -70,6 +70,33 @@ impl Ctl {
             .unwrap()
     }
 
+    /// `compile config.yaml --out out --wasm fake.wasm EXTRA...`, which must succeed.
+    fn compile(&self, extra: &[&str]) -> Output {
+        let mut args = vec![
+            "compile",
+            "config.yaml",
+            "--out",
+            "out",
+            "--wasm",
+            "fake.wasm",
+        ];
+        args.extend_from_slice(extra);
+        let out = self.run(&args);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    /// A file `compile` wrote under `out/` (JSON is YAML too).
+    fn out_file(&self, name: &str) -> Value {
+        let text = std::fs::read_to_string(self.dir.path().join("out").join(name)).unwrap();
+        serde_yaml::from_str(&text).unwrap()
+    }
+
     fn json(&self, args: &[&str]) -> Value {
         let out = self.run(args);
         assert_eq!(
@@ -85,24 +112,8 @@ impl Ctl {
 #[test]
 fn compile_renders_the_listener_tls_context_and_reads_the_public_key() {
     let ctl = Ctl::new(CONFIG);
-    let out = ctl.run(&[
-        "compile",
-        "config.yaml",
-        "--out",
-        "out",
-        "--wasm",
-        "fake.wasm",
-    ]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let lds: Value = serde_yaml::from_str(
-        &std::fs::read_to_string(ctl.dir.path().join("out/lds.json")).unwrap(),
-    )
-    .unwrap();
+    let out = ctl.compile(&[]);
+    let lds = ctl.out_file("lds.json");
     let chain = &lds["resources"][0]["filter_chains"][0];
     let tls = &chain["transport_socket"]["typed_config"];
     assert_eq!(
@@ -237,24 +248,8 @@ fn compile_renders_a_tls_verified_cluster_per_jwks_url_issuer() {
         "{}",
         String::from_utf8_lossy(&v.stderr)
     );
-    let out = ctl.run(&[
-        "compile",
-        "config.yaml",
-        "--out",
-        "out",
-        "--wasm",
-        "fake.wasm",
-    ]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let cds: Value = serde_yaml::from_str(
-        &std::fs::read_to_string(ctl.dir.path().join("out/cds.yaml")).unwrap(),
-    )
-    .unwrap();
+    ctl.compile(&[]);
+    let cds = ctl.out_file("cds.yaml");
     let cluster = cds["resources"]
         .as_array()
         .unwrap()
@@ -333,26 +328,8 @@ egress:
       target: open
 "#;
     let ctl = Ctl::new(config);
-    let out = ctl.run(&[
-        "compile",
-        "config.yaml",
-        "--out",
-        "out",
-        "--wasm",
-        "fake.wasm",
-        "--engine",
-        "auto",
-    ]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let lds: Value = serde_yaml::from_str(
-        &std::fs::read_to_string(ctl.dir.path().join("out/lds.json")).unwrap(),
-    )
-    .unwrap();
+    ctl.compile(&["--engine", "auto"]);
+    let lds = ctl.out_file("lds.json");
     let hcm = &lds["resources"][0]["filter_chains"][0]["filters"][0]["typed_config"];
     let mutations = hcm["early_header_mutation_extensions"][0]["typed_config"]["mutations"]
         .as_array()
