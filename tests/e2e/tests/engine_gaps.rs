@@ -14,7 +14,8 @@
 //!   `http.read_timeout` (`request_timeout`), headers that never end within the 10 s
 //!   `request_headers_timeout`, an exchange longer than `http.write_timeout`
 //!   (`max_stream_duration`), all Envoy's own 408, and a body over the 16 MiB a
-//!   `payload: signed` target holds (the buffer filter's 413): each is our JSON error.
+//!   `payload: signed` target holds (the buffer filter's 413): each is our JSON error; so is
+//!   the push listener's 408 for a push whose body never ends.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use egress_e2e::*;
@@ -29,6 +30,8 @@ const HS_SECRET: &str = "gaps-shared-secret-0123456789abcdef";
 struct Proxy {
     _dir: TempDir,
     listen: u16,
+    /// The token push listener.
+    push: u16,
     _envoy: Envoy,
 }
 
@@ -39,6 +42,7 @@ impl Proxy {
         let dir = scratch_dir().unwrap();
         let listen = free_port().unwrap();
         let admin = free_port().unwrap();
+        let push = free_port().unwrap();
         let cfg = dir.path().join("config.yaml");
         std::fs::write(&cfg, config.replace("{listen}", &listen.to_string())).unwrap();
         let out = dir.path().join("out");
@@ -55,6 +59,8 @@ impl Proxy {
                 filter_wasm().to_str().unwrap(),
                 "--engine",
                 engine.as_str(),
+                "--push-addr",
+                &format!("127.0.0.1:{push}"),
             ])
             .output()
             .unwrap();
@@ -63,6 +69,7 @@ impl Proxy {
         Proxy {
             _dir: dir,
             listen,
+            push,
             _envoy: envoy,
         }
     }
@@ -408,8 +415,9 @@ fn envoys_own_408_and_413_are_our_json_errors(engine: Engine) {
         "request_duration_exceeded",
     );
 
-    // Default timeouts: headers that never end get the 10 s `request_headers_timeout`
-    // (meanwhile a body over the signed-payload limit gets the buffer filter's 413).
+    // Default timeouts: headers that never end get the 10 s `request_headers_timeout`, and
+    // a push whose body never ends the push listener's 10 s `request_timeout` (meanwhile a
+    // body over the signed-payload limit gets the buffer filter's 413).
     let long = Proxy::start(
         engine,
         &format!("http: {{ addr: \"127.0.0.1:{{listen}}\" }}\negress:{targets}"),
@@ -419,6 +427,14 @@ fn envoys_own_408_and_413_are_our_json_errors(engine: Engine) {
         raw_exchange(
             port,
             b"GET /egress/silent/x HTTP/1.1\r\nHost: egress\r\nX-Slow: a",
+            0,
+        )
+    });
+    let port = long.push;
+    let push = std::thread::spawn(move || {
+        raw_exchange(
+            port,
+            b"POST /v1/tokens HTTP/1.1\r\nHost: egress\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{",
             0,
         )
     });
@@ -442,6 +458,13 @@ fn envoys_own_408_and_413_are_our_json_errors(engine: Engine) {
         engine,
         "headers that never end",
         headers.join().unwrap(),
+        408,
+        "request_timeout",
+    );
+    assert_our_error(
+        engine,
+        "a push whose body never ends",
+        push.join().unwrap(),
         408,
         "request_timeout",
     );
