@@ -5,6 +5,7 @@
 //! response code details (a CEL filter on `response.code_details`), so the filter's and the
 //! route table's own JSON answers are never touched.
 
+use super::access_log::cel_filter;
 use egress_core::engine::{ProxyReply, ReplySelector, PROXY_REPLIES};
 use serde_json::{json, Value};
 
@@ -15,13 +16,7 @@ fn filter(selector: &ReplySelector) -> Value {
         ReplySelector::Details(details) => {
             // The core keeps details to plain identifiers: quoting them needs no escaping.
             let quoted: Vec<String> = details.iter().map(|d| format!("'{d}'")).collect();
-            json!({ "extension_filter": {
-                "name": "envoy.access_loggers.extension_filters.cel",
-                "typed_config": {
-                    "@type": "type.googleapis.com/envoy.extensions.access_loggers.filters.cel.v3.ExpressionFilter",
-                    "expression": format!("response.code_details in [{}]", quoted.join(", ")),
-                },
-            }})
+            cel_filter(&format!("response.code_details in [{}]", quoted.join(", ")))
         }
     }
 }
