@@ -35,20 +35,8 @@ impl Proxy {
         let cfg = dir.path().join("config.yaml");
         std::fs::write(&cfg, config.replace("{listen}", &listen.to_string())).unwrap();
         let out = dir.path().join("out");
-        let compiled = egressctl()
+        let compiled = compile_command(&cfg, &out, admin, engine)
             .unwrap()
-            .args([
-                "compile",
-                cfg.to_str().unwrap(),
-                "--out",
-                out.to_str().unwrap(),
-                "--admin",
-                &format!("127.0.0.1:{admin}"),
-                "--wasm",
-                filter_wasm().to_str().unwrap(),
-                "--engine",
-                engine.as_str(),
-            ])
             .output()
             .unwrap();
         let envoy = envoy_from_compile(&compiled, &out, admin, &[])

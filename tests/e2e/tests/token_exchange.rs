@@ -49,19 +49,8 @@ fn openssl(args: &[&str]) -> Result<()> {
 
 /// A JWT signed by `jose` with `key` (RS256).
 fn sign(key: &Path, claims: Value) -> String {
-    let script = repo_root().join("tests/support/oauth-server/sign-jwt.mjs");
-    let spec = json!({"alg": "RS256", "key_file": key.display().to_string(), "claims": claims});
-    let out = Command::new(node_bin().unwrap())
-        .arg(&script)
-        .arg(spec.to_string())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    jose_sign(&json!({"alg": "RS256", "key_file": key.display().to_string(), "claims": claims}))
+        .unwrap()
 }
 
 fn now() -> u64 {
