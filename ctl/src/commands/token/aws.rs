@@ -28,8 +28,6 @@ use std::time::Duration;
 const STS_TIMEOUT: Duration = Duration::from_secs(10);
 /// Refresh this long before expiry (at most half the lifetime ahead).
 pub const REFRESH_BEFORE_MS: u64 = 5 * 60 * 1000;
-const STATUS_EVERY_MS: u64 = super::watch::STATUS_EVERY_MS;
-const MAX_SLEEP_MS: u64 = 1_000;
 
 /// One `web_identity` target, ready to call STS.
 pub struct AwsFetcher {
