@@ -3,8 +3,10 @@
 //! lifetime ahead), retries failures with backoff, pushes to proxies that lack the current
 //! set, and re-pushes to a proxy whose status shows it lost them (a restart).
 
-use super::{backoff, obtain, obtained_line, AwsFetcher, Held};
-use crate::commands::token::watch_proxies::{push_round, ProxyState, Wording, MAX_SLEEP_MS};
+use super::{obtain, obtained_line, AwsFetcher, Held};
+use crate::commands::token::watch_proxies::{
+    push_round, FetchRetry, ProxyState, Wording, MAX_SLEEP_MS,
+};
 use crate::commands::token::Ctx;
 use crate::proxy::now_ms;
 use std::sync::Arc;
@@ -19,8 +21,7 @@ const AWS: Wording = Wording {
 
 pub async fn watch_target(ctx: Arc<Ctx>, f: AwsFetcher, mut stop: watch::Receiver<bool>) {
     let mut current: Option<Held> = None;
-    let mut failures = 0u32;
-    let mut next_fetch_ms = 0u64;
+    let mut retry = FetchRetry::default();
     let mut proxies: Vec<ProxyState> = Vec::new();
     loop {
         if *stop.borrow() {
@@ -42,7 +43,7 @@ pub async fn watch_target(ctx: Arc<Ctx>, f: AwsFetcher, mut stop: watch::Receive
 
         let now = now_ms();
         let due = current.as_ref().is_none_or(|c| now >= c.refresh_at_ms());
-        if due && now >= next_fetch_ms {
+        if due && retry.ready(now) {
             let got = tokio::select! {
                 r = obtain(&ctx, &f) => r,
                 _ = stop.changed() => return,
@@ -51,18 +52,9 @@ pub async fn watch_target(ctx: Arc<Ctx>, f: AwsFetcher, mut stop: watch::Receive
                 Ok((held, origin)) => {
                     println!("{}", obtained_line(&f.target, &held, origin));
                     current = Some(held);
-                    failures = 0;
-                    next_fetch_ms = 0;
+                    retry.succeeded();
                 }
-                Err(e) => {
-                    failures = failures.saturating_add(1);
-                    let wait = backoff(failures);
-                    next_fetch_ms = now_ms() + wait;
-                    eprintln!(
-                        "{}: {e}; {failures} failure(s) in a row, retry in {wait}ms",
-                        f.target
-                    );
-                }
+                Err(e) => retry.failed(&f.target, e),
             }
         }
 
@@ -79,8 +71,8 @@ pub async fn watch_target(ctx: Arc<Ctx>, f: AwsFetcher, mut stop: watch::Receive
         let now = now_ms();
         let mut next = now + MAX_SLEEP_MS;
         match &current {
-            Some(c) => next = next.min(c.refresh_at_ms().max(next_fetch_ms)),
-            None => next = next.min(next_fetch_ms),
+            Some(c) => next = next.min(c.refresh_at_ms().max(retry.next_ms)),
+            None => next = next.min(retry.next_ms),
         }
         let wait = next.saturating_sub(now).max(10);
         tokio::select! {

@@ -17,7 +17,7 @@
 use super::{obtained_line, push_body, Ctx};
 use crate::exit::ExitCode;
 use crate::proxy::now_ms;
-use egress_core::tokens::schedule::{backoff_ms, need, refresh_at_ms, Need};
+use egress_core::tokens::schedule::{need, refresh_at_ms, Need};
 use egress_core::tokens::TokenRecord;
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,7 +26,7 @@ use tokio::task::JoinSet;
 
 use super::fetch::Fetcher;
 pub use super::watch_proxies::STATUS_EVERY_MS;
-use super::watch_proxies::{push_round, ProxyState, Wording, MAX_SLEEP_MS};
+use super::watch_proxies::{push_round, FetchRetry, ProxyState, Wording, MAX_SLEEP_MS};
 
 /// How often `--proxy-dns` names are looked up again.
 pub const RESOLVE_EVERY_MS: u64 = 2_000;
@@ -72,8 +72,7 @@ async fn watch_target(ctx: Arc<Ctx>, f: Fetcher, mut stop: watch::Receiver<bool>
     let f = Arc::new(f);
     let before = f.cred.refresh_before_expiry_ms;
     let mut current: Option<TokenRecord> = None;
-    let mut failures = 0u32;
-    let mut next_fetch_ms = 0u64;
+    let mut retry = FetchRetry::default();
     let mut next_redis_ms = 0u64;
     let mut proxies: Vec<ProxyState> = Vec::new();
     let mut next_resolve_ms = 0u64;
@@ -111,15 +110,14 @@ async fn watch_target(ctx: Arc<Ctx>, f: Fetcher, mut stop: watch::Receiver<bool>
                             obtained_line(&f.target, &stored, super::Origin::Shared)
                         );
                         current = Some(stored);
-                        failures = 0;
-                        next_fetch_ms = 0;
+                        retry.succeeded();
                     }
                 }
             }
         }
 
         // Refresh when due.
-        if need(current.as_ref(), now, before) != Need::Nothing && now >= next_fetch_ms {
+        if need(current.as_ref(), now, before) != Need::Nothing && retry.ready(now) {
             let got = tokio::select! {
                 r = ctx.obtain(&f) => r,
                 _ = stop.changed() => return,
@@ -128,18 +126,9 @@ async fn watch_target(ctx: Arc<Ctx>, f: Fetcher, mut stop: watch::Receiver<bool>
                 Ok((record, origin)) => {
                     println!("{}", obtained_line(&f.target, &record, origin));
                     current = Some(record);
-                    failures = 0;
-                    next_fetch_ms = 0;
+                    retry.succeeded();
                 }
-                Err(e) => {
-                    failures = failures.saturating_add(1);
-                    let wait = backoff_ms(failures, rand::random::<f64>());
-                    next_fetch_ms = now_ms() + wait;
-                    eprintln!(
-                        "{}: {e}; {failures} failure(s) in a row, retry in {wait}ms",
-                        f.target
-                    );
-                }
+                Err(e) => retry.failed(&f.target, e),
             }
         }
 
@@ -164,9 +153,9 @@ async fn watch_target(ctx: Arc<Ctx>, f: Fetcher, mut stop: watch::Receiver<bool>
                 } else {
                     refresh_at_ms(c, before)
                 };
-                next = next.min(due.max(next_fetch_ms));
+                next = next.min(due.max(retry.next_ms));
             }
-            None => next = next.min(next_fetch_ms),
+            None => next = next.min(retry.next_ms),
         }
         if let Some(c) = current.as_ref().filter(|c| c.is_valid(now)) {
             for p in &proxies {

@@ -1,9 +1,9 @@
-//! What `token refresh --watch` does with each proxy for one target, whatever it pushes (an
-//! OAuth2 token, AWS credentials): push the current credential to each proxy that does not
-//! hold it yet (a failed push retries after `schedule::backoff_ms`, per proxy); every
-//! [`STATUS_EVERY_MS`] ask the others for their status, and push again at once to one that
-//! shows the target without a valid credential or with a lower version than we gave it (it
-//! restarted).
+//! What `token refresh --watch` does for one target, whatever it pushes (an OAuth2 token, AWS
+//! credentials): retry a failed fetch after `schedule::backoff_ms` ([`FetchRetry`]); push the
+//! current credential to each proxy that does not hold it yet (a failed push retries with the
+//! same backoff, per proxy); every [`STATUS_EVERY_MS`] ask the others for their status, and
+//! push again at once to one that shows the target without a valid credential or with a lower
+//! version than we gave it (it restarted).
 
 use super::Ctx;
 use crate::proxy::now_ms;
@@ -18,6 +18,36 @@ use tokio::task::JoinSet;
 pub const STATUS_EVERY_MS: u64 = 2_000;
 /// Longest sleep between two looks at the schedule.
 pub const MAX_SLEEP_MS: u64 = 1_000;
+
+/// The fetches' failures in a row, and when the next attempt may start.
+#[derive(Debug, Default)]
+pub struct FetchRetry {
+    failures: u32,
+    /// No fetch before this (unix ms; 0: whenever one is due).
+    pub next_ms: u64,
+}
+
+impl FetchRetry {
+    /// Whether a fetch that is due may start at `now`.
+    pub fn ready(&self, now: u64) -> bool {
+        now >= self.next_ms
+    }
+
+    /// A credential arrived (fetched, or stored by another refresher): no backoff.
+    pub fn succeeded(&mut self) {
+        self.failures = 0;
+        self.next_ms = 0;
+    }
+
+    /// A fetch for `target` failed with `e`: backs off, and says so.
+    pub fn failed(&mut self, target: &str, e: impl std::fmt::Display) {
+        self.failures = self.failures.saturating_add(1);
+        let failures = self.failures;
+        let wait = backoff_ms(failures, rand::random::<f64>());
+        self.next_ms = now_ms() + wait;
+        eprintln!("{target}: {e}; {failures} failure(s) in a row, retry in {wait}ms");
+    }
+}
 
 /// What we know about one proxy, for one target.
 pub struct ProxyState {
@@ -170,5 +200,27 @@ where
             // Unreachable for now: keep asking; the push follows once it answers.
             Outcome::StatusFailed => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use egress_core::tokens::schedule::BACKOFF_MAX_MS;
+
+    #[test]
+    fn a_failed_fetch_backs_off_and_a_credential_ends_the_backoff() {
+        let mut r = FetchRetry::default();
+        assert!(r.ready(0));
+        let before = now_ms();
+        r.failed("t", "token endpoint down");
+        assert_eq!(r.failures, 1);
+        assert!(!r.ready(before), "retried at once");
+        assert!(r.ready(before + BACKOFF_MAX_MS + 60_000));
+        r.failed("t", "token endpoint down");
+        assert_eq!(r.failures, 2);
+        r.succeeded();
+        assert_eq!((r.failures, r.next_ms), (0, 0));
+        assert!(r.ready(0));
     }
 }
