@@ -172,16 +172,8 @@ impl Setup {
         let config = d.join("config.yaml");
         std::fs::write(&config, config_text)?;
         let out = d.join("out");
-        let compiled = egressctl()?
-            .arg("compile")
-            .arg(&config)
-            .arg("--out")
-            .arg(&out)
-            .args(["--admin", &format!("127.0.0.1:{admin}")])
+        let compiled = compile_command(&config, &out, admin, Engine::Wasm)?
             .args(["--push-addr", &format!("127.0.0.1:{push}")])
-            .arg("--wasm")
-            .arg(filter_wasm())
-            .args(Engine::Wasm.args())
             .stdin(Stdio::null())
             .output()?;
         let compile_output = output_text(&compiled);
