@@ -60,7 +60,17 @@ fn auto_leaves_enable_only_what_their_kind_needs_and_carry_their_target() {
             "{name}"
         );
         assert!(filters.contains_key("egress.log"), "{name}");
-        assert!(
+        // Either a string replace by the route's own prefix or an RE2 rewrite, never both.
+        let by_prefix = leaf["route"]["prefix_rewrite"].is_string();
+        assert_eq!(
+            by_prefix,
+            leaf["match"]["prefix"]
+                .as_str()
+                .is_some_and(|p| !p.is_empty()),
+            "{name}"
+        );
+        assert_ne!(
+            by_prefix,
             leaf["route"]["regex_rewrite"]["pattern"]["regex"].is_string(),
             "{name}"
         );

@@ -37,6 +37,17 @@ pub fn file_logger(path: &str, line: &str) -> Value {
     })
 }
 
+/// An access-log filter (also a local-reply mapper's) holding when the CEL `expression` does.
+pub fn cel_filter(expression: &str) -> Value {
+    json!({ "extension_filter": {
+        "name": "envoy.access_loggers.extension_filters.cel",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.access_loggers.filters.cel.v3.ExpressionFilter",
+            "expression": expression,
+        },
+    }})
+}
+
 /// The "Egress request" line with its keys in the spec's order (Envoy's `json_format` sorts
 /// keys). One filter-state value, set by the filter, carries target, method, path and target
 /// URL (see `wire::log_fragment`); a request the filter did not route logs `"target":"-"`.

@@ -93,6 +93,8 @@ pub fn push_listener(addr: &ListenAddr, filter_json: &str, wasm: &WasmModule) ->
         // The filter lets the headers through so it gets the body (see filter/src/push.rs);
         // the buffer filter holds them back from the router until the filter has answered.
         "http_filters": [wasm_filter(filter_json, wasm), push_buffer_filter(), router_filter()],
+        // Envoy's own answers (a push that does not arrive in time, a body over the limit).
+        "local_reply_config": super::local_reply::local_reply_config(),
     });
     let mut hcm = hcm;
     limits::harden(

@@ -10,11 +10,19 @@
 //! - `envoys_own_answers_are_our_json_errors`: a target on a closed port gets Envoy's own
 //!   503, one that never answers Envoy's 504, mapped by the connection manager's `local_reply_config` to our JSON error; the
 //!   route table's own 404 is untouched.
+//! - `envoys_own_408_and_413_are_our_json_errors`: a body that never arrives within
+//!   `http.read_timeout` (`request_timeout`), headers that never end within the 10 s
+//!   `request_headers_timeout`, an exchange longer than `http.write_timeout`
+//!   (`max_stream_duration`), all Envoy's own 408, and a body over the 16 MiB a
+//!   `payload: signed` target holds (the buffer filter's 413): each is our JSON error; so is
+//!   the push listener's 408 for a push whose body never ends.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use egress_e2e::*;
 use jwt_simple::prelude::*;
 use serde_json::Value;
+use std::io::{ErrorKind, Read, Write};
+use std::net::{Shutdown, TcpStream};
 use std::path::Path;
 
 const HS_SECRET: &str = "gaps-shared-secret-0123456789abcdef";
@@ -22,6 +30,8 @@ const HS_SECRET: &str = "gaps-shared-secret-0123456789abcdef";
 struct Proxy {
     _dir: TempDir,
     listen: u16,
+    /// The token push listener.
+    push: u16,
     _envoy: Envoy,
 }
 
@@ -32,11 +42,13 @@ impl Proxy {
         let dir = scratch_dir().unwrap();
         let listen = free_port().unwrap();
         let admin = free_port().unwrap();
+        let push = free_port().unwrap();
         let cfg = dir.path().join("config.yaml");
         std::fs::write(&cfg, config.replace("{listen}", &listen.to_string())).unwrap();
         let out = dir.path().join("out");
         let compiled = compile_command(&cfg, &out, admin, engine)
             .unwrap()
+            .args(["--push-addr", &format!("127.0.0.1:{push}")])
             .output()
             .unwrap();
         let envoy = envoy_from_compile(&compiled, &out, admin, &[])
@@ -44,6 +56,7 @@ impl Proxy {
         Proxy {
             _dir: dir,
             listen,
+            push,
             _envoy: envoy,
         }
     }
@@ -160,14 +173,7 @@ fn caller_token_headers_that_are_removed_headers_still_identify_the_caller(engin
 fn envoys_own_answers_are_our_json_errors(engine: Engine) {
     let closed = free_port().unwrap();
     // A target that accepts and never answers: Envoy's route timeout (504).
-    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let silent_port = silent.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        let mut held = Vec::new();
-        for conn in silent.incoming() {
-            held.push(conn);
-        }
-    });
+    let silent_port = silent_target();
     let config = format!(
         r#"
 http: {{ addr: "127.0.0.1:{{listen}}" }}
@@ -227,7 +233,236 @@ egress:
     assert_eq!(r.header("content-type"), Some("application/json"));
 }
 
+/// A target that accepts connections and never answers; its port.
+fn silent_target() -> u16 {
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in silent.incoming() {
+            held.push(conn);
+        }
+    });
+    port
+}
+
+/// An answer read off a raw connection.
+struct RawReply {
+    status: u16,
+    content_type: Option<String>,
+    body: String,
+}
+
+/// One HTTP/1.1 exchange on a raw connection: `head` and then `body_len` bytes, written from
+/// a thread (so an answer Envoy gives in the middle of the body is read while the body is
+/// still being sent); the connection is left open until Envoy answers. `None`: the
+/// connection closed without a complete answer.
+fn raw_exchange(port: u16, head: &[u8], body_len: usize) -> Option<RawReply> {
+    let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(patience())).unwrap();
+    let mut w = s.try_clone().unwrap();
+    let head = head.to_vec();
+    let writer = std::thread::spawn(move || {
+        if w.write_all(&head).is_err() {
+            return;
+        }
+        let chunk = vec![b'x'; 64 * 1024];
+        let mut left = body_len;
+        while left > 0 {
+            let n = left.min(chunk.len());
+            if w.write_all(&chunk[..n]).is_err() {
+                return;
+            }
+            left -= n;
+        }
+    });
+    let mut got = Vec::new();
+    let mut r = &s;
+    let reply = loop {
+        if let Some(reply) = parse_reply(&got) {
+            break Some(reply);
+        }
+        let mut buf = [0u8; 16 * 1024];
+        match r.read(&mut buf) {
+            Ok(0) => break None,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => panic!(
+                "reading Envoy's answer: {e}: {:?}",
+                String::from_utf8_lossy(&got)
+            ),
+        }
+    };
+    let _ = s.shutdown(Shutdown::Both);
+    writer.join().unwrap();
+    reply
+}
+
+/// A complete answer with a `content-length` body, if `got` holds one.
+fn parse_reply(got: &[u8]) -> Option<RawReply> {
+    let text = String::from_utf8_lossy(got);
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    let mut lines = head.split("\r\n");
+    let status = lines.next()?.split(' ').nth(1)?.parse().ok()?;
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    let header = |name: &str| {
+        headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    };
+    let length: usize = header("content-length")?.parse().ok()?;
+    (body.len() >= length).then(|| RawReply {
+        status,
+        content_type: header("content-type"),
+        body: body[..length].to_string(),
+    })
+}
+
+fn assert_our_error(engine: Engine, what: &str, reply: Option<RawReply>, status: u16, error: &str) {
+    let reply = reply.unwrap_or_else(|| panic!("{engine}: {what}: no answer"));
+    assert_eq!(reply.status, status, "{engine}: {what}: {}", reply.body);
+    assert_eq!(
+        reply.content_type.as_deref(),
+        Some("application/json"),
+        "{engine}: {what}"
+    );
+    let body: Value = serde_json::from_str(&reply.body)
+        .unwrap_or_else(|e| panic!("{engine}: {what}: {e}: {}", reply.body));
+    assert_eq!(body["error"], error, "{engine}: {what}: {body}");
+    assert!(
+        body["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{engine}: {what}: {body}"
+    );
+    assert_eq!(
+        body.as_object().unwrap().len(),
+        2,
+        "{engine}: {what}: {body}"
+    );
+}
+
+fn envoys_own_408_and_413_are_our_json_errors(engine: Engine) {
+    let silent = silent_target();
+    let closed = free_port().unwrap();
+    let targets = format!(
+        r#"
+  targets:
+    silent:
+      url: http://127.0.0.1:{silent}
+      timeout: 30s
+    aws:
+      url: http://127.0.0.1:{closed}
+      auth:
+        type: aws_sigv4
+        region: us-east-1
+        service: s3
+        access_key_id: AKIAGAPS
+        secret_access_key: SECRETGAPSKEY
+        payload: signed
+  routes:
+    - path_prefix: /egress/silent
+      target: silent
+    - path_prefix: /egress/aws
+      target: aws
+"#
+    );
+    // The request timer (2 s) runs out before the stream's (4 s): a body that never arrives
+    // is `request_timeout`; a complete request whose answer never comes is cut at 4 s.
+    let short = Proxy::start(
+        engine,
+        &format!(
+            "http: {{ addr: \"127.0.0.1:{{listen}}\", read_timeout: 2s, write_timeout: 4s }}\negress:{targets}"
+        ),
+    );
+    let reply = raw_exchange(
+        short.listen,
+        b"POST /egress/silent/x HTTP/1.1\r\nHost: egress\r\nContent-Length: 100\r\n\r\n",
+        10,
+    );
+    assert_our_error(
+        engine,
+        "a body that never arrives",
+        reply,
+        408,
+        "request_timeout",
+    );
+    let reply = raw_exchange(
+        short.listen,
+        b"GET /egress/silent/x HTTP/1.1\r\nHost: egress\r\n\r\n",
+        0,
+    );
+    assert_our_error(
+        engine,
+        "an answer later than write_timeout",
+        reply,
+        408,
+        "request_duration_exceeded",
+    );
+
+    // Default timeouts: headers that never end get the 10 s `request_headers_timeout`, and
+    // a push whose body never ends the push listener's 10 s `request_timeout` (meanwhile a
+    // body over the signed-payload limit gets the buffer filter's 413).
+    let long = Proxy::start(
+        engine,
+        &format!("http: {{ addr: \"127.0.0.1:{{listen}}\" }}\negress:{targets}"),
+    );
+    let port = long.listen;
+    let headers = std::thread::spawn(move || {
+        raw_exchange(
+            port,
+            b"GET /egress/silent/x HTTP/1.1\r\nHost: egress\r\nX-Slow: a",
+            0,
+        )
+    });
+    let port = long.push;
+    let push = std::thread::spawn(move || {
+        raw_exchange(
+            port,
+            b"POST /v1/tokens HTTP/1.1\r\nHost: egress\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{",
+            0,
+        )
+    });
+    let over = egress_core::sigv4::SIGNED_PAYLOAD_MAX_BYTES as usize + 64 * 1024;
+    let reply = raw_exchange(
+        long.listen,
+        format!(
+            "PUT /egress/aws/bucket/key HTTP/1.1\r\nHost: egress\r\nContent-Length: {over}\r\n\r\n"
+        )
+        .as_bytes(),
+        over,
+    );
+    assert_our_error(
+        engine,
+        "a body over the signed-payload limit",
+        reply,
+        413,
+        "body_too_large",
+    );
+    assert_our_error(
+        engine,
+        "headers that never end",
+        headers.join().unwrap(),
+        408,
+        "request_timeout",
+    );
+    assert_our_error(
+        engine,
+        "a push whose body never ends",
+        push.join().unwrap(),
+        408,
+        "request_timeout",
+    );
+    // A request within the limits still reaches the route table (and its own JSON).
+    let r = Request::get(&long.url("/egress/nowhere")).send().unwrap();
+    assert_eq!(r.status, 404, "{engine}: {}", r.body);
+    assert_eq!(r.json().unwrap()["error"], "route_not_found", "{engine}");
+}
+
 engine_tests!(
     caller_token_headers_that_are_removed_headers_still_identify_the_caller,
     envoys_own_answers_are_our_json_errors,
+    envoys_own_408_and_413_are_our_json_errors,
 );

@@ -6,8 +6,8 @@
 //!   other allowed methods (one route, idempotent retries); without retries one route for
 //!   every allowed method; anything else → 405 with `Allow` and the engine's body. Each
 //!   route: the target's cluster and timeout, `host_rewrite_literal` = its authority, the
-//!   core's `regex_rewrite` (no `x-forwarded-proto`: the virtual host removes the
-//!   forwarding headers after the routes' own additions, in both engines), route metadata
+//!   core's rewrite (`prefix_rewrite` by the route's `match.prefix`, else `regex_rewrite`; no
+//!   `x-forwarded-proto`: the virtual host removes the forwarding headers after the routes' own additions, in both engines), route metadata
 //!   `egress.{target,target_url}` (the log; other parts of the renderer find a target's
 //!   leaves by it), header removal, the log filter, and for `routed` the filter in the routed
 //!   role;
@@ -21,7 +21,7 @@ use super::slow::{answer, config_target, filter_route_filters, without_body_buff
 use super::tree::{self, MapKind};
 use super::{strip, RenderContext, ROUTED_FILTER};
 use egress_core::engine::Decision;
-use egress_core::native::{leaf_kind, route_leaves, Leaf, LeafKind, PathKey};
+use egress_core::native::{leaf_kind, route_leaves, Leaf, LeafKind, PathKey, Rewrite};
 use egress_core::plan::{wire, FilterRoute, Method};
 use egress_core::routing::path::validate_prefix;
 use serde_json::{json, Map, Value};
@@ -192,10 +192,24 @@ fn leaf_route(
     };
     let mut action = target_route_action(cx.config, target, retry_on, idempotent_only);
     action["host_rewrite_literal"] = json!(ft.url.authority());
-    action["regex_rewrite"] = json!({
-        "pattern": { "regex": leaf.rewrite.pattern },
-        "substitution": leaf.rewrite.substitution,
-    });
+    // The route's own `match` is not tested in a matcher action, but `prefix_rewrite`
+    // replaces the length of its prefix (the leaf's key guarantees the path starts with it).
+    let route_match = match &leaf.rewrite {
+        Rewrite::Prefix { from, to } => {
+            action["prefix_rewrite"] = json!(to);
+            json!({ "prefix": from })
+        }
+        Rewrite::Regex {
+            pattern,
+            substitution,
+        } => {
+            action["regex_rewrite"] = json!({
+                "pattern": { "regex": pattern },
+                "substitution": substitution,
+            });
+            json!({ "prefix": "" })
+        }
+    };
     let mut filters = Map::new();
     filters.insert(LEAF_LOG_FILTER.into(), enable());
     if kind == LeafKind::Routed {
@@ -210,6 +224,7 @@ fn leaf_route(
             "kind": kind.as_str(),
         }}},
         "typed_per_filter_config": filters,
+        "match": route_match,
     });
     let removals = strip::route_removals(cx.engine, target_index);
     if !removals.is_empty() {

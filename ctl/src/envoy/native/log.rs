@@ -17,7 +17,7 @@
 //! (Level B of the route table), methods are HTTP tokens, target names and origins are
 //! validated by the config.
 
-use super::super::access_log::{file_logger, log_path, request_line};
+use super::super::access_log::{cel_filter, file_logger, log_path, request_line};
 use super::FILTER_CONFIG_TYPE;
 use egress_core::config::Logger;
 use egress_core::plan::wire;
@@ -79,16 +79,6 @@ pub fn filters() -> [Value; 2] {
 /// `typed_per_filter_config` entry enabling a disabled filter on a route.
 pub fn enable() -> Value {
     json!({ "@type": FILTER_CONFIG_TYPE, "config": {} })
-}
-
-fn cel_filter(expression: &str) -> Value {
-    json!({ "extension_filter": {
-        "name": "envoy.access_loggers.extension_filters.cel",
-        "typed_config": {
-            "@type": "type.googleapis.com/envoy.extensions.access_loggers.filters.cel.v3.ExpressionFilter",
-            "expression": expression,
-        },
-    }})
 }
 
 /// The two access logs of the auto engine (none when `logger.level` drops info lines).

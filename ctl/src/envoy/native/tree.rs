@@ -16,10 +16,13 @@ const ROUTE_TYPE: &str = "type.googleapis.com/envoy.config.route.v3.Route";
 const HEADER_INPUT: &str = "type.googleapis.com/envoy.type.matcher.v3.HttpRequestHeaderMatchInput";
 
 /// A matcher's `OnMatch` running this route. In a matcher action the route's own `match` is
-/// not used (Envoy requires one: the empty prefix).
+/// not tested (Envoy requires one: the empty prefix unless the route has one, which
+/// `prefix_rewrite` uses).
 pub fn route(mut route: Value) -> Value {
     route["@type"] = json!(ROUTE_TYPE);
-    route["match"] = json!({ "prefix": "" });
+    if route.get("match").is_none() {
+        route["match"] = json!({ "prefix": "" });
+    }
     object([(
         "action",
         object([("name", json!("route")), ("typed_config", route)]),

@@ -11,7 +11,7 @@ mod routed;
 
 pub use edits::{EditList, Edited, HeaderEdits};
 pub use headers::{RemoveRule, ALWAYS_REMOVED, FORWARDED_PROTO};
-pub use proxy_replies::{ProxyReply, PROXY_REPLIES};
+pub use proxy_replies::{ProxyReply, ReplySelector, PROXY_REPLIES};
 pub use routed::{Binding, RoutedRefusal};
 
 use crate::callers::allow::{evaluate, Verdict};

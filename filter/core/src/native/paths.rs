@@ -3,10 +3,10 @@
 //!
 //! - [`plain_path_regex`]: the paths whose canonical spelling is the path itself (Level B of
 //!   the route matcher); everything else goes to the filter (the slow route);
-//! - [`route_leaves`]: the `:path` keys of one config route and the `regex_rewrite` of each,
-//!   such that "exact map, then longest prefix key, then the leaf's regex on the path without
-//!   its query, query appended" is exactly [`crate::routing::RouteTable::lookup`] followed by
-//!   [`crate::routing::path::rewrite`].
+//! - [`route_leaves`]: the `:path` keys of one config route and the rewrite of each (a
+//!   `prefix_rewrite` where one string replace does it, else a `regex_rewrite`), such that
+//!   "exact map, then longest prefix key, then the leaf's rewrite" is exactly
+//!   [`crate::routing::RouteTable::lookup`] followed by [`crate::routing::path::rewrite`].
 //!
 //! The patterns are RE2 (Envoy's `safe_regex`): no lookaround, no backreferences; the
 //! substitutions use RE2's `\1` groups, with `\\` for a literal backslash.
@@ -53,13 +53,23 @@ impl PathKey {
     }
 }
 
-/// A route's `regex_rewrite` (RE2): Envoy replaces every match of `pattern` in the path
-/// without its query by `substitution`, then appends the query. The patterns here are
-/// anchored (`^...$`), so there is exactly one match.
+/// How a route leaf rewrites `:path`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Rewrite {
-    pub pattern: String,
-    pub substitution: String,
+pub enum Rewrite {
+    /// Envoy's `prefix_rewrite` on a route whose own `match` is `{prefix: from}`: the path
+    /// (query included) leaves with its first `from.len()` bytes replaced by `to`. In a
+    /// matcher action Envoy does not test the route's `match` but rewrites by its prefix, so
+    /// the leaf's key must guarantee that every path reaching it starts with `from`. `to` is
+    /// never empty (Envoy reads an empty `prefix_rewrite` as none). A string replace: cheaper
+    /// per request than a regex.
+    Prefix { from: String, to: String },
+    /// A route's `regex_rewrite` (RE2): Envoy replaces every match of `pattern` in the path
+    /// without its query by `substitution`, then appends the query. The patterns here are
+    /// anchored (`^...$`), so there is exactly one match.
+    Regex {
+        pattern: String,
+        substitution: String,
+    },
 }
 
 /// One Envoy route leaf of a config route: its key and its path rewrite.
@@ -93,16 +103,11 @@ pub fn route_leaves(
             rewrite: tail_rewrite(prefix, strip, &out_prefix),
         }];
     }
-    // Both `P` and `P?...` reach the core with the path `P`: the result is a constant.
-    let whole = Rewrite {
-        pattern: format!("^{}$", escape_pattern(prefix)),
-        substitution: escape_substitution(&rewrite(
-            prefix,
-            None,
-            strip_prefix,
-            rewrite_prefix,
-            base_path,
-        )),
+    // Both `P` and `P?...` reach the core with the path `P`: `P` leaves as a constant, the
+    // query as it came.
+    let whole = Rewrite::Prefix {
+        from: prefix.to_string(),
+        to: rewrite(prefix, None, strip_prefix, rewrite_prefix, base_path),
     };
     vec![
         Leaf {
@@ -124,38 +129,38 @@ pub fn route_leaves(
 /// `out_prefix` followed by the rest of the path after `strip` (when `strip` is a prefix of
 /// it at a segment boundary, else the whole path), `/` when both are empty.
 fn tail_rewrite(prefix: &str, strip: Option<&str>, out_prefix: &str) -> Rewrite {
-    let out = escape_substitution(out_prefix);
     let Some(s) = strip else {
-        // Nothing stripped: the rest is the whole path, never empty.
-        return Rewrite {
-            pattern: "^(/.*)$".into(),
-            substitution: format!(r"{out}\1"),
+        // Nothing stripped: the rest is the whole path, which starts with `/`.
+        return Rewrite::Prefix {
+            from: "/".into(),
+            to: format!("{out_prefix}/"),
         };
     };
-    let es = escape_pattern(s);
     if prefix != "/" && is_boundary_prefix(s, prefix) {
-        // Every path `P/...` loses `s` and keeps a rest starting with `/`.
-        return Rewrite {
-            pattern: format!("^{es}(/.*)$"),
-            substitution: format!(r"{out}\1"),
+        // Every path `P/...` starts with `s/`, loses `s` and keeps a rest starting with `/`.
+        return Rewrite::Prefix {
+            from: format!("{s}/"),
+            to: format!("{out_prefix}/"),
         };
     }
     // `s` applies to some paths only (longer than the prefix, or unrelated to it).
+    let out = escape_substitution(out_prefix);
+    let es = escape_pattern(s);
     if !out_prefix.is_empty() {
         // The path `s` itself leaves as `out_prefix`.
-        return Rewrite {
+        return Rewrite::Regex {
             pattern: format!("^(?:{es}(/.*)?|(.*))$"),
             substitution: format!(r"{out}\1\2"),
         };
     }
     match s.strip_prefix('/') {
         // The path `s` itself leaves as `/`: captured from its leading slash.
-        Some(s_tail) => Rewrite {
+        Some(s_tail) => Rewrite::Regex {
             pattern: format!("^(?:{es}(/.*)|(/){}|(.*))$", escape_pattern(s_tail)),
             substitution: r"\1\2\3".into(),
         },
         // No absolute path equals `s`.
-        None => Rewrite {
+        None => Rewrite::Regex {
             pattern: format!("^(?:{es}(/.*)|(.*))$"),
             substitution: r"\1\2".into(),
         },

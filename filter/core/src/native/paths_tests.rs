@@ -32,15 +32,28 @@ fn rust_substitution(re2: &str) -> String {
     out
 }
 
-/// What Envoy does with a route's `regex_rewrite`: every match in the path without its query
-/// replaced (RE2 GlobalReplace), then the query appended as it came.
+/// What Envoy does with a leaf's rewrite. `prefix_rewrite`: the first `from.len()` bytes
+/// replaced, query included (Envoy does not check that they are `from`: the test does).
+/// `regex_rewrite`: every match in the path without its query replaced (RE2 GlobalReplace),
+/// then the query appended as it came.
 fn envoy_rewrite(rw: &Rewrite, raw: &str) -> String {
+    let (pattern, substitution) = match rw {
+        Rewrite::Prefix { from, to } => {
+            assert!(raw.starts_with(from.as_str()), "{raw:?} reached {rw:?}");
+            assert!(!to.is_empty(), "an empty prefix_rewrite is none: {rw:?}");
+            return format!("{to}{}", &raw[from.len()..]);
+        }
+        Rewrite::Regex {
+            pattern,
+            substitution,
+        } => (pattern, substitution),
+    };
     let (path, query) = match raw.find('?') {
         Some(i) => raw.split_at(i),
         None => (raw, ""),
     };
-    let re = Regex::new(&rw.pattern).unwrap();
-    let replaced = re.replace_all(path, rust_substitution(&rw.substitution).as_str());
+    let re = Regex::new(pattern).unwrap();
+    let replaced = re.replace_all(path, rust_substitution(substitution).as_str());
     format!("{replaced}{query}")
 }
 
@@ -228,7 +241,7 @@ fn escape_pattern_makes_every_plain_character_literal() {
 #[test]
 fn substitution_escapes_backslashes_only() {
     assert_eq!(escape_substitution(r"/a\1$b"), r"/a\\1$b");
-    let rw = Rewrite {
+    let rw = Rewrite::Regex {
         pattern: "^(/.*)$".into(),
         substitution: format!(r"{}\1", escape_substitution(r"/x\1$2")),
     };
@@ -291,8 +304,11 @@ fn route_leaves_rewrite_the_spec_examples() {
 fn route_leaves_treat_regex_operators_in_prefixes_literally() {
     let rows = vec![row("/a.b$(c)*+", Some("/a.b$(c)*+"), Some("/v1"), "/base")];
     assert_eq!(envoy(&rows, "/a.b$(c)*+/x"), Some((0, "/base/v1/x".into())));
-    let leaf = &route_leaves("/a.b", Some("/a.b"), None, "")[1];
-    assert_eq!(envoy_rewrite(&leaf.rewrite, "/aXb/x"), "/aXb/x");
+    // A strip prefix longer than the route's needs a regex: `.` in it is literal there too.
+    let leaf = &route_leaves("/a", Some("/a/b.c"), None, "")[1];
+    assert!(matches!(leaf.rewrite, Rewrite::Regex { .. }), "{leaf:?}");
+    assert_eq!(envoy_rewrite(&leaf.rewrite, "/a/bXc/x"), "/a/bXc/x");
+    assert_eq!(envoy_rewrite(&leaf.rewrite, "/a/b.c/x"), "/x");
 }
 
 /// A `strip_prefix` longer than the route prefix strips only the paths under it, and the
@@ -445,7 +461,7 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
 
     /// The guarantee of the auto engine: for every plain path, Envoy's exact map, longest
-    /// prefix key, `regex_rewrite` on the path and query appended give the route and the
+    /// prefix key and the leaf's rewrite give the route and the
     /// outgoing `:path` the core gives.
     #[test]
     fn native_route_leaves_route_and_rewrite_plain_paths_like_the_core(
