@@ -15,9 +15,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-/// The listener file `egressctl compile` writes next to `envoy.yaml` (JSON: Envoy parses a
-/// watched file by its extension).
-pub const LDS_FILE: &str = "lds.json";
 /// The API key every API-key case injects (the upstream echoes it back for the sanity check).
 pub const API_KEY: &str = "bench-api-key";
 /// The OAuth2 client of cases 3 and 6 (the stand-in accepts any).

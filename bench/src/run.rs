@@ -71,6 +71,28 @@ pub(crate) fn optimize(repo: &Path, raw: &Path, out: &Path) -> Result<(u64, u64)
     Ok(sizes)
 }
 
+/// Envoy as `run` says on a `rendered` case (its log in `dir`), once one request through it got
+/// the case's answer ([`sanity`]).
+fn start_checked(
+    run: &EnvoyRun,
+    label: &str,
+    case: &Case,
+    setup: &Setup,
+    rendered: &cases::Rendered,
+    dir: &Path,
+) -> Result<Envoy> {
+    let envoy = Envoy::start(
+        run,
+        label,
+        &rendered.envoy_config,
+        rendered.listen,
+        rendered.admin,
+        &dir.join("envoy.log"),
+    )?;
+    sanity(case, setup, envoy.listen)?;
+    Ok(envoy)
+}
+
 /// Sends the case's request until the upstream echoes the case's rewrite and credential.
 fn sanity(case: &Case, setup: &Setup, port: u16) -> Result<()> {
     let headers = case.headers(setup);
@@ -233,15 +255,8 @@ pub fn run(opts: &Options) -> Result<()> {
         }
         envoy::validate(&envoy_bin, &rendered.envoy_config)
             .with_context(|| format!("case {}: envoy --mode validate", case.id))?;
-        let envoy = Envoy::start(
-            &run_cfg,
-            &format!("Envoy case {}", case.id),
-            &rendered.envoy_config,
-            rendered.listen,
-            rendered.admin,
-            &dir.join("envoy.log"),
-        )?;
-        sanity(case, &setup, envoy.listen)?;
+        let label = format!("Envoy case {}", case.id);
+        let envoy = start_checked(&run_cfg, &label, case, &setup, &rendered, &dir)?;
         eprintln!(
             "egress-bench: case {} ready on port {} ({})",
             case.id, envoy.listen, case.what
@@ -338,15 +353,8 @@ pub fn run(opts: &Options) -> Result<()> {
                 concurrency: workers,
                 ..run_cfg.clone()
             };
-            let envoy = Envoy::start(
-                &mem_run,
-                &format!("Envoy case {} ({workers} workers)", case.id),
-                &rendered.envoy_config,
-                rendered.listen,
-                rendered.admin,
-                &dir.join("envoy.log"),
-            )?;
-            sanity(case, &setup, envoy.listen)?;
+            let label = format!("Envoy case {} ({workers} workers)", case.id);
+            let envoy = start_checked(&mem_run, &label, case, &setup, &rendered, &dir)?;
             thread::sleep(Duration::from_secs(1));
             kib[slot] = envoy.proc.rss_kib()?;
         }

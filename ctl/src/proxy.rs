@@ -136,43 +136,43 @@ impl ProxyClient {
         body: &B,
     ) -> anyhow::Result<u64> {
         let bytes = serde_json::to_vec(body)?;
-        let resp = self
+        let request = self
             .http
             .post(format!("{proxy}{PUSH_PATH}"))
             .header("authorization", self.authorization(&bytes)?)
             .header("content-type", "application/json")
-            .body(bytes)
-            .send()
-            .await
-            .map_err(|e| anyhow::anyhow!("unreachable: {}", error_chain(&e)))?;
-        let status = resp.status().as_u16();
-        let text = resp.bytes().await.unwrap_or_default();
-        if status != 200 {
-            return Err(refused(status, &text));
-        }
-        let reply: PushReply =
-            serde_json::from_slice(&text).context("the proxy's answer is not a push reply")?;
+            .body(bytes);
+        let reply: PushReply = answer(request, "push reply").await?;
         Ok(reply.version)
     }
 
     /// Every OAuth2 target of the proxy.
     pub async fn status(&self, proxy: &str) -> anyhow::Result<Vec<TargetStatus>> {
-        let resp = self
+        let request = self
             .http
             .get(format!("{proxy}{STATUS_PATH}"))
-            .header("authorization", self.authorization(b"")?)
-            .send()
-            .await
-            .map_err(|e| anyhow::anyhow!("unreachable: {}", error_chain(&e)))?;
-        let status = resp.status().as_u16();
-        let text = resp.bytes().await.unwrap_or_default();
-        if status != 200 {
-            return Err(refused(status, &text));
-        }
-        let reply: StatusReply =
-            serde_json::from_slice(&text).context("the proxy's answer is not a status reply")?;
+            .header("authorization", self.authorization(b"")?);
+        let reply: StatusReply = answer(request, "status reply").await?;
         Ok(reply.targets)
     }
+}
+
+/// Sends a request to a push listener; its 200 answer as `T` (`what` names `T` in the error),
+/// or why there is none (unreachable, refused with the listener's error code).
+async fn answer<T: serde::de::DeserializeOwned>(
+    request: reqwest::RequestBuilder,
+    what: &str,
+) -> anyhow::Result<T> {
+    let resp = request
+        .send()
+        .await
+        .map_err(|e| anyhow::anyhow!("unreachable: {}", error_chain(&e)))?;
+    let status = resp.status().as_u16();
+    let text = resp.bytes().await.unwrap_or_default();
+    if status != 200 {
+        return Err(refused(status, &text));
+    }
+    serde_json::from_slice(&text).with_context(|| format!("the proxy's answer is not a {what}"))
 }
 
 fn refused(status: u16, body: &[u8]) -> anyhow::Error {

@@ -168,17 +168,7 @@ fn validate_host(host: &str) -> Result<(), UrlError> {
     if host.parse::<std::net::IpAddr>().is_ok() {
         return Ok(());
     }
-    let ok = host.len() <= 253
-        && host.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        });
-    if ok {
+    if crate::config::text::is_dns_name(host) {
         Ok(())
     } else {
         Err(UrlError::BadHost(host.to_string()))

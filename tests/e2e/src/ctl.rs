@@ -1,15 +1,32 @@
-//! `egressctl` token commands as the tests run them: `token refresh` (once, or `--watch` in the
-//! background) and `status`; and starting Envoy on what `compile` wrote.
+//! `egressctl` commands as the tests run them: `compile` of a test's config, `token refresh`
+//! (once, or `--watch` in the background) and `status`; and starting Envoy on what `compile`
+//! wrote.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::{Output, Stdio};
+use std::process::{Command, Output, Stdio};
 
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
 
-use crate::egressctl;
 use crate::envoy::Envoy;
+use crate::{egressctl, filter_wasm, Engine};
+
+/// `egressctl compile CONFIG --out OUT --admin 127.0.0.1:ADMIN --wasm <the built filter>
+/// --engine ENGINE`, not yet run: a test adds its environment (or more arguments) and runs it,
+/// then starts Envoy with [`envoy_from_compile`].
+pub fn compile_command(config: &Path, out: &Path, admin: u16, engine: Engine) -> Result<Command> {
+    let mut cmd = egressctl()?;
+    cmd.arg("compile")
+        .arg(config)
+        .arg("--out")
+        .arg(out)
+        .args(["--admin", &format!("127.0.0.1:{admin}")])
+        .arg("--wasm")
+        .arg(filter_wasm())
+        .args(engine.args());
+    Ok(cmd)
+}
 use crate::oauth2_proxy::output_text;
 use crate::process::Proc;
 

@@ -61,8 +61,9 @@ pub mod nginx;
 pub use nginx::{nginx_bin, nginx_or_skip, require_nginx, Nginx, NginxOpts};
 pub mod oauth;
 pub use oauth::{
-    node_bin, oauth_server_available, oauth_server_dir, oauth_server_or_skip, require_oauth_server,
-    FailMode, OAuthClient, OAuthClientAuth, OAuthOpts, OAuthServer, OAUTH_TOKEN_PATH,
+    jose_sign, node_bin, oauth_server_available, oauth_server_dir, oauth_server_or_skip,
+    require_oauth_server, FailMode, OAuthClient, OAuthClientAuth, OAuthOpts, OAuthServer,
+    OAUTH_TOKEN_PATH,
 };
 pub mod redis;
 pub use redis::{redis_bin, require_redis, Redis};
@@ -74,7 +75,9 @@ pub use oauth2_proxy::{
     bearer, now_unix_ms, output_text, OAuth2Proxy, OAuth2ProxyOpts, TargetAuth, TokenStore, CRM,
 };
 pub mod ctl;
-pub use ctl::{envoy_from_compile, status_json, target_status, token_refresh, Watcher};
+pub use ctl::{
+    compile_command, envoy_from_compile, status_json, target_status, token_refresh, Watcher,
+};
 mod engine;
 #[doc(hidden)]
 pub use anyhow;

@@ -48,6 +48,24 @@ pub fn oauth_server_dir() -> PathBuf {
     repo_root().join("tests/support/oauth-server")
 }
 
+/// A compact JWT signed by `jose` (`sign-jwt.mjs` in [`oauth_server_dir`]), a library
+/// independent of the proxy's own JWT code. `spec` is what that script reads: `alg`, the key
+/// (`secret` for HMAC, else `key_file`, a PKCS#8 PEM), an optional `kid`, and `claims`.
+pub fn jose_sign(spec: &Value) -> Result<String> {
+    let out = Command::new(node_bin()?)
+        .arg(oauth_server_dir().join("sign-jwt.mjs"))
+        .arg(spec.to_string())
+        .output()
+        .context("running sign-jwt.mjs")?;
+    if !out.status.success() {
+        bail!(
+            "sign-jwt.mjs failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    String::from_utf8(out.stdout).context("sign-jwt.mjs printed a non-UTF-8 token")
+}
+
 /// The node binary: `$NODE` if set, else `node` on `PATH`; checked to be >= 20.18 (what
 /// oidc-provider 9 needs) once per test process.
 pub fn node_bin() -> Result<PathBuf> {

@@ -12,8 +12,8 @@ use anyhow::{ensure, Context, Result};
 
 use crate::wait::Probe;
 use crate::{
-    egressctl, filter_wasm, free_port, scratch_dir, wait_until, Engine, Envoy, Pki, Request,
-    Response, Standin, StandinOpts, TempDir,
+    compile_command, free_port, scratch_dir, wait_until, Engine, Envoy, Pki, Request, Response,
+    Standin, StandinOpts, TempDir,
 };
 
 /// The route prefix to the target `crm`.
@@ -255,17 +255,8 @@ impl OAuth2Proxy {
             std::fs::create_dir_all(&out)?;
             std::fs::copy(key, out.join("push.key")).context("copying the push key")?;
         }
-        let admin = format!("127.0.0.1:{admin}");
-        let compiled = egressctl()?
-            .arg("compile")
-            .arg(&config)
-            .arg("--out")
-            .arg(&out)
-            .args(["--admin", &admin])
+        let compiled = compile_command(&config, &out, admin, opts.engine)?
             .args(["--push-addr", &format!("127.0.0.1:{push}")])
-            .arg("--wasm")
-            .arg(filter_wasm())
-            .args(opts.engine.args())
             .stdin(Stdio::null())
             .output()
             .context("running egressctl compile")?;
@@ -284,6 +275,7 @@ impl OAuth2Proxy {
         if opts.wasm_debug {
             envoy_args.extend(["--component-log-level".to_owned(), "wasm:debug".to_owned()]);
         }
+        let admin = format!("127.0.0.1:{admin}");
         let envoy = start_envoy(&out, &admin, &envoy_args)?;
         Ok(OAuth2Proxy {
             envoy,

@@ -85,7 +85,10 @@ impl Running {
         }
     }
 
-    fn write(&self, yaml: String) {
+    /// Writes [`config`] for this proxy's listener and upstream with the target's base path
+    /// `base` and API key `key`, an `extra_route` and the upstream CA `ca` (not yet applied).
+    fn reconfigure(&self, base: &str, key: &str, extra_route: Option<&str>, ca: Option<&str>) {
+        let yaml = config(self.listen, self.upstream_port, base, key, extra_route, ca);
         std::fs::write(self.dir.path().join("config.yaml"), yaml).unwrap();
     }
 
@@ -135,14 +138,7 @@ fn apply_adds_changes_and_removes_routes_and_targets_under_load_without_a_failed
     load.more(20);
 
     // 1. Add a route.
-    r.write(config(
-        r.listen,
-        r.upstream_port,
-        "/v1",
-        "key-1",
-        Some("/egress/extra"),
-        None,
-    ));
+    r.reconfigure("/v1", "key-1", Some("/egress/extra"), None);
     let dry = r.apply(&["--dry-run"]);
     assert!(String::from_utf8_lossy(&dry.stdout).contains("+ route /egress/extra -> notification"));
     assert_eq!(
@@ -162,14 +158,7 @@ fn apply_adds_changes_and_removes_routes_and_targets_under_load_without_a_failed
     load.more(20);
 
     // 2. Change the target's URL and credential.
-    r.write(config(
-        r.listen,
-        r.upstream_port,
-        "/v2",
-        "key-2",
-        Some("/egress/extra"),
-        None,
-    ));
+    r.reconfigure("/v2", "key-2", Some("/egress/extra"), None);
     let out = r.apply(&[]);
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
@@ -195,14 +184,7 @@ fn apply_adds_changes_and_removes_routes_and_targets_under_load_without_a_failed
     load.more(20);
 
     // 3. Remove the added route.
-    r.write(config(
-        r.listen,
-        r.upstream_port,
-        "/v2",
-        "key-2",
-        None,
-        None,
-    ));
+    r.reconfigure("/v2", "key-2", None, None);
     let out = r.apply(&[]);
     assert!(
         out.status.success(),
@@ -222,14 +204,7 @@ fn apply_adds_changes_and_removes_routes_and_targets_under_load_without_a_failed
 fn a_change_envoy_rejects_fails_apply_and_the_old_config_keeps_serving(engine: Engine) {
     let r = Running::start(engine);
     let before = std::fs::read(r.dir.path().join("state/cds.yaml")).unwrap();
-    r.write(config(
-        r.listen,
-        r.upstream_port,
-        "/v9",
-        "key-9",
-        None,
-        Some("/nonexistent/ca.pem"),
-    ));
+    r.reconfigure("/v9", "key-9", None, Some("/nonexistent/ca.pem"));
     let out = r.apply(&[]);
     assert_eq!(out.status.code(), Some(3));
     let err = String::from_utf8_lossy(&out.stderr);
@@ -381,14 +356,7 @@ fn switching_the_engine_with_apply_under_load_fails_no_request_and_is_kept(engin
     assert_eq!(state_engine(&r), other.as_str(), "{engine} -> {other}");
     load.more(20);
     // A later apply without --engine keeps the switched one.
-    r.write(config(
-        r.listen,
-        r.upstream_port,
-        "/v1",
-        "key-2",
-        None,
-        None,
-    ));
+    r.reconfigure("/v1", "key-2", None, None);
     let out = r.apply_as_is(&[]);
     assert!(
         out.status.success(),
@@ -428,14 +396,7 @@ fn apply_in_a_directory_an_older_egressctl_compiled_writes_the_lds_yaml_envoy_wa
     let state = r.dir.path().join("state");
     let before = std::fs::read(state.join("lds.yaml")).unwrap();
     // A new route (a listener change Envoy must see) and a new key.
-    r.write(config(
-        r.listen,
-        r.upstream_port,
-        "/v2",
-        "key-2",
-        Some("/egress/extra"),
-        None,
-    ));
+    r.reconfigure("/v2", "key-2", Some("/egress/extra"), None);
     let out = r.apply(&[]);
     assert!(
         out.status.success(),

@@ -44,14 +44,7 @@ fn start_envoy(
     let config_path = state.path().join("config.yaml");
     std::fs::write(&config_path, config)?;
     let out = state.path().join("out");
-    let compiled = egressctl()?
-        .arg("compile")
-        .arg(&config_path)
-        .arg("--out")
-        .arg(&out)
-        .args(["--admin", &format!("127.0.0.1:{admin}"), "--wasm"])
-        .arg(filter_wasm())
-        .args(engine.args())
+    let compiled = compile_command(&config_path, &out, admin, engine)?
         .output()
         .context("running egressctl compile")?;
     let envoy = envoy_from_compile(&compiled, &out, admin, &[]).context(engine)?;

@@ -94,16 +94,8 @@ fn start(store: &str) -> Result<Setup> {
     let config = state.path().join("config.yaml");
     std::fs::write(&config, config_text)?;
     let out = state.path().join("out");
-    let compiled = egressctl()?
-        .arg("compile")
-        .arg(&config)
-        .arg("--out")
-        .arg(&out)
-        .args(["--admin", &format!("127.0.0.1:{admin}")])
+    let compiled = compile_command(&config, &out, admin, Engine::Wasm)?
         .args(["--push-addr", &format!("127.0.0.1:{push}")])
-        .arg("--wasm")
-        .arg(filter_wasm())
-        .args(Engine::Wasm.args())
         .output()
         .context("running egressctl compile")?;
     let stderr = String::from_utf8_lossy(&compiled.stderr);

@@ -58,18 +58,7 @@ for k in rs es ed; do openssl pkey -in $k.key -pubout -out $k.pub; done
 
 /// A JWT signed by `jose` (not the proxy's library).
 fn sign(spec: Value) -> String {
-    let script = repo_root().join("tests/support/oauth-server/sign-jwt.mjs");
-    let out = Command::new(node_bin().unwrap())
-        .arg(&script)
-        .arg(spec.to_string())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    jose_sign(&spec).unwrap()
 }
 
 fn now() -> u64 {
@@ -170,20 +159,8 @@ impl Proxy {
         let cfg = dir.path().join("config.yaml");
         std::fs::write(&cfg, config(dir.path(), listen, &crm, &oauth)).unwrap();
         let out = dir.path().join("out");
-        let o = egressctl()
+        let o = compile_command(&cfg, &out, admin, engine)
             .unwrap()
-            .args([
-                "compile",
-                cfg.to_str().unwrap(),
-                "--out",
-                out.to_str().unwrap(),
-                "--admin",
-                &format!("127.0.0.1:{admin}"),
-                "--wasm",
-                filter_wasm().to_str().unwrap(),
-                "--engine",
-                engine.as_str(),
-            ])
             .output()
             .unwrap();
         assert!(

@@ -58,22 +58,11 @@ fn a_self_signed_target_is_refused_without_insecure_skip_verify(engine: Engine) 
     env.push(("DEMO_PKI".into(), pki.dir().display().to_string()));
     env.push(("DEMO_STATE".into(), state.path().display().to_string()));
     let out = state.path().join("out");
-    let o = ctl(
-        &env,
-        &[
-            "compile",
-            path.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "--admin",
-            &format!("127.0.0.1:{admin}"),
-            "--wasm",
-            filter_wasm().to_str().unwrap(),
-            "--engine",
-            engine.as_str(),
-        ],
-    )
-    .unwrap();
+    let o = compile_command(&path, &out, admin, engine)
+        .unwrap()
+        .envs(env)
+        .output()
+        .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let envoy = Envoy::start(&out.join("envoy.yaml"), &[]).unwrap();
     envoy.wait_ready(&format!("127.0.0.1:{admin}")).unwrap();

@@ -46,22 +46,9 @@ impl Proxy {
         let cfg = dir.path().join("config.yaml");
         std::fs::write(&cfg, config.replace("{listen}", &listen.to_string())).unwrap();
         let out = dir.path().join("out");
-        let compiled = egressctl()
+        let compiled = compile_command(&cfg, &out, admin, engine)
             .unwrap()
-            .args([
-                "compile",
-                cfg.to_str().unwrap(),
-                "--out",
-                out.to_str().unwrap(),
-                "--admin",
-                &format!("127.0.0.1:{admin}"),
-                "--wasm",
-                filter_wasm().to_str().unwrap(),
-                "--engine",
-                engine.as_str(),
-                "--push-addr",
-                &format!("127.0.0.1:{push}"),
-            ])
+            .args(["--push-addr", &format!("127.0.0.1:{push}")])
             .output()
             .unwrap();
         let envoy = envoy_from_compile(&compiled, &out, admin, &[])

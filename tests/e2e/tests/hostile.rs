@@ -73,19 +73,7 @@ egress:
             ),
         )?;
         let out = state.path().join("out");
-        let compiled = egressctl()?
-            .args([
-                "compile",
-                config.to_str().unwrap(),
-                "--out",
-                out.to_str().unwrap(),
-                "--admin",
-                &format!("127.0.0.1:{admin}"),
-                "--wasm",
-                filter_wasm().to_str().unwrap(),
-                "--engine",
-                engine.as_str(),
-            ])
+        let compiled = compile_command(&config, &out, admin, engine)?
             .env("CRM_KEY", CRM_KEY)
             .env("BULK_TOKEN", BULK_TOKEN)
             .output()

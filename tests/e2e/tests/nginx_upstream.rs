@@ -65,14 +65,7 @@ impl Proxy {
 
         let out = state.path().join("out");
         let config = repo_root().join("examples/demo/config.yaml");
-        let compiled = egressctl()?
-            .arg("compile")
-            .arg(&config)
-            .arg("--out")
-            .arg(&out)
-            .args(["--admin", &format!("127.0.0.1:{admin}"), "--wasm"])
-            .arg(filter_wasm())
-            .args(engine.args())
+        let compiled = compile_command(&config, &out, admin, engine)?
             .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .output()
             .context("running egressctl compile")?;

@@ -148,14 +148,7 @@ impl Proxy {
             ),
         )?;
         let out = dir.path().join("out");
-        let compiled = egressctl()?
-            .arg("compile")
-            .arg(&config)
-            .arg("--out")
-            .arg(&out)
-            .args(["--admin", &format!("127.0.0.1:{admin}"), "--wasm"])
-            .arg(filter_wasm())
-            .args(engine.args())
+        let compiled = compile_command(&config, &out, admin, engine)?
             .stdin(Stdio::null())
             .output()?;
         ensure!(

@@ -49,19 +49,8 @@ fn openssl(args: &[&str]) -> Result<()> {
 
 /// A JWT signed by `jose` with `key` (RS256).
 fn sign(key: &Path, claims: Value) -> String {
-    let script = repo_root().join("tests/support/oauth-server/sign-jwt.mjs");
-    let spec = json!({"alg": "RS256", "key_file": key.display().to_string(), "claims": claims});
-    let out = Command::new(node_bin().unwrap())
-        .arg(&script)
-        .arg(spec.to_string())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    jose_sign(&json!({"alg": "RS256", "key_file": key.display().to_string(), "claims": claims}))
+        .unwrap()
 }
 
 fn now() -> u64 {
@@ -183,16 +172,8 @@ impl Setup {
         let config = d.join("config.yaml");
         std::fs::write(&config, config_text)?;
         let out = d.join("out");
-        let compiled = egressctl()?
-            .arg("compile")
-            .arg(&config)
-            .arg("--out")
-            .arg(&out)
-            .args(["--admin", &format!("127.0.0.1:{admin}")])
+        let compiled = compile_command(&config, &out, admin, Engine::Wasm)?
             .args(["--push-addr", &format!("127.0.0.1:{push}")])
-            .arg("--wasm")
-            .arg(filter_wasm())
-            .args(Engine::Wasm.args())
             .stdin(Stdio::null())
             .output()?;
         let compile_output = output_text(&compiled);

@@ -17,7 +17,6 @@ use anyhow::Context;
 use egress_core::config::{Auth, AwsCredentialSource, WebIdentitySettings};
 use egress_core::sigv4::pushed::{AwsPushBody, AWS_PUSH_KIND};
 use egress_core::sigv4::sts::{self, TemporaryCredentials, MAX_STS_REPLY};
-use egress_core::tokens::schedule::backoff_ms;
 use egress_core::tokens::time::rfc3339;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -28,8 +27,6 @@ use std::time::Duration;
 const STS_TIMEOUT: Duration = Duration::from_secs(10);
 /// Refresh this long before expiry (at most half the lifetime ahead).
 pub const REFRESH_BEFORE_MS: u64 = 5 * 60 * 1000;
-const STATUS_EVERY_MS: u64 = super::watch::STATUS_EVERY_MS;
-const MAX_SLEEP_MS: u64 = 1_000;
 
 /// One `web_identity` target, ready to call STS.
 pub struct AwsFetcher {
@@ -279,11 +276,6 @@ pub async fn once(ctx: &Arc<Ctx>, fetchers: &[AwsFetcher], failed: &mut Vec<Stri
         let line = obtained_line(&f.target, &held, origin);
         super::push_and_report(ctx, &f.target, &held.push_body(&f.target), line, failed).await;
     }
-}
-
-/// Backoff after `failures` failures in a row (exponential, jittered).
-fn backoff(failures: u32) -> u64 {
-    backoff_ms(failures, rand::random::<f64>())
 }
 
 #[path = "aws_watch.rs"]

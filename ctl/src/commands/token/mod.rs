@@ -12,6 +12,7 @@ pub mod keys;
 pub mod store;
 pub mod targets;
 pub mod watch;
+mod watch_proxies;
 
 use super::load_or_report;
 use crate::cli::TokenRefreshArgs;

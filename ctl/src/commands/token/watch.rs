@@ -4,10 +4,10 @@
 //!   filter's own `schedule::refresh_at_ms`); failed fetches retry after `schedule::backoff_ms`
 //!   (exponential, jittered).
 //! - Push to each proxy that does not hold the current token yet; a failed push retries with
-//!   the same backoff, per proxy.
-//! - Every [`STATUS_EVERY_MS`], ask each proxy for its status: one that shows the target
-//!   without a valid token, or with a lower version than we gave it (it restarted), gets the
-//!   current token again at once.
+//!   the same backoff, per proxy. Every [`STATUS_EVERY_MS`], ask each proxy for its status: one
+//!   that shows the target without a valid token, or with a lower version than we gave it (it
+//!   restarted), gets the current token again at once ([`super::watch_proxies`], shared with
+//!   the AWS credentials' watch).
 //! - With redis, a token another refresher stored is adopted and pushed.
 //! - Every [`RESOLVE_EVERY_MS`], `--proxy-dns` names are looked up again: a new address gets
 //!   the current token at once, a vanished one is dropped (kept while its name fails to
@@ -17,8 +17,7 @@
 use super::{obtained_line, push_body, Ctx};
 use crate::exit::ExitCode;
 use crate::proxy::now_ms;
-use egress_core::tokens::schedule::{backoff_ms, need, refresh_at_ms, Need};
-use egress_core::tokens::time::rfc3339;
+use egress_core::tokens::schedule::{need, refresh_at_ms, Need};
 use egress_core::tokens::TokenRecord;
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,15 +25,13 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use super::fetch::Fetcher;
+pub use super::watch_proxies::STATUS_EVERY_MS;
+use super::watch_proxies::{push_round, FetchRetry, ProxyState, Wording, MAX_SLEEP_MS};
 
-/// How often each proxy's status is checked (restart detection).
-pub const STATUS_EVERY_MS: u64 = 2_000;
 /// How often `--proxy-dns` names are looked up again.
 pub const RESOLVE_EVERY_MS: u64 = 2_000;
 /// How often the redis store is read for a token another refresher stored.
 const REDIS_EVERY_MS: u64 = 1_000;
-/// Longest sleep between two looks at the schedule.
-const MAX_SLEEP_MS: u64 = 1_000;
 
 pub async fn run(
     ctx: Arc<Ctx>,
@@ -65,32 +62,17 @@ pub async fn run(
     Ok(ExitCode::Success)
 }
 
-/// What we know about one proxy, for one target.
-struct ProxyState {
-    url: String,
-    /// `expires_at_ms` of the token the proxy holds from us (0: none, or it must be re-pushed).
-    pushed_expires_ms: u64,
-    /// The version the proxy gave our last push.
-    pushed_version: Option<u64>,
-    failures: u32,
-    next_push_ms: u64,
-    next_status_ms: u64,
-}
-
-enum Outcome {
-    Pushed(u64),
-    PushFailed(String),
-    /// The proxy's status for the target: valid, version.
-    Status(Option<(bool, Option<u64>)>),
-    StatusFailed,
-}
+/// How the lines name a pushed token.
+const TOKEN: Wording = Wording {
+    pushed: "pushed",
+    lost: "the token (restarted?); pushing it again",
+};
 
 async fn watch_target(ctx: Arc<Ctx>, f: Fetcher, mut stop: watch::Receiver<bool>) {
     let f = Arc::new(f);
     let before = f.cred.refresh_before_expiry_ms;
     let mut current: Option<TokenRecord> = None;
-    let mut failures = 0u32;
-    let mut next_fetch_ms = 0u64;
+    let mut retry = FetchRetry::default();
     let mut next_redis_ms = 0u64;
     let mut proxies: Vec<ProxyState> = Vec::new();
     let mut next_resolve_ms = 0u64;
@@ -128,15 +110,14 @@ async fn watch_target(ctx: Arc<Ctx>, f: Fetcher, mut stop: watch::Receiver<bool>
                             obtained_line(&f.target, &stored, super::Origin::Shared)
                         );
                         current = Some(stored);
-                        failures = 0;
-                        next_fetch_ms = 0;
+                        retry.succeeded();
                     }
                 }
             }
         }
 
         // Refresh when due.
-        if need(current.as_ref(), now, before) != Need::Nothing && now >= next_fetch_ms {
+        if need(current.as_ref(), now, before) != Need::Nothing && retry.ready(now) {
             let got = tokio::select! {
                 r = ctx.obtain(&f) => r,
                 _ = stop.changed() => return,
@@ -145,121 +126,21 @@ async fn watch_target(ctx: Arc<Ctx>, f: Fetcher, mut stop: watch::Receiver<bool>
                 Ok((record, origin)) => {
                     println!("{}", obtained_line(&f.target, &record, origin));
                     current = Some(record);
-                    failures = 0;
-                    next_fetch_ms = 0;
+                    retry.succeeded();
                 }
-                Err(e) => {
-                    failures = failures.saturating_add(1);
-                    let wait = backoff_ms(failures, rand::random::<f64>());
-                    next_fetch_ms = now_ms() + wait;
-                    eprintln!(
-                        "{}: {e}; {failures} failure(s) in a row, retry in {wait}ms",
-                        f.target
-                    );
-                }
+                Err(e) => retry.failed(&f.target, e),
             }
         }
 
         // Push to proxies missing the current token; ask the others how they are.
         let now = now_ms();
-        let mut calls = JoinSet::new();
-        let valid = current.as_ref().filter(|c| c.is_valid(now)).cloned();
-        for (i, p) in proxies.iter_mut().enumerate() {
-            let ctx = ctx.clone();
-            let url = p.url.clone();
-            if let Some(cur) = &valid {
-                if p.pushed_expires_ms != cur.expires_at_ms && now >= p.next_push_ms {
-                    let body = push_body(&f.target, cur);
-                    calls.spawn(async move {
-                        let r = ctx.client.push(&url, &body).await;
-                        (
-                            i,
-                            match r {
-                                Ok(v) => Outcome::Pushed(v),
-                                Err(e) => Outcome::PushFailed(format!("{e:#}")),
-                            },
-                        )
-                    });
-                    continue;
-                }
-            }
-            if p.pushed_version.is_some() && now >= p.next_status_ms {
-                p.next_status_ms = now + STATUS_EVERY_MS;
-                let target = f.target.clone();
-                calls.spawn(async move {
-                    let r = ctx.client.status(&url).await;
-                    (
-                        i,
-                        match r {
-                            Ok(list) => Outcome::Status(
-                                list.into_iter()
-                                    .find(|t| t.target == target)
-                                    .map(|t| (t.valid, t.version)),
-                            ),
-                            Err(_) => Outcome::StatusFailed,
-                        },
-                    )
-                });
-            }
-        }
-        let pushed_expires = valid.as_ref().map_or(0, |c| c.expires_at_ms);
-        loop {
-            let joined = tokio::select! {
-                j = calls.join_next() => j,
-                _ = stop.changed() => return,
-            };
-            let Some(Ok((i, outcome))) = joined else {
-                if joined.is_none() {
-                    break;
-                }
-                continue;
-            };
-            let Some(p) = proxies.get_mut(i) else {
-                continue;
-            };
-            match outcome {
-                Outcome::Pushed(v) => {
-                    println!(
-                        "{}: pushed to {} (version {v}, expires {})",
-                        f.target,
-                        p.url,
-                        rfc3339(pushed_expires)
-                    );
-                    p.pushed_expires_ms = pushed_expires;
-                    p.pushed_version = Some(v);
-                    p.failures = 0;
-                    p.next_push_ms = 0;
-                    p.next_status_ms = now_ms() + STATUS_EVERY_MS;
-                }
-                Outcome::PushFailed(e) => {
-                    p.failures = p.failures.saturating_add(1);
-                    let wait = backoff_ms(p.failures, rand::random::<f64>());
-                    p.next_push_ms = now_ms() + wait;
-                    eprintln!(
-                        "{}: push to {} failed: {e}; retry in {wait}ms",
-                        f.target, p.url
-                    );
-                }
-                Outcome::Status(seen) => {
-                    let lost = match seen {
-                        None => true,
-                        Some((valid, version)) => {
-                            !valid || version.unwrap_or(0) < p.pushed_version.unwrap_or(0)
-                        }
-                    };
-                    if lost && p.pushed_expires_ms != 0 {
-                        eprintln!(
-                            "{}: {} lost the token (restarted?); pushing it again",
-                            f.target, p.url
-                        );
-                        p.pushed_expires_ms = 0;
-                        p.failures = 0;
-                        p.next_push_ms = 0;
-                    }
-                }
-                // Unreachable for now: keep asking; the push follows once it answers.
-                Outcome::StatusFailed => {}
-            }
+        let valid = current.as_ref().filter(|c| c.is_valid(now));
+        let push = valid.map(|c| (c.expires_at_ms, push_body(&f.target, c)));
+        if push_round(&ctx, &f.target, &mut proxies, push, &TOKEN, &mut stop)
+            .await
+            .is_none()
+        {
+            return;
         }
 
         // Sleep until the next thing to do.
@@ -272,9 +153,9 @@ async fn watch_target(ctx: Arc<Ctx>, f: Fetcher, mut stop: watch::Receiver<bool>
                 } else {
                     refresh_at_ms(c, before)
                 };
-                next = next.min(due.max(next_fetch_ms));
+                next = next.min(due.max(retry.next_ms));
             }
-            None => next = next.min(next_fetch_ms),
+            None => next = next.min(retry.next_ms),
         }
         if let Some(c) = current.as_ref().filter(|c| c.is_valid(now)) {
             for p in &proxies {
@@ -314,14 +195,7 @@ fn reconcile(proxies: &mut Vec<ProxyState>, urls: &[String], complete: bool, tar
     }
     for u in urls {
         if !proxies.iter().any(|p| &p.url == u) {
-            proxies.push(ProxyState {
-                url: u.clone(),
-                pushed_expires_ms: 0,
-                pushed_version: None,
-                failures: 0,
-                next_push_ms: 0,
-                next_status_ms: 0,
-            });
+            proxies.push(ProxyState::new(u.clone()));
         }
     }
 }

@@ -32,7 +32,7 @@ pub fn control_char_problem(value: &str, from_variable: bool) -> Option<String> 
     ))
 }
 
-/// A host name usable as TLS SNI: dot-separated labels of letters, digits, `-` (not at either
+/// A host name usable as TLS SNI (and as a target URL's host): dot-separated labels of letters, digits, `-` (not at either
 /// end of a label) and `_`, each 1 to 63 long, 253 in all. One trailing dot is not allowed.
 pub fn is_dns_name(name: &str) -> bool {
     !name.is_empty()

@@ -113,7 +113,8 @@ const fn plain_path_char_rule(b: u8) -> bool {
         )
 }
 
-fn hex_value(b: u8) -> Option<u8> {
+/// The value of one hex digit (either case), as in a `%XX` escape.
+pub(crate) fn hex_value(b: u8) -> Option<u8> {
     match b {
         b'0'..=b'9' => Some(b - b'0'),
         b'a'..=b'f' => Some(b - b'a' + 10),

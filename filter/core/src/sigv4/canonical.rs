@@ -4,6 +4,8 @@
 //! on the wire (path and query already percent-encoded by the caller) and canonicalizes it the
 //! way AWS's own signer does.
 
+use crate::routing::path::hex_value;
+
 /// Bytes AWS leaves unencoded (RFC 3986 unreserved).
 fn unreserved(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~')
@@ -24,15 +26,6 @@ pub fn uri_encode(bytes: &[u8], keep_slash: bool) -> String {
         }
     }
     out
-}
-
-fn hex_value(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
 }
 
 /// Decodes `%XX` sequences; a `%` not followed by two hex digits stays as it is. `+` is kept

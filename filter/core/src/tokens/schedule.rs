@@ -116,16 +116,20 @@ pub fn after_failure(state: &FetchState, reason: &str, now_ms: u64, jitter: f64)
 
 /// Delay before attempt `failures + 1`: half fixed, half random ("equal jitter").
 pub fn backoff_ms(failures: u32, jitter: f64) -> u64 {
-    let exp = failures.saturating_sub(1).min(16);
-    let full = BACKOFF_BASE_MS
-        .saturating_mul(1u64 << exp)
-        .min(BACKOFF_MAX_MS);
+    let full = doubling_ms(BACKOFF_BASE_MS, BACKOFF_MAX_MS, failures);
     let j = if jitter.is_finite() {
         jitter.clamp(0.0, 1.0)
     } else {
         0.0
     };
     full / 2 + ((full / 2) as f64 * j) as u64
+}
+
+/// Exponential backoff: `base_ms` after the first failure (and for none), doubled for each
+/// further one, at most `max_ms`. Every fetcher's retry delay (tokens, JWKS) grows this way.
+pub fn doubling_ms(base_ms: u64, max_ms: u64, failures: u32) -> u64 {
+    let exp = failures.saturating_sub(1).min(16);
+    base_ms.saturating_mul(1u64 << exp).min(max_ms)
 }
 
 /// Requests for a target without a valid token fail at once (503) instead of waiting when

@@ -6,7 +6,6 @@ use anyhow::{Context, Result};
 use egress_e2e::*;
 use serde_json::Value;
 use std::path::PathBuf;
-use std::process::Command;
 
 /// The seed's secrets, unique so any leak is easy to find.
 pub const SECRETS: [(&str, &str); 7] = [
@@ -150,21 +149,10 @@ impl Proxy {
         env.push(("DEMO_LISTEN".into(), format!("127.0.0.1:{listen}")));
         env.push(("DEMO_STATE".into(), state.path().display().to_string()));
         let out = state.path().join("out");
-        let compiled = ctl(
-            &env,
-            &[
-                "compile",
-                config.to_str().unwrap(),
-                "--out",
-                out.to_str().unwrap(),
-                "--admin",
-                &format!("127.0.0.1:{admin}"),
-                "--wasm",
-                filter_wasm().to_str().unwrap(),
-                "--engine",
-                engine.as_str(),
-            ],
-        )?;
+        let compiled = compile_command(&config, &out, admin, engine)?
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .output()
+            .context("running egressctl")?;
         let envoy = envoy_from_compile(
             &compiled,
             &out,
@@ -209,13 +197,6 @@ impl Proxy {
         })
         .unwrap()
     }
-}
-
-pub fn ctl(env: &[(String, String)], args: &[&str]) -> Result<std::process::Output> {
-    let mut cmd: Command = egressctl()?;
-    cmd.args(args)
-        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-    cmd.output().context("running egressctl")
 }
 
 /// The upstream's echo of what it received.

@@ -9,6 +9,7 @@ use super::{
 };
 use crate::callers::jwt::{JwksSource, KeySet};
 use crate::plan::{wire, LogLevel};
+use crate::tokens::coord::inflight::{clock_ms, slot_awaiting, Inflight};
 use crate::tokens::coord::shared::{self, Step};
 use crate::tokens::coord::TokenHost;
 use crate::tokens::TokenRequest;
@@ -40,11 +41,6 @@ struct Waiter {
     since_ms: u64,
     deadline_ms: u64,
     seen_version: u64,
-}
-
-struct Inflight {
-    callout: u32,
-    until_ms: u64,
 }
 
 struct Slot {
@@ -116,16 +112,6 @@ impl JwksManager {
                 }
             }
             self.sync(host, i);
-        }
-    }
-
-    fn now(host: &dyn TokenHost) -> Option<u64> {
-        match host.now_ms() {
-            Ok(now) => Some(now),
-            Err(e) => {
-                host.log(LogLevel::Error, &format!("egress: reading the clock: {e}"));
-                None
-            }
         }
     }
 
@@ -233,7 +219,13 @@ impl JwksManager {
             body: Vec::new(),
         };
         match host.dispatch(&s.cluster, &request, FETCH_TIMEOUT_MS) {
-            Ok(callout) => s.inflight = Some(Inflight { callout, until_ms }),
+            Ok(callout) => {
+                s.inflight = Some(Inflight {
+                    callout,
+                    started_ms: now,
+                    until_ms,
+                })
+            }
             Err(e) => {
                 log_issuer(
                     host,
@@ -313,9 +305,11 @@ impl JwksManager {
 
     /// Whether `callout` is one of this worker's JWKS fetches.
     pub fn owns_callout(&self, callout: u32) -> bool {
-        self.slots
-            .iter()
-            .any(|s| s.inflight.as_ref().is_some_and(|f| f.callout == callout))
+        self.slot_awaiting(callout).is_some()
+    }
+
+    fn slot_awaiting(&self, callout: u32) -> Option<usize> {
+        slot_awaiting(self.slots.iter().map(|s| s.inflight.as_ref()), callout)
     }
 
     /// A JWKS reply: `status` is `None` when the callout failed (timeout, connection, TLS).
@@ -328,14 +322,10 @@ impl JwksManager {
         body_size: usize,
         body: &[u8],
     ) -> Vec<Wake> {
-        let Some(i) = self
-            .slots
-            .iter()
-            .position(|s| s.inflight.as_ref().is_some_and(|f| f.callout == callout))
-        else {
+        let Some(i) = self.slot_awaiting(callout) else {
             return Vec::new();
         };
-        let Some(now) = Self::now(host) else {
+        let Some(now) = clock_ms(host) else {
             return Vec::new();
         };
         let Some(s) = self.slots.get_mut(i) else {
@@ -373,7 +363,7 @@ impl JwksManager {
 
     /// The tick: new keys from other workers, fetches that are due, waits that are over.
     pub fn on_tick(&mut self, host: &dyn TokenHost) -> Vec<Wake> {
-        let Some(now) = Self::now(host) else {
+        let Some(now) = clock_ms(host) else {
             return Vec::new();
         };
         for i in 0..self.slots.len() {
@@ -386,7 +376,7 @@ impl JwksManager {
     /// A request's token needs keys this worker lacks. Never dispatches (this runs in the
     /// request's context); the next tick fetches.
     pub fn need(&mut self, host: &dyn TokenHost, need: JwksNeed, context_id: u32) -> NeedOutcome {
-        let (Some(i), Some(now)) = (self.slot_of(need.issuer), Self::now(host)) else {
+        let (Some(i), Some(now)) = (self.slot_of(need.issuer), clock_ms(host)) else {
             return NeedOutcome::Refuse;
         };
         let before = self.slots.get(i).map_or(0, |s| s.local_version);

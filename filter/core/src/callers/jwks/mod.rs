@@ -36,7 +36,7 @@ pub fn backoff_ms(failures: u32) -> u64 {
     if failures == 0 {
         0
     } else {
-        (1000u64 << (failures - 1).min(6)).min(60_000)
+        crate::tokens::schedule::doubling_ms(1000, 60_000, failures)
     }
 }
 

@@ -342,3 +342,13 @@ fn validation_of_jwks_url_issuers() {
     });
     assert!(hmac.unwrap_err().to_string().contains("needs `secret`"));
 }
+
+#[test]
+fn failed_jwks_fetches_are_retried_after_1s_doubling_to_60s() {
+    let delays: Vec<u64> = (0..=9).map(backoff_ms).collect();
+    assert_eq!(
+        delays,
+        [0, 1_000, 2_000, 4_000, 8_000, 16_000, 32_000, 60_000, 60_000, 60_000]
+    );
+    assert_eq!(backoff_ms(u32::MAX), 60_000);
+}

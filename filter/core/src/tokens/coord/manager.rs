@@ -7,6 +7,7 @@
 //! proxy whatever the number of workers. Requests without a token are paused and resumed (or
 //! answered 503) from the tick or the callout reply.
 
+use super::inflight::{clock_ms, slot_awaiting, Inflight};
 use super::shared::{self, StaleMark, Updated};
 use super::{TokenHost, TICK_MS};
 use crate::engine::LocalReply;
@@ -38,14 +39,6 @@ pub enum Lookup {
 struct Waiter {
     context_id: u32,
     deadline_ms: u64,
-}
-
-/// This worker's callout in flight.
-struct Inflight {
-    callout: u32,
-    started_ms: u64,
-    /// Past this, the reply is not expected any more (the host dropped the callout).
-    until_ms: u64,
 }
 
 struct Slot {
@@ -123,20 +116,9 @@ impl TokenManager {
         self.slots.iter().position(|s| s.target.index == target)
     }
 
-    /// The host's clock; a failure is logged and never turned into a time.
-    fn now(&self, host: &dyn TokenHost) -> Option<u64> {
-        match host.now_ms() {
-            Ok(now) => Some(now),
-            Err(e) => {
-                host.log(LogLevel::Error, &format!("egress: reading the clock: {e}"));
-                None
-            }
-        }
-    }
-
     /// The token for a request to `target`, from the local copy when it is still valid.
     pub fn lookup(&mut self, host: &dyn TokenHost, target: usize) -> Lookup {
-        let (Some(i), Some(now)) = (self.slot_of(target), self.now(host)) else {
+        let (Some(i), Some(now)) = (self.slot_of(target), clock_ms(host)) else {
             return Lookup::Unavailable;
         };
         let Some(s) = self.slots.get_mut(i) else {
@@ -165,7 +147,7 @@ impl TokenManager {
     /// Pauses request `context_id` until a token for `target` arrives or its wait ends.
     /// Returns false (the caller answers 503 itself) when the wait cannot be bounded.
     pub fn wait(&mut self, host: &dyn TokenHost, target: usize, context_id: u32) -> bool {
-        let (Some(i), Some(now)) = (self.slot_of(target), self.now(host)) else {
+        let (Some(i), Some(now)) = (self.slot_of(target), clock_ms(host)) else {
             return false;
         };
         let Some(s) = self.slots.get_mut(i) else {
@@ -196,7 +178,7 @@ impl TokenManager {
     /// happens now (the request itself is not replayed). At most one mark per version and
     /// per [`schedule::STALE_REFRESH_MIN_INTERVAL_MS`].
     pub fn mark_stale(&mut self, host: &dyn TokenHost, target: usize, version: u64) {
-        let (Some(i), Some(now)) = (self.slot_of(target), self.now(host)) else {
+        let (Some(i), Some(now)) = (self.slot_of(target), clock_ms(host)) else {
             return;
         };
         let Some(name) = self.slots.get(i).map(|s| s.target.name.clone()) else {
@@ -238,7 +220,7 @@ impl TokenManager {
     /// Targets without a valid token (for the readiness endpoint). Every target is named
     /// when the clock cannot be read.
     pub fn not_ready(&mut self, host: &dyn TokenHost) -> Vec<String> {
-        let now = self.now(host);
+        let now = clock_ms(host);
         let mut out = Vec::new();
         for s in &mut self.slots {
             refresh_local(host, s);
@@ -252,7 +234,7 @@ impl TokenManager {
 
     /// The tick: pick up tokens other workers stored, start due fetches, serve waiters.
     pub fn on_tick(&mut self, host: &dyn TokenHost) {
-        let Some(now) = self.now(host) else {
+        let Some(now) = clock_ms(host) else {
             return;
         };
         for i in 0..self.slots.len() {
@@ -328,9 +310,11 @@ impl TokenManager {
 
     /// Whether `callout` is one of this worker's token fetches.
     pub fn owns_callout(&self, callout: u32) -> bool {
-        self.slots
-            .iter()
-            .any(|s| s.inflight.as_ref().is_some_and(|f| f.callout == callout))
+        self.slot_awaiting(callout).is_some()
+    }
+
+    fn slot_awaiting(&self, callout: u32) -> Option<usize> {
+        slot_awaiting(self.slots.iter().map(|s| s.inflight.as_ref()), callout)
     }
 
     /// A token callout answered: `status` is `None` when it failed (no headers), `body` the
@@ -342,11 +326,7 @@ impl TokenManager {
         status: Option<u16>,
         body: &[u8],
     ) -> bool {
-        let Some(i) = self
-            .slots
-            .iter()
-            .position(|s| s.inflight.as_ref().is_some_and(|f| f.callout == callout))
-        else {
+        let Some(i) = self.slot_awaiting(callout) else {
             return false;
         };
         let Some(s) = self.slots.get_mut(i) else {
@@ -356,7 +336,7 @@ impl TokenManager {
             return false;
         };
         // Without a clock, expiry is computed from when the fetch started: earlier, never later.
-        let now = self.now(host).unwrap_or(flight.started_ms);
+        let now = clock_ms(host).unwrap_or(flight.started_ms);
         // Envoy answers for an unreachable or silent endpoint itself: not the server's reply.
         let (status, body) = if is_proxy_local_reply(status, body) {
             (None, &[][..])

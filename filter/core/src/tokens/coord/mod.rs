@@ -10,11 +10,13 @@
 //! - [`shared`]: the shared-data protocol: compare-and-swap updates of the token record and
 //!   the fetch state, with every conflict retried a bounded number of times and counted.
 //! - [`manager`]: one worker's [`TokenManager`]: local copies, waiting requests, fetches.
+//! - [`inflight`]: the callout a fetcher (tokens, JWKS) waits for, and the clock it reads.
 //! - [`push_store`]: what a verified push writes (the token, the `jti` replay cache) and the
 //!   status a push listener reports.
 
 #![deny(clippy::indexing_slicing)]
 
+pub mod inflight;
 pub mod manager;
 #[cfg(test)]
 pub mod mock;
