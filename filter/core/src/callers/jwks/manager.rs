@@ -7,7 +7,7 @@ use super::{
     doc_key, state_key, JwksNeed, JwksState, KeySets, NeedKind, FETCH_TIMEOUT_MS, MAX_JWKS_BYTES,
     WAIT_MS,
 };
-use crate::callers::jwt::{JwksSource, KeySet};
+use crate::callers::jwt::{JwksSource, KeyError, KeySet};
 use crate::plan::{wire, LogLevel};
 use crate::tokens::coord::inflight::{clock_ms, slot_awaiting, Inflight};
 use crate::tokens::coord::shared::{self, Step};
@@ -349,7 +349,7 @@ impl JwksManager {
                         "msg": "JWKS reply refused; the keys in use are kept",
                         "issuer": s.source.issuer,
                         "url": s.source.url_text,
-                        "reason": reason,
+                        "reason": reason.to_string(),
                         "keys_version": s.local_version,
                     })
                     .to_string(),
@@ -497,26 +497,40 @@ impl JwksManager {
     }
 }
 
+/// Why a JWKS reply was refused (logged as the `reason`; the keys in use are kept).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReplyError {
+    #[error("no reply (timeout, connection or TLS failure)")]
+    NoReply,
+    #[error("HTTP status {0}")]
+    Status(u16),
+    #[error("a body of {size} bytes is larger than the {MAX_JWKS_BYTES} allowed")]
+    TooLarge { size: usize },
+    #[error("the body is not UTF-8")]
+    NotUtf8,
+    #[error(transparent)]
+    Keys(#[from] KeyError),
+}
+
 /// A reply becomes the keys in use only if it is a 200 with a JWKS of a usable key.
 fn check_reply(
     source: &JwksSource,
     status: Option<u16>,
     body_size: usize,
     body: &[u8],
-) -> Result<KeySet, String> {
+) -> Result<KeySet, ReplyError> {
     match status {
-        None => return Err("no reply (timeout, connection or TLS failure)".into()),
+        None => return Err(ReplyError::NoReply),
         Some(200) => {}
-        Some(s) => return Err(format!("HTTP status {s}")),
+        Some(s) => return Err(ReplyError::Status(s)),
     }
     if body_size > MAX_JWKS_BYTES || body.len() > MAX_JWKS_BYTES {
-        return Err(format!(
-            "a body of {} bytes is larger than the {MAX_JWKS_BYTES} allowed",
-            body_size.max(body.len())
-        ));
+        return Err(ReplyError::TooLarge {
+            size: body_size.max(body.len()),
+        });
     }
-    let text = std::str::from_utf8(body).map_err(|_| "the body is not UTF-8".to_string())?;
-    KeySet::from_jwks(&source.issuer, &source.algorithms, text).map_err(|e| e.to_string())
+    let text = std::str::from_utf8(body).map_err(|_| ReplyError::NotUtf8)?;
+    Ok(KeySet::from_jwks(&source.issuer, &source.algorithms, text)?)
 }
 
 fn log_issuer(host: &dyn TokenHost, level: LogLevel, s: &Slot, what: &str, error: &str) {

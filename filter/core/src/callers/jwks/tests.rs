@@ -352,3 +352,30 @@ fn failed_jwks_fetches_are_retried_after_1s_doubling_to_60s() {
     );
     assert_eq!(backoff_ms(u32::MAX), 60_000);
 }
+
+/// The `reason` of a refused reply is logged with these texts (operators grep for them).
+#[test]
+fn refused_reply_reasons_keep_their_texts() {
+    use manager::ReplyError;
+    let texts = [
+        (
+            ReplyError::NoReply,
+            "no reply (timeout, connection or TLS failure)".to_string(),
+        ),
+        (ReplyError::Status(503), "HTTP status 503".into()),
+        (
+            ReplyError::TooLarge { size: 300_000 },
+            format!("a body of 300000 bytes is larger than the {MAX_JWKS_BYTES} allowed"),
+        ),
+        (ReplyError::NotUtf8, "the body is not UTF-8".into()),
+        (
+            ReplyError::Keys(crate::callers::jwt::KeyError::BadJwks {
+                issuer: "idp".into(),
+            }),
+            r#"issuer "idp": the JWKS is not valid JSON with a `keys` array"#.into(),
+        ),
+    ];
+    for (e, text) in texts {
+        assert_eq!(e.to_string(), text);
+    }
+}
