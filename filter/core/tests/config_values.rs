@@ -404,3 +404,29 @@ fn bytes_that_are_not_utf8_are_located() {
     assert!(e.message.contains("UTF-8"), "{errs}");
     assert_eq!(e.location, Some((52, 20)), "{errs}");
 }
+
+/// `http.addr`, `--admin` and `--push-addr` errors show these texts: kept as they were.
+#[test]
+fn listen_address_errors_keep_their_texts() {
+    use egress_core::config::{ListenAddr, ListenAddrError};
+    let text = |a: &str| ListenAddr::parse(a).map(|_| ()).map_err(|e| e.to_string());
+    assert_eq!(
+        text("8080"),
+        Err(r#""8080" is not host:port (e.g. ":8080" or "127.0.0.1:8080")"#.into())
+    );
+    assert_eq!(
+        text("127.0.0.1:http"),
+        Err(r#"port "http" in "127.0.0.1:http" is not a number from 0 to 65535"#.into())
+    );
+    assert_eq!(
+        text("egress:8080"),
+        Err(r#"host "egress" in "egress:8080" must be an IP address, localhost, or empty for all interfaces"#.into())
+    );
+    assert_eq!(
+        ListenAddr::parse(":99999"),
+        Err(ListenAddrError::Port {
+            port: "99999".into(),
+            text: ":99999".into()
+        })
+    );
+}

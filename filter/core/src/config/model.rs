@@ -42,22 +42,37 @@ pub struct ListenAddr {
     pub port: u16,
 }
 
+/// Why a listen address was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ListenAddrError {
+    #[error("{text:?} is not host:port (e.g. \":8080\" or \"127.0.0.1:8080\")")]
+    NotHostPort { text: String },
+    #[error("port {port:?} in {text:?} is not a number from 0 to 65535")]
+    Port { port: String, text: String },
+    #[error(
+        "host {host:?} in {text:?} must be an IP address, localhost, or empty for all interfaces"
+    )]
+    Host { host: String, text: String },
+}
+
 impl ListenAddr {
     /// Parses `":8080"` (all interfaces), `"127.0.0.1:8080"`, `"[::1]:8080"`, `"localhost:8080"`.
-    pub fn parse(text: &str) -> Result<Self, String> {
-        let (host, port) = text.rsplit_once(':').ok_or_else(|| {
-            format!("{text:?} is not host:port (e.g. \":8080\" or \"127.0.0.1:8080\")")
+    pub fn parse(text: &str) -> Result<Self, ListenAddrError> {
+        let (host, port) = text
+            .rsplit_once(':')
+            .ok_or_else(|| ListenAddrError::NotHostPort { text: text.into() })?;
+        let port: u16 = port.parse().map_err(|_| ListenAddrError::Port {
+            port: port.into(),
+            text: text.into(),
         })?;
-        let port: u16 = port
-            .parse()
-            .map_err(|_| format!("port {port:?} in {text:?} is not a number from 0 to 65535"))?;
         let host = host.trim_start_matches('[').trim_end_matches(']');
         let ip = match host {
             "" => std::net::IpAddr::from([0, 0, 0, 0]),
             "localhost" => std::net::IpAddr::from([127, 0, 0, 1]),
-            h => h
-                .parse()
-                .map_err(|_| format!("host {h:?} in {text:?} must be an IP address, localhost, or empty for all interfaces"))?,
+            h => h.parse().map_err(|_| ListenAddrError::Host {
+                host: h.into(),
+                text: text.into(),
+            })?,
         };
         Ok(Self { ip, port })
     }

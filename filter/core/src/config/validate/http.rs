@@ -17,7 +17,7 @@ pub(super) fn http(raw: &RawHttp, http_path: &FieldPath, errs: &mut ConfigErrors
         }
         Ok(a) => a,
         Err(e) => {
-            errs.push(http_path.key("addr").as_str(), e);
+            errs.push(http_path.key("addr").as_str(), e.to_string());
             ListenAddr::parse(":8080").unwrap_or(ListenAddr {
                 ip: [0, 0, 0, 0].into(),
                 port: 8080,
