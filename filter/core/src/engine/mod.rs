@@ -83,7 +83,10 @@ pub enum EngineError {
     #[error("routes[{index}] repeats path_prefix {prefix:?}")]
     DuplicatePrefix { index: usize, prefix: String },
     #[error("routes[{index}] has an invalid prefix: {reason}")]
-    BadPrefix { index: usize, reason: String },
+    BadPrefix {
+        index: usize,
+        reason: crate::routing::path::PrefixError,
+    },
     #[error("targets[{index}] repeats the name {name:?}")]
     DuplicateTarget { index: usize, name: String },
     #[error(transparent)]

@@ -321,17 +321,27 @@ fn is_dot_segment(seg: &str) -> bool {
     dots == 1 || dots == 2
 }
 
+/// Why a prefix written in the config (`path_prefix`, `strip_prefix`, `rewrite_prefix`, an
+/// endpoint path) was refused; each names the prefix as written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PrefixError {
+    #[error("{0:?} must start with '/'")]
+    NotAbsolute(String),
+    #[error("{0:?} must be a plain path: letters, digits and -._~:@!$&'()*+,= between '/' (no '?', '#', '%', ';', '\\', spaces or non-ASCII)")]
+    NotPlain(String),
+    #[error("{0:?} must not contain empty, '.' or '..' segments")]
+    BadSegment(String),
+}
+
 /// Checks a prefix written in the config and normalizes it (no trailing `/`, except `/`).
 /// A prefix is written in the canonical spelling of request paths (unreserved characters,
 /// `:@!$&'()*+,=`), so that the requests it is meant for can match it.
-pub fn validate_prefix(p: &str) -> Result<String, String> {
+pub fn validate_prefix(p: &str) -> Result<String, PrefixError> {
     if !p.starts_with('/') {
-        return Err(format!("{p:?} must start with '/'"));
+        return Err(PrefixError::NotAbsolute(p.into()));
     }
     if !p.bytes().all(is_plain_path_char) {
-        return Err(format!(
-            "{p:?} must be a plain path: letters, digits and -._~:@!$&'()*+,= between '/' (no '?', '#', '%', ';', '\\', spaces or non-ASCII)"
-        ));
+        return Err(PrefixError::NotPlain(p.into()));
     }
     let trimmed = if p.len() > 1 {
         p.trim_end_matches('/')
@@ -344,9 +354,7 @@ pub fn validate_prefix(p: &str) -> Result<String, String> {
     if let Some(rest) = trimmed.strip_prefix('/').filter(|r| !r.is_empty()) {
         for seg in rest.split('/') {
             if seg.is_empty() || seg == "." || seg == ".." {
-                return Err(format!(
-                    "{p:?} must not contain empty, '.' or '..' segments"
-                ));
+                return Err(PrefixError::BadSegment(p.into()));
             }
         }
     }

@@ -11,7 +11,7 @@ fn endpoint_path(v: &Option<String>, path: &FieldPath, errs: &mut ConfigErrors) 
     match validate_prefix(p) {
         Ok(n) => Some(n),
         Err(e) => {
-            errs.push(path.as_str(), e);
+            errs.push(path.as_str(), e.to_string());
             None
         }
     }

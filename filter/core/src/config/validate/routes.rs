@@ -20,7 +20,7 @@ pub(super) fn routes(
         let rp = path.index(i);
         // A bad prefix is reported with the route's other problems, not instead of them.
         let prefix = validate_prefix(&r.path_prefix)
-            .map_err(|e| errs.push(rp.key("path_prefix").as_str(), e))
+            .map_err(|e| errs.push(rp.key("path_prefix").as_str(), e.to_string()))
             .ok();
         if let Some(prefix) = &prefix {
             if !is_boundary_prefix(&endpoints.egress, prefix) {
@@ -67,7 +67,7 @@ pub(super) fn routes(
                         None
                     }
                     Err(e) => {
-                        errs.push(rp.key("strip_prefix").as_str(), e);
+                        errs.push(rp.key("strip_prefix").as_str(), e.to_string());
                         None
                     }
                 }
@@ -78,7 +78,7 @@ pub(super) fn routes(
             Some(s) => match validate_prefix(s) {
                 Ok(s) => Some(s),
                 Err(e) => {
-                    errs.push(rp.key("rewrite_prefix").as_str(), e);
+                    errs.push(rp.key("rewrite_prefix").as_str(), e.to_string());
                     None
                 }
             },

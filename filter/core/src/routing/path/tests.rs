@@ -191,6 +191,28 @@ fn config_prefixes_are_normalized_or_refused() {
     }
 }
 
+/// Config validation shows these texts after the field path: they are kept as they were.
+#[test]
+fn prefix_errors_keep_their_texts() {
+    let text = |p: &str| validate_prefix(p).map_err(|e| e.to_string());
+    assert_eq!(
+        text("egress"),
+        Err(r#""egress" must start with '/'"#.into())
+    );
+    assert_eq!(
+        text("/a\\b"),
+        Err(r#""/a\\b" must be a plain path: letters, digits and -._~:@!$&'()*+,= between '/' (no '?', '#', '%', ';', '\', spaces or non-ASCII)"#.into())
+    );
+    assert_eq!(
+        text("/a//b"),
+        Err(r#""/a//b" must not contain empty, '.' or '..' segments"#.into())
+    );
+    assert_eq!(
+        validate_prefix("/a/../b/"),
+        Err(PrefixError::BadSegment("/a/../b/".into()))
+    );
+}
+
 #[test]
 fn rewrites_every_row_of_the_spec_routing_table() {
     let sf = "/services/data/v58.0";
