@@ -61,7 +61,7 @@ pub fn run(a: &IstioArgs) -> anyhow::Result<ExitCode> {
     let selector = match label_pair("--gateway-selector", &a.gateway_selector) {
         Ok(v) => v,
         Err(e) => {
-            reasons.push(e);
+            reasons.push(e.to_string());
             json!({})
         }
     };

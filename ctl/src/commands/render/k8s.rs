@@ -80,7 +80,7 @@ pub fn run(a: &K8sArgs) -> anyhow::Result<ExitCode> {
     };
     let caller = match label_pair("--caller-label", &a.caller_label) {
         Ok(v) => v,
-        Err(e) => return Ok(objects::refuse(&[e])),
+        Err(e) => return Ok(objects::refuse(&[e.to_string()])),
     };
     // The push key pair: kept in DIR/push.key across renders (written only with the rest), so
     // the same config renders the same ConfigMap.

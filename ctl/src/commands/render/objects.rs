@@ -67,17 +67,26 @@ pub fn labels(instance: &str) -> Value {
     })
 }
 
+/// A `KEY=VALUE` flag that is not a valid label.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{flag} {value}: want KEY=VALUE with a valid label key and value")]
+pub struct LabelError {
+    pub flag: String,
+    pub value: String,
+}
+
 /// `KEY=VALUE` as a one-entry label map.
-pub fn label_pair(flag: &str, s: &str) -> Result<Value, String> {
+pub fn label_pair(flag: &str, s: &str) -> Result<Value, LabelError> {
     match s.split_once('=') {
         Some((k, v)) if !k.is_empty() && is_label_key(k) && is_label_value(v) => {
             let mut m = Map::new();
             m.insert(k.to_string(), Value::String(v.to_string()));
             Ok(Value::Object(m))
         }
-        _ => Err(format!(
-            "{flag} {s}: want KEY=VALUE with a valid label key and value"
-        )),
+        _ => Err(LabelError {
+            flag: flag.into(),
+            value: s.into(),
+        }),
     }
 }
 
@@ -298,5 +307,10 @@ mod tests {
         assert!(label_pair("--l", "egress.io/caller=true").is_ok());
         assert!(label_pair("--l", "no-equals").is_err());
         assert!(label_pair("--l", "a=b c").is_err());
+        // Shown by render k8s/istio as is.
+        assert_eq!(
+            label_pair("--caller-label", "a=b c").map_err(|e| e.to_string()),
+            Err("--caller-label a=b c: want KEY=VALUE with a valid label key and value".into())
+        );
     }
 }
