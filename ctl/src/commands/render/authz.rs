@@ -158,25 +158,39 @@ pub fn k8s_namespace(pattern: &str) -> Option<&str> {
     }
 }
 
+/// Why the callers' namespaces cannot be named (the NetworkPolicy then admits any namespace).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AnyNamespace {
+    #[error("the config does not identify callers")]
+    NoCallers,
+    #[error("JWT callers may come from any namespace")]
+    JwtCallers,
+    #[error("route {route}: no allow block names SPIFFE IDs, so any verified caller may use it")]
+    NoSpiffeIds { route: String },
+    #[error("route {route}: a SPIFFE ID it admits is not of the form spiffe://<trust domain>/ns/<namespace>/sa/<service account>")]
+    NotK8sForm { route: String },
+    #[error("the config has no routes")]
+    NoRoutes,
+}
+
 /// The namespaces every caller the config admits comes from, when the config says so through
 /// SPIFFE IDs alone (`Err`: why not). A superset: per route, the namespaces of one block that
 /// names only Kubernetes-form SPIFFE IDs (the other block can only narrow it).
-pub fn k8s_namespaces(config: &Config) -> Result<Vec<String>, String> {
+pub fn k8s_namespaces(config: &Config) -> Result<Vec<String>, AnyNamespace> {
     let Some(callers) = &config.callers else {
-        return Err("the config does not identify callers".into());
+        return Err(AnyNamespace::NoCallers);
     };
     if !callers.jwt.is_empty() {
-        return Err("JWT callers may come from any namespace".into());
+        return Err(AnyNamespace::JwtCallers);
     }
     let mut out: Vec<String> = Vec::new();
     for route in &config.routes {
         let target = config.target(&route.target);
         let blocks = [target.and_then(|t| t.allow.as_ref()), route.allow.as_ref()];
         let mut found = None;
-        let mut why = format!(
-            "route {}: no allow block names SPIFFE IDs, so any verified caller may use it",
-            route.path_prefix
-        );
+        let mut why = AnyNamespace::NoSpiffeIds {
+            route: route.path_prefix.clone(),
+        };
         for allow in blocks.into_iter().flatten() {
             let nss: Option<Vec<&str>> =
                 allow.spiffe_ids.iter().map(|p| k8s_namespace(p)).collect();
@@ -186,10 +200,9 @@ pub fn k8s_namespaces(config: &Config) -> Result<Vec<String>, String> {
                     break;
                 }
                 None => {
-                    why = format!(
-                        "route {}: a SPIFFE ID it admits is not of the form spiffe://<trust domain>/ns/<namespace>/sa/<service account>",
-                        route.path_prefix
-                    );
+                    why = AnyNamespace::NotK8sForm {
+                        route: route.path_prefix.clone(),
+                    };
                 }
             }
         }
@@ -201,7 +214,7 @@ pub fn k8s_namespaces(config: &Config) -> Result<Vec<String>, String> {
         }
     }
     if out.is_empty() {
-        return Err("the config has no routes".into());
+        return Err(AnyNamespace::NoRoutes);
     }
     out.sort();
     Ok(out)
@@ -238,5 +251,26 @@ mod tests {
         assert_eq!(k8s_namespace("spiffe://td/ns/Shop/sa/web"), None);
         assert_eq!(k8s_namespace("spiffe://td/ns/shop/sa/web/extra"), None);
         assert_eq!(k8s_namespace("spiffe://td/ns/shop"), None);
+    }
+
+    /// `render k8s` prints these in its NetworkPolicy note: kept as they were.
+    #[test]
+    fn any_namespace_reasons_keep_their_texts() {
+        let route = || "/egress/crm".to_string();
+        for (e, text) in [
+            (AnyNamespace::NoCallers, "the config does not identify callers"),
+            (AnyNamespace::JwtCallers, "JWT callers may come from any namespace"),
+            (
+                AnyNamespace::NoSpiffeIds { route: route() },
+                "route /egress/crm: no allow block names SPIFFE IDs, so any verified caller may use it",
+            ),
+            (
+                AnyNamespace::NotK8sForm { route: route() },
+                "route /egress/crm: a SPIFFE ID it admits is not of the form spiffe://<trust domain>/ns/<namespace>/sa/<service account>",
+            ),
+            (AnyNamespace::NoRoutes, "the config has no routes"),
+        ] {
+            assert_eq!(e.to_string(), text);
+        }
     }
 }
