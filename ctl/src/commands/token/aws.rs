@@ -190,14 +190,25 @@ impl AwsFetcher {
     }
 }
 
+/// Why a target got no AWS credentials this round.
+#[derive(Debug, thiserror::Error)]
+pub enum AwsObtainError {
+    #[error("STS call failed: {0}")]
+    Sts(FetchFailure),
+    #[error("redis: {0}")]
+    Redis(anyhow::Error),
+    #[error("redis: another refresher holds the lock and stored no credentials")]
+    LockHeld,
+}
+
 /// Credentials for the target: fetched (memory mode), or through redis.
-pub async fn obtain(ctx: &Ctx, f: &AwsFetcher) -> Result<(Held, Origin), String> {
+pub async fn obtain(ctx: &Ctx, f: &AwsFetcher) -> Result<(Held, Origin), AwsObtainError> {
     let Some(redis) = &ctx.redis else {
         return f
             .fetch()
             .await
             .map(|h| (h, Origin::Fetched))
-            .map_err(|e| format!("STS call failed: {e}"));
+            .map_err(AwsObtainError::Sts);
     };
     let name = format!("aws/{}", f.target);
     let usable = |h: &Held| now_ms() < h.refresh_at_ms();
@@ -210,14 +221,14 @@ pub async fn obtain(ctx: &Ctx, f: &AwsFetcher) -> Result<(Held, Origin), String>
     let lock_ttl = STS_TIMEOUT.as_millis() as u64 + 2_000;
     let deadline = now_ms() + lock_ttl + 1_000;
     loop {
-        let stored = read().await.map_err(|e| format!("redis: {e}"))?;
+        let stored = read().await.map_err(AwsObtainError::Redis)?;
         if let Some(h) = stored.as_ref().filter(|h| usable(h)) {
             return Ok((h.clone(), Origin::Shared));
         }
         if redis
             .try_lock(&name, lock_ttl)
             .await
-            .map_err(|e| format!("redis: {e}"))?
+            .map_err(AwsObtainError::Redis)?
         {
             let result = async {
                 if let Some(h) = read().await?.filter(|h| usable(h)) {
@@ -229,21 +240,19 @@ pub async fn obtain(ctx: &Ctx, f: &AwsFetcher) -> Result<(Held, Origin), String>
                         redis.set_raw(&name, &serde_json::to_vec(&h)?, ttl).await?;
                         Ok(Ok((h, Origin::Fetched)))
                     }
-                    Err(e) => Ok(Err(format!("STS call failed: {e}"))),
+                    Err(e) => Ok(Err(AwsObtainError::Sts(e))),
                 }
             }
             .await;
             if let Err(e) = redis.unlock(&name).await {
                 eprintln!("egressctl: {}: releasing the redis lock: {e}", f.target);
             }
-            return result.map_err(|e| format!("redis: {e}"))?;
+            return result.map_err(AwsObtainError::Redis)?;
         }
         if now_ms() >= deadline {
             return match stored {
                 Some(h) if h.is_valid(now_ms()) => Ok((h, Origin::Shared)),
-                _ => {
-                    Err("redis: another refresher holds the lock and stored no credentials".into())
-                }
+                _ => Err(AwsObtainError::LockHeld),
             };
         }
         tokio::time::sleep(Duration::from_millis(100)).await;

@@ -139,3 +139,22 @@ async fn the_token_file_is_read_again_on_every_call_and_sts_errors_are_reported_
         e.message
     );
 }
+
+/// `token refresh` prints these after the target name: kept as they were.
+#[test]
+fn obtain_errors_keep_their_texts() {
+    let sts = AwsObtainError::Sts(FetchFailure {
+        reason: "transport",
+        message: "STS http://127.0.0.1:1/: connection refused".into(),
+    });
+    assert_eq!(
+        sts.to_string(),
+        "STS call failed: STS http://127.0.0.1:1/: connection refused (transport)"
+    );
+    let redis = AwsObtainError::Redis(anyhow::anyhow!("connection reset"));
+    assert_eq!(redis.to_string(), "redis: connection reset");
+    assert_eq!(
+        AwsObtainError::LockHeld.to_string(),
+        "redis: another refresher holds the lock and stored no credentials"
+    );
+}
