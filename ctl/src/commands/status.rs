@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 
 struct ProxyReport {
     url: String,
-    result: Result<Vec<TargetStatus>, String>,
+    result: anyhow::Result<Vec<TargetStatus>>,
     /// Requests per target from the admin (only for the proxy in DIR).
     requests: Option<std::collections::BTreeMap<String, u64>>,
 }
@@ -37,7 +37,7 @@ pub fn run(args: &StatusArgs) -> anyhow::Result<ExitCode> {
         let client = ProxyClient::new(signer)?;
         let mut reports = Vec::new();
         for url in urls {
-            let result = client.status(&url).await.map_err(|e| format!("{e:#}"));
+            let result = client.status(&url).await;
             let admin = own
                 .as_ref()
                 .filter(|(u, _)| *u == url)
@@ -114,7 +114,7 @@ fn to_json(reports: &[ProxyReport], healthy: bool) -> Value {
                     v
                 }).collect::<Vec<_>>(),
             }),
-            Err(e) => json!({ "proxy": r.url, "reachable": false, "error": e }),
+            Err(e) => json!({ "proxy": r.url, "reachable": false, "error": format!("{e:#}") }),
         })
         .collect();
     json!({ "ok": healthy, "proxies": proxies })
@@ -133,7 +133,7 @@ fn print_table(reports: &[ProxyReport]) {
         let ts = match &r.result {
             Ok(ts) => ts,
             Err(e) => {
-                println!("{}: UNREACHABLE: {e}", r.url);
+                println!("{}: UNREACHABLE: {e:#}", r.url);
                 continue;
             }
         };
