@@ -144,13 +144,14 @@ def case2_hcm(doc):
     return doc["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
 
 
-def case2_log(doc):
-    """case 2 + the spec's log line as `auto` writes it for a native leaf (set_filter_state with the
-    caller's path, one file logger appending the rewritten path), without the CEL-selected second logger"""
-    doc = copy.deepcopy(doc)
-    h = case2_hcm(doc)
-    fragment = ('api","method":"%REQ(:METHOD)%","path":"%PATH(NQ)%","target_url":"http://upstream')
-    h["http_filters"].insert(0, {
+LOG_FRAGMENT = 'api","method":"%REQ(:METHOD)%","path":"%PATH(NQ)%","target_url":"http://upstream'
+LOG_LINE = ('{"level":"info","ts":"%START_TIME(%Y-%m-%dT%H:%M:%SZ)%","msg":"Egress request",'
+            '"target":"%FILTER_STATE(egress.native_log:PLAIN)%%PATH(NQ:PATH)%",'
+            '"duration":"%DURATION%ms","status":%RESPONSE_CODE%}\n')
+
+
+def with_filter_state(doc, fragment=LOG_FRAGMENT):
+    case2_hcm(doc)["http_filters"].insert(0, {
         "name": "egress.log",
         "typed_config": {
             "@type": "type.googleapis.com/envoy.extensions.filters.http.set_filter_state.v3.Config",
@@ -161,10 +162,10 @@ def case2_log(doc):
             }],
         },
     })
-    line = ('{"level":"info","ts":"%START_TIME(%Y-%m-%dT%H:%M:%SZ)%","msg":"Egress request",'
-            '"target":"%FILTER_STATE(egress.native_log:PLAIN)%%PATH(NQ:PATH)%",'
-            '"duration":"%DURATION%ms","status":%RESPONSE_CODE%}\n')
-    h["access_log"] = [{
+
+
+def with_logger(doc, line=LOG_LINE):
+    case2_hcm(doc)["access_log"] = [{
         "name": "envoy.access_loggers.file",
         "typed_config": {
             "@type": "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog",
@@ -172,11 +173,40 @@ def case2_log(doc):
             "log_format": {"text_format_source": {"inline_string": line}},
         },
     }]
+
+
+def case2_log(doc):
+    """case 2 + the spec's log line as `auto` writes it for a native leaf (set_filter_state with the caller's path, one file logger appending the rewritten path), without the CEL-selected second logger"""
+    doc = copy.deepcopy(doc)
+    with_filter_state(doc)
+    with_logger(doc)
+    return doc
+
+
+def case2_fs(doc):
+    """case 2 + the set_filter_state filter of case2_log alone (no logger)"""
+    doc = copy.deepcopy(doc)
+    with_filter_state(doc)
+    return doc
+
+
+def case2_logger(doc):
+    """case 2 + the file logger of case2_log alone (its filter state unset: prints -)"""
+    doc = copy.deepcopy(doc)
+    with_logger(doc)
+    return doc
+
+
+def case2_static_log(doc):
+    """case 2 + a file logger of a line with no operators (what writing a line costs at all)"""
+    doc = copy.deepcopy(doc)
+    with_logger(doc, '{"level":"info","msg":"Egress request"}\n')
     return doc
 
 
 # Variants of case 2 (Envoy's own injector): like-for-like baselines, not issue 11's.
-BASELINES = {"case2_log": case2_log}
+BASELINES = {"case2_log": case2_log, "case2_fs": case2_fs, "case2_logger": case2_logger,
+             "case2_static_log": case2_static_log}
 
 
 def env_file(path):
