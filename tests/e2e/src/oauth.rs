@@ -392,11 +392,12 @@ impl OAuthServer {
             proc: None,
             dir,
         };
-        server.spawn()?;
+        server.spawn(None)?;
         Ok(server)
     }
 
-    fn spawn(&mut self) -> Result<()> {
+    /// Starts the server process; with `fail`, its first token requests fail from the start.
+    fn spawn(&mut self, fail: Option<(FailMode, u32)>) -> Result<()> {
         let node = node_bin()?;
         let script = oauth_server_dir().join("server.mjs");
         // Appends, so the log of a restarted server still shows the earlier run.
@@ -413,6 +414,13 @@ impl OAuthServer {
             .arg(self.control_port.to_string())
             .arg("--config")
             .arg(&self.config)
+            .args(
+                fail.map(|(mode, count)| {
+                    ["--fail".to_string(), format!("{}:{count}", mode.as_str())]
+                })
+                .into_iter()
+                .flatten(),
+            )
             .current_dir(oauth_server_dir())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -575,11 +583,22 @@ impl OAuthServer {
     /// Stops the server if running and starts it again on the same ports with the same
     /// config (counters zero, issued tokens forgotten). Waits until it is ready.
     pub fn restart(&mut self) -> Result<()> {
+        self.respawn(None)
+    }
+
+    /// [`OAuthServer::restart`] with the first `count` token requests failing as `mode` from
+    /// the moment it listens ([`OAuthServer::fail_next`] after a restart leaves a window in
+    /// which a request is answered normally).
+    pub fn restart_failing(&mut self, mode: FailMode, count: u32) -> Result<()> {
+        self.respawn(Some((mode, count)))
+    }
+
+    fn respawn(&mut self, fail: Option<(FailMode, u32)>) -> Result<()> {
         self.stop()?;
         // The port is free as soon as the old process is gone, but retry in case the kernel
         // is slow to release it.
         wait_until("the OAuth2 server restarted on its ports", || {
-            match self.spawn() {
+            match self.spawn(fail) {
                 Ok(()) => Ok(Probe::Ready(())),
                 Err(e) if format!("{e:#}").contains("EADDRINUSE") => {
                     Ok(Probe::Pending(format!("{e:#}")))

@@ -193,9 +193,10 @@ fn unreachable_or_silent_token_endpoint_counts_as_transport_failure(engine: Engi
         Ok(proxy.stats_under(prefix)?.values().sum::<u64>() > 0)
     })?;
     let refused = proxy.stats_under(prefix)?;
-    // The server is back but never answers: the fetch times out after token_timeout.
-    server.restart()?;
-    server.fail_next(FailMode::Hang, 100)?;
+    // The server is back but never answers: the fetch times out after token_timeout. (Hanging
+    // from its first request: a fetch answered between a restart and a later fail_next got a
+    // token, and no failure followed.)
+    server.restart_failing(FailMode::Hang, 100)?;
     wait_for("a timeout to be counted", || {
         Ok(server.stats()?.0 > 0 && proxy.stats_under(prefix)? != refused)
     })?;

@@ -320,6 +320,11 @@ fn restart_on_the_same_port() -> Result<()> {
     // restart() while running works too.
     server.restart()?;
     assert_token(&post_token(&server, "c", "s")?, "after second restart");
+    // restart_failing: the failures are in force from the first request on.
+    server.restart_failing(FailMode::Status500, 1)?;
+    let resp = post_token(&server, "c", "s")?;
+    assert_eq!(resp.status, 500, "{}", resp.body);
+    assert_token(&post_token(&server, "c", "s")?, "after the injected 500");
     Ok(())
 }
 

@@ -6,6 +6,7 @@
 // plus a few test-control endpoints.
 //
 //   node server.mjs --port P --config FILE.json [--host 127.0.0.1] [--control-port C]
+//                   [--fail MODE:N]   (as POST /__fail, in force from the first request)
 //
 // FILE.json (every key but `clients` optional):
 //   {
@@ -88,6 +89,7 @@ const { values: args } = parseArgs({
     config: { type: 'string' },
     host: { type: 'string', default: '127.0.0.1' },
     'control-port': { type: 'string' },
+    fail: { type: 'string' },
   },
 });
 if (args.port === undefined || args.config === undefined) {
@@ -223,6 +225,15 @@ extraGrants.forEach((g) => g.register(provider, cfg, tokenPath));
 
 const stats = { token_requests: 0, token_successes: 0, successes_by_client: {} };
 let fail = { mode: null, remaining: 0 };
+const FAIL_MODES = ['500', 'garbage', 'hang', 'delay'];
+if (args.fail !== undefined) {
+  // --fail MODE:N: the first N token requests fail as MODE (a restarted server that must never
+  // answer normally, without the window a later POST /__fail would leave).
+  const m = /^([a-z0-9]+):([0-9]+)$/.exec(args.fail);
+  if (!m || !FAIL_MODES.includes(m[1])) die(`bad --fail ${args.fail} (want MODE:N, MODE one of ${FAIL_MODES.join('|')})`);
+  const count = Number(m[2]);
+  fail = { mode: count > 0 ? m[1] : null, remaining: count, delayMs: 1000 };
+}
 const hanging = new Set();
 
 // oidc-provider accepts client_secret_basic and client_secret_post interchangeably for a
@@ -286,7 +297,7 @@ function control(req, res) {
     const mode = url.searchParams.get('mode');
     const count = Number.parseInt(url.searchParams.get('count') ?? '1', 10);
     const delayMs = Number.parseInt(url.searchParams.get('ms') ?? '1000', 10);
-    if (!['500', 'garbage', 'hang', 'delay'].includes(mode) || !Number.isInteger(count) || count < 0
+    if (!FAIL_MODES.includes(mode) || !Number.isInteger(count) || count < 0
         || !Number.isInteger(delayMs) || delayMs < 0) {
       return sendJson(res, 400, { error: 'want mode=500|garbage|hang|delay, count=N (N >= 0), ms=M' });
     }
