@@ -45,6 +45,16 @@ egress:
 /// Ed25519 public key (PEM), generated once with openssl for this test.
 const ED_PUB: &str = "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEAai0F6YMFHoOaAeE7tJLF64GWlN4nhxYVjkodBGnaQiw=\n-----END PUBLIC KEY-----\n";
 
+/// `compile` of the test directory's config with a stand-in module.
+const COMPILE: [&str; 6] = [
+    "compile",
+    "config.yaml",
+    "--out",
+    "out",
+    "--wasm",
+    "fake.wasm",
+];
+
 struct Ctl {
     dir: tempfile::TempDir,
 }
@@ -72,14 +82,7 @@ impl Ctl {
 
     /// `compile config.yaml --out out --wasm fake.wasm EXTRA...`, which must succeed.
     fn compile(&self, extra: &[&str]) -> Output {
-        let mut args = vec![
-            "compile",
-            "config.yaml",
-            "--out",
-            "out",
-            "--wasm",
-            "fake.wasm",
-        ];
+        let mut args = COMPILE.to_vec();
         args.extend_from_slice(extra);
         let out = self.run(&args);
         assert_eq!(
@@ -152,14 +155,7 @@ fn compile_renders_the_listener_tls_context_and_reads_the_public_key() {
 #[test]
 fn compile_refuses_a_public_key_that_is_not_for_the_listed_algorithm() {
     let ctl = Ctl::new(&CONFIG.replace("algorithms: [EdDSA]", "algorithms: [RS256]"));
-    let out = ctl.run(&[
-        "compile",
-        "config.yaml",
-        "--out",
-        "out",
-        "--wasm",
-        "fake.wasm",
-    ]);
+    let out = ctl.run(&COMPILE);
     assert_ne!(out.status.code(), Some(0));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("crm-auth") && err.contains("RS256"), "{err}");
