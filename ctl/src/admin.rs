@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Read;
+use std::path::PathBuf;
 use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
@@ -14,6 +15,45 @@ pub enum AdminError {
         path: String,
         status: u16,
     },
+}
+
+/// The xDS files a running Envoy watches: the `path_config_source` of its bootstrap's
+/// listeners and clusters (`None` when it names none).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WatchedFiles {
+    pub lds: Option<PathBuf>,
+    pub cds: Option<PathBuf>,
+}
+
+/// What the running Envoy was started to watch, from its config dump (only the bootstrap's
+/// `dynamic_resources`: the dump of a 10,000-route listener is large).
+pub fn watched_files(addr: &str) -> Result<WatchedFiles, AdminError> {
+    let body = get(addr, WATCHED_PATH)?;
+    Ok(parse_watched(&body))
+}
+
+const WATCHED_PATH: &str = "/config_dump?mask=bootstrap.dynamic_resources";
+
+/// The watched files in a `/config_dump` answer (the `BootstrapConfigDump` entry).
+pub fn parse_watched(body: &str) -> WatchedFiles {
+    let dump: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
+    let dynamic = dump
+        .get("configs")
+        .and_then(serde_json::Value::as_array)
+        .into_iter()
+        .flatten()
+        .find_map(|c| c.pointer("/bootstrap/dynamic_resources"));
+    let path = |source: &str| {
+        dynamic
+            .and_then(|d| d.get(source))
+            .and_then(|s| s.pointer("/path_config_source/path"))
+            .and_then(serde_json::Value::as_str)
+            .map(PathBuf::from)
+    };
+    WatchedFiles {
+        lds: path("lds_config"),
+        cds: path("cds_config"),
+    }
 }
 
 /// GET on the admin; the body as text.
@@ -73,5 +113,27 @@ mod tests {
         assert_eq!(s.get("cluster_manager.cds.update_success"), Some(&3));
         assert_eq!(s.get("listener_manager.lds.update_rejected"), Some(&0));
         assert_eq!(s.len(), 2);
+    }
+
+    #[test]
+    fn watched_files_come_from_the_bootstrap_of_the_config_dump() {
+        // Envoy 1.40's answer to `/config_dump?mask=bootstrap.dynamic_resources`.
+        let body = r#"{"configs":[{"@type":"type.googleapis.com/envoy.admin.v3.BootstrapConfigDump","bootstrap":{"dynamic_resources":{"lds_config":{"resource_api_version":"V3","path_config_source":{"path":"/s/lds.json"}},"cds_config":{"resource_api_version":"V3","path_config_source":{"path":"/s/cds.yaml"}}}}}]}"#;
+        assert_eq!(
+            parse_watched(body),
+            WatchedFiles {
+                lds: Some(PathBuf::from("/s/lds.json")),
+                cds: Some(PathBuf::from("/s/cds.yaml")),
+            }
+        );
+    }
+
+    #[test]
+    fn an_envoy_watching_no_files_or_garbage_watches_nothing() {
+        assert_eq!(parse_watched(r#"{"configs":[]}"#), WatchedFiles::default());
+        assert_eq!(parse_watched("not json"), WatchedFiles::default());
+        let static_only =
+            r#"{"configs":[{"bootstrap":{"dynamic_resources":{"lds_config":{"ads":{}}}}}]}"#;
+        assert_eq!(parse_watched(static_only), WatchedFiles::default());
     }
 }

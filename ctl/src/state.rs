@@ -3,8 +3,8 @@
 //! - `envoy.yaml`: the bootstrap (admin; listeners and clusters from the two files below).
 //! - `lds.json`, `cds.yaml`: listeners and clusters, watched by Envoy (file-based xDS). A
 //!   directory an older egressctl compiled has `lds.yaml` (the same JSON, read by Envoy's
-//!   YAML parser): `apply` keeps writing the file its bootstrap names
-//!   ([`StateDir::watched_lds`]) until the next `compile`.
+//!   YAML parser): `apply` writes the file the running Envoy watches and the one the bootstrap
+//!   names ([`StateDir::listener_files`]).
 //! - `filter.json`: the filter's config, as inlined in the listener (credential references and
 //!   sealed values, no credential in clear).
 //! - `secrets.env`: the credential variables and the seal key Envoy must be started with (see
@@ -18,6 +18,7 @@
 //! Every file is written to a temporary name and renamed into place (Envoy reloads on the
 //! rename), readable by the owner only: they hold credentials.
 
+use crate::admin::WatchedFiles;
 use crate::envoy::credentials::{self, StaticCredential};
 use crate::envoy::{self, Rendered, CDS_FILE, CLUSTER_TYPE, LDS_FILE};
 use anyhow::Context;
@@ -71,10 +72,10 @@ impl StateDir {
     pub fn lds(&self) -> PathBuf {
         self.dir.join(LDS_FILE)
     }
-    /// The listener file the bootstrap in this directory names, which a running Envoy started
-    /// from it watches: [`StateDir::lds`], or [`LEGACY_LDS_FILE`] in a directory an older
-    /// egressctl compiled (then `apply` keeps writing that file: Envoy would never see another).
-    pub fn watched_lds(&self) -> PathBuf {
+    /// The listener file the bootstrap in this directory names, which an Envoy started from it
+    /// reads: [`StateDir::lds`], or [`LEGACY_LDS_FILE`] in a directory an older egressctl
+    /// compiled.
+    pub fn bootstrap_lds(&self) -> PathBuf {
         let named = std::fs::read_to_string(self.envoy_yaml())
             .ok()
             .and_then(|t| serde_yaml::from_str::<serde_json::Value>(&t).ok())
@@ -90,6 +91,59 @@ impl StateDir {
             self.lds()
         }
     }
+
+    /// The listener files `apply` writes, the one the running Envoy watches last: that file (so
+    /// Envoy sees the change) and the one this directory's bootstrap names (so a restart keeps
+    /// it), once when they are the same. They differ after `compile` ran over a directory an
+    /// older egressctl compiled while its Envoy kept running on `lds.yaml`. Refused when Envoy
+    /// watches the files of another directory: writing here would change nothing it serves.
+    pub fn listener_files(
+        &self,
+        admin: &str,
+        watched: &WatchedFiles,
+    ) -> Result<Vec<PathBuf>, ForeignEnvoy> {
+        let live = watched
+            .lds
+            .as_deref()
+            .filter(|p| self.holds(p, &[LDS_FILE, LEGACY_LDS_FILE]))
+            .and_then(Path::file_name)
+            .map(|name| self.dir.join(name));
+        let cds_here = watched
+            .cds
+            .as_deref()
+            .is_some_and(|p| self.holds(p, &[CDS_FILE]));
+        let (Some(live), true) = (live, cds_here) else {
+            return Err(ForeignEnvoy {
+                admin: admin.to_string(),
+                dir: self.dir.clone(),
+                lds: shown(watched.lds.as_deref()),
+                cds: shown(watched.cds.as_deref()),
+            });
+        };
+        let boot = self.bootstrap_lds();
+        Ok(if boot == live {
+            vec![live]
+        } else {
+            vec![boot, live]
+        })
+    }
+
+    /// Whether `path` is the file of one of `names` in this directory (compared through the
+    /// file system: Envoy may have been given another spelling of the directory's path).
+    fn holds(&self, path: &Path, names: &[&str]) -> bool {
+        let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+            return false;
+        };
+        let same_dir = match (
+            std::fs::canonicalize(parent),
+            std::fs::canonicalize(&self.dir),
+        ) {
+            (Ok(a), Ok(b)) => a == b,
+            _ => parent == self.dir,
+        };
+        same_dir && names.iter().any(|n| name == *n)
+    }
+
     /// The listener file an older egressctl wrote, which `compile` removes (its bootstrap names
     /// [`StateDir::lds`] instead).
     pub fn remove_legacy_lds(&self) -> anyhow::Result<()> {
@@ -246,7 +300,7 @@ impl StateDir {
         )
     }
 
-    /// Writes the listeners to `path` ([`StateDir::lds`] or [`StateDir::watched_lds`]) as
+    /// Writes the listeners to `path` (one of [`StateDir::listener_files`]) as
     /// compact JSON ([`envoy::listener_file_text`]): the auto engine's listener holds a matcher
     /// tree per route, and Envoy loads JSON of it many times faster than YAML. JSON is YAML
     /// too, so an Envoy watching a legacy `lds.yaml` reads it as well.
@@ -293,6 +347,20 @@ impl StateDir {
     pub fn restore(&self, path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
         write_private(path, bytes)
     }
+}
+
+/// `apply` against an Envoy that watches the files of another directory (or none).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the Envoy at {admin} was not started from {dir}: it watches {lds} and {cds}, not this directory's lds.json and cds.yaml; apply to the directory it was started from, or restart it on this one (egressctl up --out {dir})", dir = .dir.display())]
+pub struct ForeignEnvoy {
+    pub admin: String,
+    pub dir: PathBuf,
+    pub lds: String,
+    pub cds: String,
+}
+
+fn shown(path: Option<&Path>) -> String {
+    path.map_or_else(|| "no file".to_string(), |p| p.display().to_string())
 }
 
 /// What writing the SDS files changes, by target name (values never shown).
@@ -395,22 +463,93 @@ mod tests {
         assert!(dir.sds_changes(&second).rotated.is_empty());
     }
 
+    fn watched(lds: &Path, cds: &Path) -> WatchedFiles {
+        WatchedFiles {
+            lds: Some(lds.to_path_buf()),
+            cds: Some(cds.to_path_buf()),
+        }
+    }
+
     #[test]
-    fn the_watched_listener_file_is_the_one_the_bootstrap_names_legacy_lds_yaml_included() {
+    fn apply_writes_the_listener_file_envoy_watches_and_the_one_the_bootstrap_names() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = StateDir::new(tmp.path());
+        let admin = ListenAddr::parse("127.0.0.1:9901").unwrap();
+        dir.write_bootstrap(&admin).unwrap();
+        // Started from this bootstrap: one file.
+        let files = dir.listener_files("a", &watched(&dir.lds(), &dir.cds()));
+        assert_eq!(files, Ok(vec![dir.lds()]));
+        // Started on an older egressctl's bootstrap (`lds.yaml`), then `compile` wrote a new
+        // one naming `lds.json` (and removed `lds.yaml`) while that Envoy kept running: both,
+        // the watched one last.
+        let legacy = tmp.path().join(LEGACY_LDS_FILE);
+        let files = dir.listener_files("a", &watched(&legacy, &dir.cds()));
+        assert_eq!(files, Ok(vec![dir.lds(), legacy]));
+    }
+
+    #[test]
+    fn another_spelling_of_the_directory_is_the_same_directory() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::create_dir(tmp.path().join("state")).unwrap();
+        let dir = StateDir::new(&tmp.path().join("state"));
+        let dotted = tmp.path().join("state/../state");
+        let files = dir.listener_files(
+            "a",
+            &watched(&dotted.join("lds.json"), &dotted.join("cds.yaml")),
+        );
+        assert_eq!(files, Ok(vec![dir.lds()]));
+    }
+
+    #[test]
+    fn an_envoy_started_from_another_directory_is_refused_by_name() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = StateDir::new(tmp.path());
+        let other = tempfile::tempdir().unwrap();
+        let (lds, cds) = (other.path().join("lds.json"), other.path().join("cds.yaml"));
+        let err = dir
+            .listener_files("127.0.0.1:9901", &watched(&lds, &cds))
+            .unwrap_err();
+        let text = err.to_string();
+        for part in [
+            "127.0.0.1:9901".to_string(),
+            tmp.path().display().to_string(),
+            lds.display().to_string(),
+            cds.display().to_string(),
+        ] {
+            assert!(text.contains(&part), "{text} names {part}");
+        }
+        // The listeners here but the clusters elsewhere, a file name egressctl never writes,
+        // and an Envoy without file-based xDS: refused as well.
+        for w in [
+            watched(&dir.lds(), &cds),
+            watched(&tmp.path().join("listeners.json"), &dir.cds()),
+            WatchedFiles::default(),
+        ] {
+            assert!(dir.listener_files("a", &w).is_err(), "{w:?}");
+        }
+        assert!(dir
+            .listener_files("a", &WatchedFiles::default())
+            .unwrap_err()
+            .to_string()
+            .contains("it watches no file and no file"));
+    }
+
+    #[test]
+    fn the_bootstrap_listener_file_is_the_one_the_bootstrap_names_legacy_lds_yaml_included() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = StateDir::new(tmp.path());
         // No bootstrap yet: the current name.
-        assert_eq!(dir.watched_lds(), tmp.path().join("lds.json"));
+        assert_eq!(dir.bootstrap_lds(), tmp.path().join("lds.json"));
         let admin = ListenAddr::parse("127.0.0.1:9901").unwrap();
         dir.write_bootstrap(&admin).unwrap();
-        assert_eq!(dir.watched_lds(), dir.lds());
+        assert_eq!(dir.bootstrap_lds(), dir.lds());
         // A bootstrap an older egressctl wrote (possibly from another path to the directory).
         write_yaml(
             &dir.envoy_yaml(),
             &envoy::bootstrap(&admin, Path::new("/elsewhere/state/lds.yaml"), &dir.cds()),
         )
         .unwrap();
-        assert_eq!(dir.watched_lds(), tmp.path().join(LEGACY_LDS_FILE));
+        assert_eq!(dir.bootstrap_lds(), tmp.path().join(LEGACY_LDS_FILE));
         // compile removes the legacy file; a missing one is no error.
         std::fs::write(tmp.path().join(LEGACY_LDS_FILE), "{}").unwrap();
         dir.remove_legacy_lds().unwrap();

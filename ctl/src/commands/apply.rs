@@ -11,6 +11,11 @@
 //! files whose value changed are rewritten, before the listeners (which name them), each
 //! rotation confirmed by `sds.egress.cred.<target>.update_success`. Listeners identical to the
 //! running ones are not written again, so a rotation alone changes no listener.
+//!
+//! The files written are the ones the running Envoy watches, as its admin reports them
+//! (`/config_dump` of its bootstrap): an Envoy started from another directory is refused
+//! before anything is written (exit 3), and an Envoy still running on the `lds.yaml` of an
+//! older egressctl after `compile` gets that file as well as `lds.json`.
 
 use super::compile::render;
 use super::load_or_report;
@@ -87,17 +92,38 @@ pub fn run(args: &ApplyArgs) -> anyhow::Result<ExitCode> {
             crate::envoy::credentials::sds_path(&dir.sds_dir(), t).display()
         );
     }
-    // The file the running Envoy watches (`lds.yaml` in a directory an older egressctl compiled).
-    let lds = dir.watched_lds();
-    let listeners_unchanged = dir.listeners_unchanged(&lds, &rendered);
     if args.dry_run {
         println!("dry run: nothing written");
         return Ok(ExitCode::Success);
     }
+    // The files the running Envoy watches must be this directory's: otherwise nothing
+    // written here would reach it (and a restart would pick up changes never confirmed).
+    let watched = admin::watched_files(&state.admin)?;
+    let lds_files = match dir.listener_files(&state.admin, &watched) {
+        Ok(files) => files,
+        Err(e) => {
+            eprintln!("egressctl: {e}");
+            eprintln!("egressctl: nothing was written");
+            return Ok(ExitCode::Failure);
+        }
+    };
+    // The watched file is the last one; the bootstrap's, if another, is written for restarts.
+    let Some(live) = lds_files.last().cloned() else {
+        anyhow::bail!("no listener file to write");
+    };
+    let listeners_unchanged = dir.listeners_unchanged(&live, &rendered);
+    let lds_to_write: Vec<PathBuf> = lds_files
+        .iter()
+        .filter(|p| !dir.listeners_unchanged(p, &rendered))
+        .cloned()
+        .collect();
     let before = admin::stats(&state.admin, STATS_FILTER)?;
     let sds_before = admin::stats(&state.admin, SDS_STATS_FILTER)?;
     let old_cds = dir.snapshot(&dir.cds());
-    let old_lds = dir.snapshot(&lds);
+    let old_lds: Vec<(PathBuf, Option<Vec<u8>>)> = lds_to_write
+        .iter()
+        .map(|p| (p.clone(), dir.snapshot(p)))
+        .collect();
     let changed_sds: Vec<PathBuf> = sds
         .added
         .iter()
@@ -108,16 +134,7 @@ pub fn run(args: &ApplyArgs) -> anyhow::Result<ExitCode> {
         .iter()
         .map(|p| (p.clone(), dir.snapshot(p)))
         .collect();
-    let restore_sds = || {
-        for (path, bytes) in &old_sds {
-            match bytes {
-                Some(b) => restore(&dir, path, Some(b)),
-                None => {
-                    let _ = std::fs::remove_file(path);
-                }
-            }
-        }
-    };
+    let restore_sds = || restore_all(&dir, &old_sds);
     let timeout = Duration::from_secs(args.timeout_secs);
 
     // 1. Clusters: union of old and new.
@@ -154,11 +171,13 @@ pub fn run(args: &ApplyArgs) -> anyhow::Result<ExitCode> {
         restore(&dir, &dir.cds(), old_cds.as_deref());
         return rejected(&e);
     }
-    // 3. Listeners, unless they are the ones Envoy runs.
+    // 3. Listeners, unless they are the ones Envoy runs (the watched file written last).
+    for path in &lds_to_write {
+        dir.write_listeners(path, &rendered)?;
+    }
     if !listeners_unchanged {
-        dir.write_listeners(&lds, &rendered)?;
         if let Err(e) = confirm(&state.admin, "listener_manager.lds", &mut seen, timeout) {
-            restore(&dir, &lds, old_lds.as_deref());
+            restore_all(&dir, &old_lds);
             restore_sds();
             restore(&dir, &dir.cds(), old_cds.as_deref());
             return rejected(&e);
@@ -257,6 +276,18 @@ fn restore(dir: &StateDir, path: &Path, bytes: Option<&[u8]>) {
     if let Some(b) = bytes {
         if let Err(e) = dir.restore(path, b) {
             eprintln!("egressctl: could not restore {}: {e:#}", path.display());
+        }
+    }
+}
+
+/// Puts back files as they were: a file that did not exist is removed.
+fn restore_all(dir: &StateDir, files: &[(PathBuf, Option<Vec<u8>>)]) {
+    for (path, bytes) in files {
+        match bytes {
+            Some(b) => restore(dir, path, Some(b)),
+            None => {
+                let _ = std::fs::remove_file(path);
+            }
         }
     }
 }

@@ -332,10 +332,17 @@ impl Load {
 }
 
 /// The `engine` a state directory's state.json records.
-fn state_engine(r: &Running) -> String {
+/// What `compile` recorded in the state directory.
+fn state_json(r: &Running) -> serde_json::Value {
     let text = std::fs::read_to_string(r.dir.path().join("state/state.json")).unwrap();
-    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
-    v["engine"].as_str().unwrap_or("wasm").to_owned()
+    serde_json::from_str(&text).unwrap()
+}
+
+fn state_engine(r: &Running) -> String {
+    state_json(r)["engine"]
+        .as_str()
+        .unwrap_or("wasm")
+        .to_owned()
 }
 
 fn switching_the_engine_with_apply_under_load_fails_no_request_and_is_kept(engine: Engine) {
@@ -419,7 +426,124 @@ fn apply_in_a_directory_an_older_egressctl_compiled_writes_the_lds_yaml_envoy_wa
     assert!(r.envoy.exited().is_none());
 }
 
+/// `compile` over a directory an older egressctl compiled, while the Envoy started from it
+/// keeps running: the new bootstrap names `lds.json` and `lds.yaml` is gone, but that Envoy
+/// still watches `lds.yaml`. `apply` writes both: the change is live, and a restart on the new
+/// bootstrap keeps it.
+fn apply_after_compile_over_an_older_directory_reaches_the_envoy_still_running_on_it(
+    engine: Engine,
+) {
+    let r = Running::start_from(engine, make_legacy);
+    let state = r.dir.path().join("state");
+    let admin = state_json(&r)["admin"].as_str().unwrap().to_owned();
+    let out = ctl(
+        &r.dir,
+        &[
+            "compile",
+            "config.yaml",
+            "--out",
+            "state",
+            "--admin",
+            &admin,
+            "--engine",
+            engine.as_str(),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{engine}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !state.join("lds.yaml").exists(),
+        "{engine}: compile removes lds.yaml"
+    );
+    r.reconfigure("/v2", "key-2", Some("/egress/extra"), None);
+    let out = r.apply(&[]);
+    assert!(
+        out.status.success(),
+        "{engine}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let echo = get(&r.url("/egress/extra/x")).unwrap().json().unwrap();
+    assert_eq!(echo["path"], "/v2/x", "{engine}");
+    assert_eq!(echo["headers"]["x-api-key"], "key-2", "{engine}");
+    assert_eq!(
+        std::fs::read(state.join("lds.yaml")).unwrap(),
+        std::fs::read(state.join("lds.json")).unwrap(),
+        "{engine}: the watched file and the bootstrap's hold the same listeners"
+    );
+    assert!(r.envoy.exited().is_none());
+}
+
+/// Two state directories, one admin address: `apply` in the directory the running Envoy was
+/// not started from refuses by name and writes nothing (before, it wrote files no Envoy
+/// watched and waited for a confirmation that could not come).
+fn apply_to_an_envoy_started_from_another_directory_is_refused_and_writes_nothing(engine: Engine) {
+    let r = Running::start(engine);
+    let admin = state_json(&r)["admin"].as_str().unwrap().to_owned();
+    let other = scratch_dir().unwrap();
+    std::fs::write(
+        other.path().join("config.yaml"),
+        config(
+            r.listen,
+            r.upstream_port,
+            "/v2",
+            "key-2",
+            Some("/egress/extra"),
+            None,
+        ),
+    )
+    .unwrap();
+    let out = ctl(
+        &other,
+        &[
+            "compile",
+            "config.yaml",
+            "--out",
+            "state",
+            "--admin",
+            &admin,
+            "--engine",
+            engine.as_str(),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{engine}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lds = other.path().join("state/lds.json");
+    let before = std::fs::read(&lds).unwrap();
+    let out = ctl(&other, &["apply", "config.yaml", "--out", "state"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{engine}: {stderr}");
+    assert!(
+        stderr.contains("was not started from"),
+        "{engine}: {stderr}"
+    );
+    assert!(
+        stderr.contains(&r.dir.path().join("state/lds.json").display().to_string()),
+        "{engine}: names the file Envoy watches: {stderr}"
+    );
+    assert!(stderr.contains("nothing was written"), "{engine}: {stderr}");
+    assert_eq!(std::fs::read(&lds).unwrap(), before, "{engine}");
+    // The running Envoy still serves its own config.
+    assert_eq!(
+        get(&r.url("/egress/extra/x")).unwrap().status,
+        404,
+        "{engine}"
+    );
+    assert_eq!(
+        get(&r.url("/egress/notify/x")).unwrap().status,
+        200,
+        "{engine}"
+    );
+}
+
 engine_tests!(
+    apply_after_compile_over_an_older_directory_reaches_the_envoy_still_running_on_it,
+    apply_to_an_envoy_started_from_another_directory_is_refused_and_writes_nothing,
     apply_in_a_directory_an_older_egressctl_compiled_writes_the_lds_yaml_envoy_watches,
     apply_adds_changes_and_removes_routes_and_targets_under_load_without_a_failed_request,
     a_change_envoy_rejects_fails_apply_and_the_old_config_keeps_serving,
