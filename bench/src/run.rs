@@ -467,7 +467,12 @@ pub fn run(opts: &Options) -> Result<()> {
     )?;
     report.chart = chart_name;
     report::insert_run(&out, &report.markdown())?;
-    println!("\n{}\n{}", report.table(), report.targets_table());
+    println!(
+        "\n{}\n{}\n{}",
+        report.table(),
+        report.targets_table(),
+        report.like_for_like_table()
+    );
     println!("results: {}", out.display());
     Ok(())
 }
