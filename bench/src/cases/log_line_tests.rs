@@ -173,3 +173,124 @@ fn grafting_needs_the_one_route_of_a_native_bootstrap() {
         ["route_config"]["virtual_hosts"][0]["routes"] = json!([]);
     assert!(graft(&mut b, &parts).is_err());
 }
+
+/// Answers every request with what case 17's sanity check reads, as the bench's nginx does:
+/// `<uri> key=<x-api-key> auth=<authorization>` (keep-alive).
+fn echo_upstream() -> u16 {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::net::TcpListener;
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut out = conn.try_clone().unwrap();
+                let mut reader = BufReader::new(conn);
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let uri = line.split(' ').nth(1).unwrap_or("").to_owned();
+                    let (mut key, mut auth, mut length) = (String::new(), String::new(), 0);
+                    loop {
+                        let mut h = String::new();
+                        if reader.read_line(&mut h).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        let h = h.trim_end();
+                        if h.is_empty() {
+                            break;
+                        }
+                        let (name, value) = h.split_once(':').unwrap_or((h, ""));
+                        match name.to_ascii_lowercase().as_str() {
+                            "x-api-key" => key = value.trim().to_owned(),
+                            "authorization" => auth = value.trim().to_owned(),
+                            "content-length" => length = value.trim().parse().unwrap_or(0),
+                            _ => {}
+                        }
+                    }
+                    let mut body = vec![0; length];
+                    let _ = reader.read_exact(&mut body);
+                    let echo = format!("{uri} key={key} auth={auth}\n");
+                    let reply = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{echo}",
+                        echo.len()
+                    );
+                    if out.write_all(reply.as_bytes()).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+/// Case 17 through the real Envoy: the upstream gets the credential (the run's sanity
+/// check) and the log line is the spec's (section 7), filled from the grafted parts.
+#[test]
+fn case_17_answers_through_envoy_and_writes_the_spec_line() {
+    use crate::envoy::{Envoy, EnvoyRun};
+    use crate::procs::free_port;
+    use std::time::{Duration, Instant};
+    let (setup, dir, _) = compiled("envoy");
+    let upstream = echo_upstream();
+    let setup = Setup {
+        upstream_port: upstream,
+        ..setup
+    };
+    let case = Case::all().into_iter().find(|c| c.id == 17).unwrap();
+    let (listen, admin) = (free_port().unwrap(), free_port().unwrap());
+    let rendered = crate::cases::render(&case, &setup, &dir.join("case17"), listen, admin).unwrap();
+    // The same config with the logger writing to a file instead of /dev/null.
+    let log = dir.join("requests.log");
+    let mut doc: Value =
+        serde_json::from_str(&fs::read_to_string(&rendered.envoy_config).unwrap()).unwrap();
+    doc["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+        ["access_log"][0]["typed_config"]["path"] = json!(log.display().to_string());
+    fs::write(&rendered.envoy_config, doc.to_string()).unwrap();
+    let bin = crate::run::envoy_bin(&crate::run::repo_root()).unwrap();
+    let run = EnvoyRun {
+        bin: &bin,
+        concurrency: 1,
+        cpus: "0",
+    };
+    let envoy = Envoy::start(
+        &run,
+        "case 17",
+        &rendered.envoy_config,
+        listen,
+        admin,
+        &dir.join("envoy.log"),
+    )
+    .unwrap();
+    let deadline = Duration::from_secs(60);
+    let ok = |r: &crate::http::Response| r.status == 200 && case.upstream_saw_credential(&r.body);
+    crate::http::wait_for(envoy.listen, &case.path(), &[], deadline, ok).unwrap();
+    let start = Instant::now();
+    let line = loop {
+        let text = fs::read_to_string(&log).unwrap_or_default();
+        if let Some(line) = text.lines().find(|l| l.contains("\"status\":200")) {
+            break line.to_owned();
+        }
+        assert!(start.elapsed() < deadline, "no request line in {text:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    // Timestamp and duration vary; the rest is the spec's line for this request.
+    let (head, rest) = line.split_once(r#""ts":""#).unwrap();
+    let (ts, rest) = rest.split_once('"').unwrap();
+    assert_eq!(ts.len(), "2025-01-15T10:30:00Z".len(), "{line}");
+    assert!(ts.ends_with('Z') && ts.as_bytes()[10] == b'T', "{line}");
+    let (before, after) = rest.split_once(r#""duration":""#).unwrap();
+    let (ms, after) = after.split_once("ms\"").unwrap();
+    assert!(ms.parse::<u64>().is_ok(), "{line}");
+    assert_eq!(
+        format!("{head}\"ts\":\"TS\"{before}\"duration\":\"Dms\"{after}"),
+        format!(
+            r#"{{"level":"info","ts":"TS","msg":"Egress request","target":"api","method":"GET","path":"/egress/api/v1/items/42","target_url":"http://127.0.0.1:{upstream}/v1/items/42","duration":"Dms","status":200}}"#
+        )
+    );
+    drop(envoy);
+    let _ = fs::remove_dir_all(dir);
+}
