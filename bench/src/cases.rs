@@ -1,8 +1,10 @@
-//! The sixteen cases and their Envoy configs: cases 1–4 and 11 rendered by [`native`] (JSON
+//! The eighteen cases and their Envoy configs: cases 1–4 and 11 rendered by [`native`] (JSON
 //! bootstraps), the others by `egressctl compile --engine wasm|auto` of egress configs written
 //! here (what cases 8–10 add to the API-key config lives in `auth_cases`). Cases 5–10 and 12
-//! are the `wasm` engine, 13–16 the `auto` engine (issue 11).
+//! are the `wasm` engine, 13–16 the `auto` engine (issue 11). Cases 17 and 18 are cases 2 and
+//! 4 with the request log line the `auto` engine renders grafted on ([`log_line`]).
 
+pub mod log_line;
 mod native;
 
 pub use native::native_bootstrap;
@@ -56,6 +58,22 @@ pub enum Kind {
     OursSigv4,
     /// Case 1 behind the TLS listener of case 8: what TLS with client certificates costs.
     LimitMtls,
+    /// Case 2 plus the spec's request log line as the `auto` engine writes it for a native
+    /// leaf ([`log_line`]).
+    NativeGenericLogged,
+    /// Case 4 plus the same log line parts.
+    FloorLogged,
+}
+
+impl Kind {
+    /// The case a `*Logged` kind adds the log line to.
+    pub fn without_log_line(self) -> Option<Kind> {
+        match self {
+            Kind::NativeGenericLogged => Some(Kind::NativeGeneric),
+            Kind::FloorLogged => Some(Kind::Floor),
+            _ => None,
+        }
+    }
 }
 
 /// Which `egressctl compile --engine` renders a case of ours.
@@ -96,7 +114,8 @@ impl Case {
             id,
             kind,
             engine: match kind {
-                Limit | NativeGeneric | NativeOauth2 | Floor | LimitMtls => None,
+                Limit | NativeGeneric | NativeOauth2 | Floor | LimitMtls | NativeGenericLogged
+                | FloorLogged => None,
                 _ if id >= 13 => Some(EngineSel::Auto),
                 _ => Some(EngineSel::Wasm),
             },
@@ -195,6 +214,18 @@ impl Case {
                 "16 auto 10k",
                 "`auto` engine, 10,000 routes (request hits the last one)",
             ),
+            c(
+                17,
+                NativeGenericLogged,
+                "17 native key+log",
+                "case 2 + the spec's log line as `auto` writes it for a native leaf (its `set_filter_state` filter, route metadata; one logger, the cheapest form)",
+            ),
+            c(
+                18,
+                FloorLogged,
+                "18 wasm floor+log",
+                "case 4 + the same log line parts as case 17",
+            ),
         ]
     }
 
@@ -224,6 +255,8 @@ impl Case {
             // Case 9: the caller's JWT must not reach the upstream (`auth=` empty).
             Kind::NativeGeneric
             | Kind::Floor
+            | Kind::NativeGenericLogged
+            | Kind::FloorLogged
             | Kind::OursApiKey
             | Kind::OursManyRoutes
             | Kind::OursFewRoutes
@@ -290,6 +323,16 @@ pub fn render(case: &Case, setup: &Setup, dir: &Path, listen: u16, admin: u16) -
         Kind::Limit | Kind::NativeGeneric | Kind::NativeOauth2 | Kind::Floor | Kind::LimitMtls => {
             let path = dir.join("envoy.json");
             let bootstrap = native_bootstrap(case.kind, setup, listen, admin);
+            fs::write(&path, serde_json::to_string_pretty(&bootstrap)?)?;
+            path
+        }
+        Kind::NativeGenericLogged | Kind::FloorLogged => {
+            let base = case.kind.without_log_line().unwrap_or(case.kind);
+            let parts = log_line::compiled_log_parts(setup, &dir.join("auto"), listen, admin)?;
+            let mut bootstrap = native_bootstrap(base, setup, listen, admin);
+            log_line::graft(&mut bootstrap, &parts)
+                .with_context(|| format!("case {}: grafting the log line", case.id))?;
+            let path = dir.join("envoy.json");
             fs::write(&path, serde_json::to_string_pretty(&bootstrap)?)?;
             path
         }
@@ -439,6 +482,14 @@ mod tests {
         assert!(!key.upstream_saw_credential("/v1/items/42 key= auth=\n"));
         assert!(oauth.upstream_saw_credential("/v1/items/42 key= auth=Bearer tokens-token-1\n"));
         assert!(!oauth.upstream_saw_credential("/v1/items/42 key= auth=\n"));
+        // Cases 17 and 18 inject as cases 2 and 4 do (the log line changes no request).
+        for logged in &cases[16..18] {
+            assert!(logged.upstream_saw_credential("/v1/items/42 key=bench-api-key auth=\n"));
+            assert!(!logged.upstream_saw_credential("/v1/items/42 key= auth=\n"));
+            assert!(!logged
+                .upstream_saw_credential("/egress/api/v1/items/42 key=bench-api-key auth=\n"));
+            assert_eq!(logged.path(), key.path());
+        }
     }
 
     #[test]
@@ -478,7 +529,10 @@ mod tests {
         for id in 13..=16 {
             assert_eq!(engine(id), Some(EngineSel::Auto), "case {id}");
         }
+        for id in [17, 18] {
+            assert_eq!(engine(id), None, "case {id}");
+        }
         let ids: Vec<usize> = Case::all().iter().map(|c| c.id).collect();
-        assert_eq!(ids, (1..=16).collect::<Vec<_>>());
+        assert_eq!(ids, (1..=18).collect::<Vec<_>>());
     }
 }

@@ -9,12 +9,15 @@ use plotters::style::text_anchor::{HPos, Pos, VPos};
 use std::path::Path;
 
 /// Bar colours: Envoy alone and native filters grey-blue, the wasm floor amber, ours green
-/// (callers and SigV4 teal, the `auto` engine purple).
+/// (callers and SigV4 teal, the `auto` engine purple); cases 2 and 4 with the log line
+/// (17, 18) in lighter shades of theirs.
 fn colour(case: usize) -> RGBColor {
     match case {
         1 | 11 => RGBColor(120, 130, 145),
         2 | 3 => RGBColor(70, 110, 170),
+        17 => RGBColor(130, 165, 215),
         4 => RGBColor(220, 150, 40),
+        18 => RGBColor(240, 195, 120),
         8..=10 => RGBColor(40, 130, 140),
         13..=16 => RGBColor(130, 80, 160),
         _ => RGBColor(60, 150, 90),

@@ -126,3 +126,73 @@ fn new_runs_go_on_top() {
     assert_eq!(text.matches(RUNS_MARKER).count(), 1);
     let _ = fs::remove_dir_all(dir);
 }
+
+/// Cases 17 and 18 (cases 2 and 4 with the spec's log line) get their own rows, apart from
+/// issue 11's targets, which stay judged against cases 2 and 4.
+#[test]
+fn like_for_like_rows_judge_against_cases_17_and_18_and_leave_issue_11_alone() {
+    let cases = crate::cases::Case::all();
+    let samples = vec![
+        sample(2, 0, 100.0, 1.0),
+        sample(4, 0, 80.0, 1.0),
+        sample(5, 0, 66.0, 1.0),
+        sample(13, 0, 83.0, 1.0),
+        sample(14, 0, 63.0, 1.0),
+        sample(17, 0, 85.0, 1.0),
+        sample(18, 0, 70.0, 1.0),
+    ];
+    let report = RunReport {
+        summaries: summarize(&cases, &samples),
+        samples,
+        ..empty_report()
+    };
+    let find = |rows: Vec<Target>, prefix: &str| {
+        rows.into_iter()
+            .find(|t| t.what.starts_with(prefix))
+            .map(|t| (t.measured, t.met))
+    };
+    // Issue 11's targets, unchanged.
+    assert_eq!(
+        find(
+            report.targets(),
+            "case 13 (`auto`, API key) req/s ≥ 0.97 × case 2 (issue 11)"
+        ),
+        Some(("0.830".into(), Some(false)))
+    );
+    assert_eq!(
+        find(
+            report.targets(),
+            "case 14 (`auto`, OAuth2 cached) req/s ≥ 0.97 × case 4 (issue 11)"
+        ),
+        Some(("0.787".into(), Some(false)))
+    );
+    assert!(report.targets().iter().all(|t| !t.what.contains("case 17")));
+    // The like-for-like rows: 83/85, 63/70, 66/70; what the line costs 2 and 4.
+    let lfl = || report.like_for_like();
+    assert_eq!(find(lfl(), "case 13 "), Some(("0.976".into(), Some(true))));
+    assert!(lfl()[0]
+        .what
+        .contains("≥ 0.97 × case 17 (native injector + the spec's log line)"));
+    assert_eq!(find(lfl(), "case 14 "), Some(("0.900".into(), Some(false))));
+    assert_eq!(find(lfl(), "case 5 "), Some(("0.943".into(), Some(false))));
+    assert!(lfl()[2].what.contains("≥ 0.95 × case 18"));
+    assert_eq!(find(lfl(), "case 17 "), Some(("0.850".into(), None)));
+    assert_eq!(find(lfl(), "case 18 "), Some(("0.875".into(), None)));
+    // The markdown: the section is labelled as proposed, after the targets; the main table has
+    // the "× case 17" and "× case 18" columns.
+    let md = report.markdown();
+    let targets = md.find("### Targets").unwrap();
+    let lfl_at = md
+        .find("### Like-for-like comparisons (proposed, not issue 11's targets)")
+        .unwrap();
+    assert!(targets < lfl_at);
+    assert!(md.contains("| × case 5 | × case 17 | × case 18 | p99 × case 4 |"));
+    assert!(md.contains("| 13 | `auto` engine, API key target | 83 |"));
+    let row13 = md
+        .lines()
+        .find(|l| l.starts_with("| 13 |"))
+        .unwrap()
+        .split(" | ")
+        .collect::<Vec<_>>();
+    assert_eq!((row13[9], row13[10]), ("0.976", "1.186"));
+}

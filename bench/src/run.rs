@@ -16,7 +16,7 @@ use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
-fn repo_root() -> PathBuf {
+pub(crate) fn repo_root() -> PathBuf {
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
     manifest.parent().unwrap_or(manifest).to_path_buf()
 }
@@ -33,7 +33,7 @@ pub(crate) fn need(path: PathBuf, how: &str) -> Result<PathBuf> {
     }
 }
 
-fn envoy_bin(repo: &Path) -> Result<PathBuf> {
+pub(crate) fn envoy_bin(repo: &Path) -> Result<PathBuf> {
     if let Some(bin) = std::env::var_os("ENVOY_BIN") {
         return need(PathBuf::from(bin), "ENVOY_BIN points at no file");
     }
@@ -467,7 +467,12 @@ pub fn run(opts: &Options) -> Result<()> {
     )?;
     report.chart = chart_name;
     report::insert_run(&out, &report.markdown())?;
-    println!("\n{}\n{}", report.table(), report.targets_table());
+    println!(
+        "\n{}\n{}\n{}",
+        report.table(),
+        report.targets_table(),
+        report.like_for_like_table()
+    );
     println!("results: {}", out.display());
     Ok(())
 }

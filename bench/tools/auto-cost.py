@@ -7,7 +7,8 @@ its listener with one native part taken out at a time, and runs each under wrk b
 rounds, on the bench's pinned cores (Envoy on core 0, wrk and nginx on core 1). Prints req/s and
 Envoy CPU time per request, each as a ratio to case 2 (medians over rounds). `case2_log` is case 2
 with the spec's log line added the cheapest way: a like-for-like baseline for the `auto` engine,
-which must write that line (issue 11's targets keep case 2 as it is).
+which must write that line (issue 11's targets keep case 2 as it is). Its parts are read out of
+case 13's listener (`log_parts`), as `make bench` does for its cases 17 and 18.
 
 The variants are measurement probes, not configs to ship: most of them drop behaviour the
 engine needs (the log line, caller-header removal, the plain-path check).
@@ -144,39 +145,58 @@ def case2_hcm(doc):
     return doc["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
 
 
-LOG_FRAGMENT = 'api","method":"%REQ(:METHOD)%","path":"%PATH(NQ)%","target_url":"http://upstream'
-LOG_LINE = ('{"level":"info","ts":"%START_TIME(%Y-%m-%dT%H:%M:%SZ)%","msg":"Egress request",'
-            '"target":"%FILTER_STATE(egress.native_log:PLAIN)%%PATH(NQ:PATH)%",'
-            '"duration":"%DURATION%ms","status":%RESPONSE_CODE%}\n')
+SET_FILTER_STATE = "type.googleapis.com/envoy.extensions.filters.http.set_filter_state.v3.Config"
 
 
-def with_filter_state(doc, fragment=LOG_FRAGMENT):
-    case2_hcm(doc)["http_filters"].insert(0, {
-        "name": "egress.log",
-        "typed_config": {
-            "@type": "type.googleapis.com/envoy.extensions.filters.http.set_filter_state.v3.Config",
-            "on_request_headers": [{
-                "object_key": "egress.native_log",
-                "factory_key": "envoy.string",
-                "format_string": {"text_format_source": {"inline_string": fragment}},
-            }],
-        },
-    })
+def log_parts(lds):
+    """What case 13's listener adds to a native leaf's request for the spec's log line, read
+    out of it (no format string is copied here; `make bench` grafts the same parts onto cases 2
+    and 4 as cases 17 and 18, bench/src/cases/log_line.rs): the `set_filter_state` filter the
+    leaf enables (its fragment reads the route metadata), the access logger printing that
+    filter state (without its CEL filter) and the leaf's route metadata."""
+    h = hcm(lds)
+    filters = {f["name"]: f for f in h["http_filters"]}
+    leaves = []
+    walk(h["route_config"], lambda o: leaves.append(o) if "metadata" in o and "route" in o else None)
+    for leaf in leaves:
+        for name in leaf.get("typed_per_filter_config", {}):
+            f = filters.get(name, {})
+            typed = f.get("typed_config", {})
+            if typed.get("@type") != SET_FILTER_STATE:
+                continue
+            fragment = typed["on_request_headers"][0]["format_string"]["text_format_source"]["inline_string"]
+            if "%METADATA(ROUTE:" not in fragment:
+                continue
+            key = typed["on_request_headers"][0]["object_key"]
+            logger = next(l for l in h["access_log"] if f"%FILTER_STATE({key}:" in
+                          l["typed_config"]["log_format"]["text_format_source"]["inline_string"])
+            f = copy.deepcopy(f)
+            f.pop("disabled", None)
+            logger = copy.deepcopy(logger)
+            logger.pop("filter", None)
+            return {"filter": f, "logger": logger, "metadata": leaf["metadata"]}
+    sys.exit("case 13's listener has no route leaf enabling a set_filter_state filter that reads its metadata")
 
 
-def with_logger(doc, line=LOG_LINE):
-    case2_hcm(doc)["access_log"] = [{
-        "name": "envoy.access_loggers.file",
-        "typed_config": {
-            "@type": "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog",
-            "path": "/dev/null",
-            "log_format": {"text_format_source": {"inline_string": line}},
-        },
-    }]
+# Set by main() from case 13's listener.
+LOG_PARTS = None
+
+
+def with_filter_state(doc):
+    h = case2_hcm(doc)
+    h["http_filters"].insert(len(h["http_filters"]) - 1, copy.deepcopy(LOG_PARTS["filter"]))
+    h["route_config"]["virtual_hosts"][0]["routes"][0]["metadata"] = copy.deepcopy(LOG_PARTS["metadata"])
+
+
+def with_logger(doc, line=None):
+    logger = copy.deepcopy(LOG_PARTS["logger"])
+    if line is not None:
+        logger["typed_config"]["log_format"]["text_format_source"]["inline_string"] = line
+    case2_hcm(doc)["access_log"] = [logger]
 
 
 def case2_log(doc):
-    """case 2 + the spec's log line as `auto` writes it for a native leaf (set_filter_state with the caller's path, one file logger appending the rewritten path), without the CEL-selected second logger"""
+    """case 2 + the spec's log line as `auto` writes it for a native leaf (its set_filter_state filter and route metadata, one file logger appending the rewritten path), without the CEL-selected second logger: case 17 of make bench"""
     doc = copy.deepcopy(doc)
     with_filter_state(doc)
     with_logger(doc)
@@ -184,7 +204,7 @@ def case2_log(doc):
 
 
 def case2_fs(doc):
-    """case 2 + the set_filter_state filter of case2_log alone (no logger)"""
+    """case 2 + the set_filter_state filter (and route metadata) of case2_log alone (no logger)"""
     doc = copy.deepcopy(doc)
     with_filter_state(doc)
     return doc
@@ -282,6 +302,8 @@ def main():
     if lds_file is None or not (WORK / "nginx/nginx.conf").exists():
         sys.exit("no case 13 config under target/bench/work: run make bench with case 13 first")
     base = load_lds(lds_file)
+    global LOG_PARTS
+    LOG_PARTS = log_parts(base)
     out_root = Path("target/bench/auto-cost")
     configs = {}
     for name in [c for c in chosen if c in BASELINES]:
