@@ -2,6 +2,22 @@
 use super::*;
 
 /// A report with nothing measured (tests fill in what they check).
+/// The measured value and verdict of the first row whose text starts with `prefix`.
+fn verdict(rows: Vec<Target>, prefix: &str) -> Option<(String, Option<bool>)> {
+    rows.into_iter()
+        .find(|t| t.what.starts_with(prefix))
+        .map(|t| (t.measured, t.met))
+}
+
+/// A report of these samples (every case's summary from them), nothing else.
+fn report_of(samples: Vec<Sample>) -> RunReport {
+    RunReport {
+        summaries: summarize(&crate::cases::Case::all(), &samples),
+        samples,
+        ..empty_report()
+    }
+}
+
 fn empty_report() -> RunReport {
     RunReport {
         started: String::new(),
@@ -56,7 +72,6 @@ fn ratios_are_taken_within_rounds_then_medianed() {
 
 #[test]
 fn callers_and_sigv4_goals_are_judged_against_case_5() {
-    let cases = crate::cases::Case::all();
     let samples = vec![
         sample(1, 0, 200.0, 1.0),
         sample(5, 0, 100.0, 1.0),
@@ -65,18 +80,8 @@ fn callers_and_sigv4_goals_are_judged_against_case_5() {
         sample(10, 0, 91.0, 1.0),
         sample(11, 0, 160.0, 1.0),
     ];
-    let report = RunReport {
-        summaries: summarize(&cases, &samples),
-        samples,
-        ..empty_report()
-    };
-    let verdict = |prefix: &str| {
-        let t = report
-            .targets()
-            .into_iter()
-            .find(|t| t.what.starts_with(prefix));
-        t.map(|t| (t.measured, t.met))
-    };
+    let report = report_of(samples);
+    let verdict = |prefix: &str| verdict(report.targets(), prefix);
     assert_eq!(verdict("case 8 "), Some(("0.960".into(), Some(true))));
     assert_eq!(verdict("case 9 "), Some(("0.940".into(), Some(false))));
     assert_eq!(verdict("case 10 "), Some(("0.910".into(), Some(true))));
@@ -131,7 +136,6 @@ fn new_runs_go_on_top() {
 /// issue 11's targets, which stay judged against cases 2 and 4.
 #[test]
 fn like_for_like_rows_judge_against_cases_17_and_18_and_leave_issue_11_alone() {
-    let cases = crate::cases::Case::all();
     let samples = vec![
         sample(2, 0, 100.0, 1.0),
         sample(4, 0, 80.0, 1.0),
@@ -141,26 +145,17 @@ fn like_for_like_rows_judge_against_cases_17_and_18_and_leave_issue_11_alone() {
         sample(17, 0, 85.0, 1.0),
         sample(18, 0, 70.0, 1.0),
     ];
-    let report = RunReport {
-        summaries: summarize(&cases, &samples),
-        samples,
-        ..empty_report()
-    };
-    let find = |rows: Vec<Target>, prefix: &str| {
-        rows.into_iter()
-            .find(|t| t.what.starts_with(prefix))
-            .map(|t| (t.measured, t.met))
-    };
+    let report = report_of(samples);
     // Issue 11's targets, unchanged.
     assert_eq!(
-        find(
+        verdict(
             report.targets(),
             "case 13 (`auto`, API key) req/s ≥ 0.97 × case 2 (issue 11)"
         ),
         Some(("0.830".into(), Some(false)))
     );
     assert_eq!(
-        find(
+        verdict(
             report.targets(),
             "case 14 (`auto`, OAuth2 cached) req/s ≥ 0.97 × case 4 (issue 11)"
         ),
@@ -169,15 +164,24 @@ fn like_for_like_rows_judge_against_cases_17_and_18_and_leave_issue_11_alone() {
     assert!(report.targets().iter().all(|t| !t.what.contains("case 17")));
     // The like-for-like rows: 83/85, 63/70, 66/70; what the line costs 2 and 4.
     let lfl = || report.like_for_like();
-    assert_eq!(find(lfl(), "case 13 "), Some(("0.976".into(), Some(true))));
+    assert_eq!(
+        verdict(lfl(), "case 13 "),
+        Some(("0.976".into(), Some(true)))
+    );
     assert!(lfl()[0]
         .what
         .contains("≥ 0.97 × case 17 (native injector + the spec's log line)"));
-    assert_eq!(find(lfl(), "case 14 "), Some(("0.900".into(), Some(false))));
-    assert_eq!(find(lfl(), "case 5 "), Some(("0.943".into(), Some(false))));
+    assert_eq!(
+        verdict(lfl(), "case 14 "),
+        Some(("0.900".into(), Some(false)))
+    );
+    assert_eq!(
+        verdict(lfl(), "case 5 "),
+        Some(("0.943".into(), Some(false)))
+    );
     assert!(lfl()[2].what.contains("≥ 0.95 × case 18"));
-    assert_eq!(find(lfl(), "case 17 "), Some(("0.850".into(), None)));
-    assert_eq!(find(lfl(), "case 18 "), Some(("0.875".into(), None)));
+    assert_eq!(verdict(lfl(), "case 17 "), Some(("0.850".into(), None)));
+    assert_eq!(verdict(lfl(), "case 18 "), Some(("0.875".into(), None)));
     // The markdown: the section is labelled as proposed, after the targets; the main table has
     // the "× case 17" and "× case 18" columns.
     let md = report.markdown();

@@ -54,24 +54,7 @@ impl Running {
             config(listen, upstream.port(), "/v1", "key-1", None, None),
         )
         .unwrap();
-        let out = ctl(
-            &dir,
-            &[
-                "compile",
-                "config.yaml",
-                "--out",
-                "state",
-                "--admin",
-                &format!("127.0.0.1:{admin}"),
-                "--engine",
-                engine.as_str(),
-            ],
-        );
-        assert!(
-            out.status.success(),
-            "{engine}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        compile(&dir, &format!("127.0.0.1:{admin}"), engine);
         prepare(&dir.path().join("state"));
         let envoy = Envoy::start(&dir.path().join("state/envoy.yaml"), &[]).unwrap();
         envoy.wait_ready(&format!("127.0.0.1:{admin}")).unwrap();
@@ -99,6 +82,18 @@ impl Running {
         self.apply_as_is(&args)
     }
 
+    /// `egressctl apply --engine <self.engine>`, which must succeed.
+    fn apply_ok(&self) -> std::process::Output {
+        let out = self.apply(&[]);
+        assert!(
+            out.status.success(),
+            "{}: {}",
+            self.engine,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
     /// `egressctl apply` with only `extra` (no `--engine`: the state's).
     fn apply_as_is(&self, extra: &[&str]) -> std::process::Output {
         // Envoy confirms a change in well under a second; the shared deadline leaves room
@@ -119,6 +114,28 @@ impl Running {
     fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.listen)
     }
+}
+
+/// `egressctl compile config.yaml --out state --admin ADMIN --engine ENGINE` in `dir`; must pass.
+fn compile(dir: &tempfile::TempDir, admin: &str, engine: Engine) {
+    let out = ctl(
+        dir,
+        &[
+            "compile",
+            "config.yaml",
+            "--out",
+            "state",
+            "--admin",
+            admin,
+            "--engine",
+            engine.as_str(),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{engine}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn ctl(dir: &tempfile::TempDir, args: &[&str]) -> std::process::Output {
@@ -404,12 +421,7 @@ fn apply_in_a_directory_an_older_egressctl_compiled_writes_the_lds_yaml_envoy_wa
     let before = std::fs::read(state.join("lds.yaml")).unwrap();
     // A new route (a listener change Envoy must see) and a new key.
     r.reconfigure("/v2", "key-2", Some("/egress/extra"), None);
-    let out = r.apply(&[]);
-    assert!(
-        out.status.success(),
-        "{engine}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = r.apply_ok();
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("accepted the new clusters and listeners"),
         "{engine}: {}",
@@ -436,35 +448,13 @@ fn apply_after_compile_over_an_older_directory_reaches_the_envoy_still_running_o
     let r = Running::start_from(engine, make_legacy);
     let state = r.dir.path().join("state");
     let admin = state_json(&r)["admin"].as_str().unwrap().to_owned();
-    let out = ctl(
-        &r.dir,
-        &[
-            "compile",
-            "config.yaml",
-            "--out",
-            "state",
-            "--admin",
-            &admin,
-            "--engine",
-            engine.as_str(),
-        ],
-    );
-    assert!(
-        out.status.success(),
-        "{engine}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    compile(&r.dir, &admin, engine);
     assert!(
         !state.join("lds.yaml").exists(),
         "{engine}: compile removes lds.yaml"
     );
     r.reconfigure("/v2", "key-2", Some("/egress/extra"), None);
-    let out = r.apply(&[]);
-    assert!(
-        out.status.success(),
-        "{engine}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    r.apply_ok();
     let echo = get(&r.url("/egress/extra/x")).unwrap().json().unwrap();
     assert_eq!(echo["path"], "/v2/x", "{engine}");
     assert_eq!(echo["headers"]["x-api-key"], "key-2", "{engine}");
@@ -495,24 +485,7 @@ fn apply_to_an_envoy_started_from_another_directory_is_refused_and_writes_nothin
         ),
     )
     .unwrap();
-    let out = ctl(
-        &other,
-        &[
-            "compile",
-            "config.yaml",
-            "--out",
-            "state",
-            "--admin",
-            &admin,
-            "--engine",
-            engine.as_str(),
-        ],
-    );
-    assert!(
-        out.status.success(),
-        "{engine}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    compile(&other, &admin, engine);
     let lds = other.path().join("state/lds.json");
     let before = std::fs::read(&lds).unwrap();
     let out = ctl(&other, &["apply", "config.yaml", "--out", "state"]);
