@@ -100,7 +100,7 @@ struct Pair {
 
 fn compile(
     dir: &Path,
-    engine: &str,
+    engine: Engine,
     enabled: bool,
     upstream: u16,
 ) -> (std::process::Output, PathBuf, u16, u16, PathBuf) {
@@ -112,28 +112,20 @@ fn compile(
     )
     .unwrap();
     let (listen, admin) = (free_port().unwrap(), free_port().unwrap());
-    let out = dir.join(format!("out-{engine}"));
-    let log = dir.join(format!("requests-{engine}.log"));
-    let o = egressctl()
+    let out = dir.join(format!("out-{}", engine.as_str()));
+    let log = dir.join(format!("requests-{}.log", engine.as_str()));
+    let o = compile_command(&config, &out, admin, engine)
         .unwrap()
-        .args(["compile", config.to_str().unwrap(), "--engine", engine])
-        .args(["--out", out.to_str().unwrap()])
-        .args(["--admin", &format!("127.0.0.1:{admin}")])
-        .args(["--wasm", filter_wasm().to_str().unwrap()])
         .env("AUTO_LISTEN", listen.to_string())
         .env("AUTO_UPSTREAM", upstream.to_string())
         .env("AUTO_LOG", log.to_str().unwrap())
         .output()
         .unwrap();
-    assert!(
-        o.status.success(),
-        "compile --engine {engine}: {}",
-        output_text(&o)
-    );
+    assert!(o.status.success(), "compile {engine}: {}", output_text(&o));
     (o, out, listen, admin, log)
 }
 
-fn run(dir: &Path, engine: &str, enabled: bool, upstream: u16) -> Running {
+fn run(dir: &Path, engine: Engine, enabled: bool, upstream: u16) -> Running {
     let (compiled, out, listen, admin, log) = compile(dir, engine, enabled, upstream);
     let envoy = envoy_from_compile(
         &compiled,
@@ -158,8 +150,8 @@ impl Pair {
         )
         .unwrap();
         let dir = scratch_dir().unwrap();
-        let auto = run(dir.path(), "auto", enabled, upstream.port());
-        let wasm = run(dir.path(), "wasm", enabled, upstream.port());
+        let auto = run(dir.path(), Engine::Auto, enabled, upstream.port());
+        let wasm = run(dir.path(), Engine::Wasm, enabled, upstream.port());
         Pair {
             _upstream: upstream,
             _dir: dir,
@@ -460,12 +452,8 @@ fn ten_thousand_routes_compile_and_envoy_accepts_and_routes_them() {
     let (listen, admin) = (free_port().unwrap(), free_port().unwrap());
     let out = dir.path().join("out");
     let started = Instant::now();
-    let o = egressctl()
+    let o = compile_command(&path, &out, admin, Engine::Auto)
         .unwrap()
-        .args(["compile", path.to_str().unwrap(), "--engine", "auto"])
-        .args(["--out", out.to_str().unwrap()])
-        .args(["--admin", &format!("127.0.0.1:{admin}")])
-        .args(["--wasm", filter_wasm().to_str().unwrap()])
         .env("AUTO_LISTEN", listen.to_string())
         .env("AUTO_UPSTREAM", upstream.port().to_string())
         .output()

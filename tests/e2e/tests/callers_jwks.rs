@@ -131,19 +131,11 @@ fn jwt_access_tokens_are_verified_through_jwks_url_and_a_key_rotation_is_picked_
     // Started without the jwks_url issuer: its tokens are refused.
     std::fs::write(&cfg, config(listen, &crm, None)).unwrap();
     let admin_addr = format!("127.0.0.1:{admin}");
-    let wasm = filter_wasm();
-    egressctl_ok(&[
-        "compile",
-        cfg_s,
-        "--out",
-        out_s,
-        "--admin",
-        &admin_addr,
-        "--wasm",
-        wasm.to_str().unwrap(),
-        "--engine",
-        engine.as_str(),
-    ]);
+    let compiled = compile_command(&cfg, &out, admin, engine)
+        .unwrap()
+        .output()
+        .unwrap();
+    assert!(compiled.status.success(), "{}", output_text(&compiled));
     let envoy = Envoy::start(&out.join("envoy.yaml"), &[]).unwrap();
     envoy.wait_ready(&admin_addr).unwrap();
     let first = access_token(&oauth, &ca);
