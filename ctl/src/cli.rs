@@ -61,7 +61,7 @@ pub enum Command {
     /// Change a running Envoy: validate, print what changes (secrets redacted), write the new
     /// files and confirm through Envoy's admin that it accepted them.
     #[command(
-        after_help = "Example:\n  egressctl apply config.yaml --dry-run\n  egressctl apply config.yaml --out .egressctl\n\nExit 0: applied (or nothing to do); 1: invalid config, nothing changed; 3: Envoy rejected the change or is unreachable (the previous config keeps serving)."
+        after_help = "Example:\n  egressctl apply config.yaml --dry-run\n  egressctl apply config.yaml --out .egressctl\n\nThe files written are the ones the Envoy at the admin address in DIR/state.json watches (asked through its admin); an Envoy started from another directory is refused, nothing written.\n\nExit 0: applied (or nothing to do); 1: invalid config, nothing changed; 3: Envoy rejected the change, is unreachable, or was started from another directory (the previous config keeps serving)."
     )]
     Apply(ApplyArgs),
 
