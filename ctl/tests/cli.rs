@@ -357,16 +357,7 @@ fn compile_refuses_a_private_key_that_does_not_parse_for_its_algorithm() {
         "-----BEGIN PRIVATE KEY-----\nSECRET-not-a-key\n-----END PRIVATE KEY-----\n",
     )
     .unwrap();
-    let out = ctl.run(&[
-        "compile",
-        "config.yaml",
-        "--out",
-        "out",
-        "--wasm",
-        "fake.wasm",
-        "--system-ca",
-        "system-ca.pem",
-    ]);
+    let out = ctl.run(&COMPILE);
     assert_eq!(out.status.code(), Some(3));
     let err = stderr(&out);
     assert!(

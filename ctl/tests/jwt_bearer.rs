@@ -146,16 +146,7 @@ fn compile_refuses_an_inline_key_that_does_not_parse() {
         "-----BEGIN PRIVATE KEY-----\nSECRET-garbage\n-----END PRIVATE KEY-----\n",
     )
     .unwrap();
-    let out = ctl.run(&[
-        "compile",
-        "config.yaml",
-        "--out",
-        "out",
-        "--wasm",
-        "fake.wasm",
-        "--system-ca",
-        "system-ca.pem",
-    ]);
+    let out = ctl.run(&COMPILE);
     let all = format!("{}{}", stdout(&out), stderr(&out));
     assert_ne!(out.status.code(), Some(0), "{all}");
     assert!(

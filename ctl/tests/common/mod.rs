@@ -3,6 +3,18 @@
 #![allow(dead_code)]
 
 use serde_json::Value;
+
+/// `compile` of the test folder's config into `out/`, with a stand-in module and CA bundle.
+pub const COMPILE: [&str; 8] = [
+    "compile",
+    "config.yaml",
+    "--out",
+    "out",
+    "--wasm",
+    "fake.wasm",
+    "--system-ca",
+    "system-ca.pem",
+];
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
@@ -67,16 +79,7 @@ impl Ctl {
     }
 
     pub fn compile(&self, extra: &[&str]) -> (Output, Value) {
-        let mut args = vec![
-            "compile",
-            "config.yaml",
-            "--out",
-            "out",
-            "--wasm",
-            "fake.wasm",
-            "--system-ca",
-            "system-ca.pem",
-        ];
+        let mut args = COMPILE.to_vec();
         args.extend_from_slice(extra);
         let out = self.run(&args);
         assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
