@@ -2,6 +2,8 @@
 //! files in the filter config, `routes` showing who may call, `explain` asking the engine.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use serde_json::Value;
 use std::process::{Command, Output};
 
@@ -45,15 +47,9 @@ egress:
 /// Ed25519 public key (PEM), generated once with openssl for this test.
 const ED_PUB: &str = "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEAai0F6YMFHoOaAeE7tJLF64GWlN4nhxYVjkodBGnaQiw=\n-----END PUBLIC KEY-----\n";
 
-/// `compile` of the test directory's config with a stand-in module.
-const COMPILE: [&str; 6] = [
-    "compile",
-    "config.yaml",
-    "--out",
-    "out",
-    "--wasm",
-    "fake.wasm",
-];
+/// `compile` of the test directory's config with a stand-in module (the shared list without
+/// its `--system-ca`: this directory has no CA bundle).
+const COMPILE: &[&str] = common::COMPILE.split_at(6).0;
 
 struct Ctl {
     dir: tempfile::TempDir,
@@ -155,7 +151,7 @@ fn compile_renders_the_listener_tls_context_and_reads_the_public_key() {
 #[test]
 fn compile_refuses_a_public_key_that_is_not_for_the_listed_algorithm() {
     let ctl = Ctl::new(&CONFIG.replace("algorithms: [EdDSA]", "algorithms: [RS256]"));
-    let out = ctl.run(&COMPILE);
+    let out = ctl.run(COMPILE);
     assert_ne!(out.status.code(), Some(0));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("crm-auth") && err.contains("RS256"), "{err}");

@@ -4,7 +4,8 @@
 
 use serde_json::Value;
 
-/// `compile` of the test folder's config into `out/`, with a stand-in module and CA bundle.
+/// `compile` of the test folder's config into `out/`, with a stand-in module and CA bundle
+/// (the CA bundle last: `callers.rs` takes the list without it).
 pub const COMPILE: [&str; 8] = [
     "compile",
     "config.yaml",
