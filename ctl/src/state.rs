@@ -305,17 +305,13 @@ impl StateDir {
     /// tree per route, and Envoy loads JSON of it many times faster than YAML. JSON is YAML
     /// too, so an Envoy watching a legacy `lds.yaml` reads it as well.
     pub fn write_listeners(&self, path: &Path, r: &Rendered) -> anyhow::Result<()> {
-        let text = envoy::listener_file_text(&r.listeners).context("cannot render JSON")?;
-        write_private(path, text.as_bytes())
+        write_private(path, listener_text(r)?.as_bytes())
     }
 
-    /// Whether the listener file at `path` already holds exactly these listeners (then writing
-    /// it again would only make Envoy count an update that changes nothing).
-    pub fn listeners_unchanged(&self, path: &Path, r: &Rendered) -> bool {
-        let Ok(old) = std::fs::read(path) else {
-            return false;
-        };
-        envoy::listener_file_text(&r.listeners).is_ok_and(|new| new.as_bytes() == old.as_slice())
+    /// Whether the listener file at `path` already holds exactly `text` (then writing it again
+    /// would only make Envoy count an update that changes nothing).
+    pub fn holds_listeners(&self, path: &Path, text: &str) -> bool {
+        std::fs::read(path).is_ok_and(|old| old == text.as_bytes())
     }
 
     pub fn write_bootstrap(&self, admin: &ListenAddr) -> anyhow::Result<()> {
@@ -347,6 +343,12 @@ impl StateDir {
     pub fn restore(&self, path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
         write_private(path, bytes)
     }
+}
+
+/// The listener file's text ([`envoy::listener_file_text`]): rendered once, then compared
+/// with and written to each file `apply` keeps ([`StateDir::listener_files`]).
+pub fn listener_text(r: &Rendered) -> anyhow::Result<String> {
+    envoy::listener_file_text(&r.listeners).context("cannot render JSON")
 }
 
 /// `apply` against an Envoy that watches the files of another directory (or none).

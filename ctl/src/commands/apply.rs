@@ -111,10 +111,11 @@ pub fn run(args: &ApplyArgs) -> anyhow::Result<ExitCode> {
     let Some(live) = lds_files.last().cloned() else {
         anyhow::bail!("no listener file to write");
     };
-    let listeners_unchanged = dir.listeners_unchanged(&live, &rendered);
+    let lds_text = crate::state::listener_text(&rendered)?;
+    let listeners_unchanged = dir.holds_listeners(&live, &lds_text);
     let lds_to_write: Vec<PathBuf> = lds_files
         .iter()
-        .filter(|p| !dir.listeners_unchanged(p, &rendered))
+        .filter(|p| !dir.holds_listeners(p, &lds_text))
         .cloned()
         .collect();
     let before = admin::stats(&state.admin, STATS_FILTER)?;
@@ -173,7 +174,7 @@ pub fn run(args: &ApplyArgs) -> anyhow::Result<ExitCode> {
     }
     // 3. Listeners, unless they are the ones Envoy runs (the watched file written last).
     for path in &lds_to_write {
-        dir.write_listeners(path, &rendered)?;
+        crate::state::write_private(path, lds_text.as_bytes())?;
     }
     if !listeners_unchanged {
         if let Err(e) = confirm(&state.admin, "listener_manager.lds", &mut seen, timeout) {
