@@ -142,6 +142,7 @@ pub fn filter_config(config: &Config, opts: &BuildOptions) -> FilterConfig {
     let mut fc = FilterConfig {
         version: FILTER_CONFIG_VERSION,
         enabled: config.enabled,
+        path_mode: config.path_mode,
         log_level: config.logger.level,
         role: opts.role,
         push_public_key: opts.push_public_key.clone(),

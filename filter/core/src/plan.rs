@@ -6,7 +6,7 @@
 
 use crate::secret::Secret;
 use crate::target_url::TargetUrl;
-pub use crate::types::{ClientAuth, LogLevel, Method, SigningAlg};
+pub use crate::types::{ClientAuth, LogLevel, Method, PathMode, SigningAlg};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -139,6 +139,10 @@ pub struct FilterConfig {
     pub version: u32,
     /// `egress.enabled`: when false every egress path gets 503 `egress_disabled`.
     pub enabled: bool,
+    /// `egress.path_mode` (left out when `canonicalize`: a module that predates it reads
+    /// such a config, and refuses a strict one rather than canonicalising).
+    #[serde(default, skip_serializing_if = "PathMode::is_canonicalize")]
+    pub path_mode: PathMode,
     pub log_level: LogLevel,
     /// Which listener this instance serves: the egress listener, or the token push listener.
     #[serde(default)]

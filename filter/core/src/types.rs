@@ -108,3 +108,39 @@ pub enum SigningAlg {
     RS256,
     ES256,
 }
+
+/// `egress.path_mode`: what happens to a request path that is not *plain* (plain: `/` and
+/// segments of letters, digits and `-._~:@!$&'()*+,=`, no `.`/`..` or empty segment, no
+/// percent-escape; a query of printable ASCII without `#`, `"` and `\`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum PathMode {
+    /// Brought to its one canonical spelling (escapes of plain characters decoded, the hex
+    /// digits of others upper-cased), or refused when it is not a valid path.
+    #[default]
+    Canonicalize,
+    /// Refused, 400 `invalid_path`, with one message whatever the reason: Envoy alone can
+    /// tell a plain path, so the `auto` engine serves a config of static credentials without
+    /// the wasm module.
+    Strict,
+}
+
+impl PathMode {
+    pub const ALL: [PathMode; 2] = [PathMode::Canonicalize, PathMode::Strict];
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|m| m.as_str() == text)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PathMode::Canonicalize => "canonicalize",
+            PathMode::Strict => "strict",
+        }
+    }
+
+    /// The default (left out of the filter config, which older modules then still read).
+    pub fn is_canonicalize(&self) -> bool {
+        *self == PathMode::Canonicalize
+    }
+}

@@ -440,3 +440,22 @@ fn a_target_of_the_wrong_type_does_not_make_its_routes_unknown() {
     );
     assert!(!text.contains("unknown target"), "{text}");
 }
+
+#[test]
+fn path_mode_is_canonicalize_by_default_strict_when_asked_and_named_when_unknown() {
+    use egress_core::config::PathMode;
+    let base = support::one_target(
+        "      url: https://t.example.com\n      auth:\n        type: bearer\n        token: x\n",
+    );
+    assert_eq!(
+        load_str(&base, &env).unwrap().path_mode,
+        PathMode::Canonicalize
+    );
+    let strict = base.replace("egress:\n", "egress:\n  path_mode: strict\n");
+    assert_eq!(load_str(&strict, &env).unwrap().path_mode, PathMode::Strict);
+    let errs = errors(&base.replace("egress:\n", "egress:\n  path_mode: relaxed\n"));
+    assert!(
+        has(&errs, "egress.path_mode", "expected canonicalize or strict"),
+        "{errs}"
+    );
+}

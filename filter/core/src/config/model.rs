@@ -2,7 +2,7 @@
 
 use crate::secret::Secret;
 use crate::target_url::TargetUrl;
-pub use crate::types::{ClientAuth, SigningAlg};
+pub use crate::types::{ClientAuth, PathMode, SigningAlg};
 use crate::types::{LogLevel, Method};
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -12,6 +12,8 @@ use std::time::Duration;
 pub struct Config {
     pub http: HttpSettings,
     pub enabled: bool,
+    /// `egress.path_mode`.
+    pub path_mode: PathMode,
     pub token_store: TokenStore,
     pub defaults: Defaults,
     pub targets: Vec<Target>,

@@ -47,6 +47,12 @@ pub struct RawEgress {
     /// `false` renders a listener that answers every egress path with 503 `egress_disabled`.
     #[serde(default = "default_true")]
     pub enabled: bool,
+    /// What happens to a request path that is not plain: `canonicalize` (the default: brought
+    /// to its canonical spelling, or refused when invalid) or `strict` (refused with 400
+    /// `invalid_path`; with `--engine auto`, a config of static credentials then loads no wasm
+    /// module).
+    #[serde(default)]
+    pub path_mode: Option<String>,
     /// Where OAuth2 tokens are kept (`memory`, the default, or `redis`).
     #[serde(default)]
     pub token_store: Option<RawTokenStore>,

@@ -9,7 +9,13 @@ use super::*;
 const SECRETS: [&str; 3] = ["crm-secret", "bulk-secret", "open-pass"];
 
 fn engine() -> Engine {
-    let config: FilterConfig = serde_json::from_value(serde_json::json!({
+    Engine::new(&config()).unwrap()
+}
+
+/// Two targets on nested routes (`/egress/crm`, `/egress/crm/bulk` POST only), a third, and a
+/// route prefix with sub-delimiters; health, ready and a passthrough endpoint.
+pub(super) fn config() -> FilterConfig {
+    serde_json::from_value(serde_json::json!({
         "version": FILTER_CONFIG_VERSION,
         "enabled": true,
         "log_level": "info",
@@ -39,8 +45,7 @@ fn engine() -> Engine {
               "rewrite_prefix": null, "methods": null }
         ]
     }))
-    .unwrap();
-    Engine::new(&config).unwrap()
+    .unwrap()
 }
 
 fn reply(e: &Engine, method: &str, path: &str) -> LocalReply {
@@ -145,52 +150,13 @@ fn the_canonical_spelling_is_forwarded() {
 #[test]
 fn traversal_like_segments_get_400_invalid_path_on_every_route() {
     let e = engine();
-    let attacks = [
-        "..",
-        ".",
-        "..;x",
-        ".;",
-        "..;",
-        ".;/x",
-        "%2e%2e",
-        "%2E.",
-        "%2e%2e;a=b",
-        "%252e%252e",
-        "%25%32%65%25%32%65",
-        "%25%32%45",
-        "%c0%ae%c0%ae",
-        "%e0%80%ae",
-        "%c0%2e",
-        "%ed%a0%80",
-        "%ff",
-        "%ef%bc%8e%ef%bc%8e",
-        "%E2%80%A5",
-        "..%2f",
-        "%2F",
-        "%5c..",
-        "..\\x",
-        "a%00",
-        "a\u{0}",
-        "a%0d%0ax:1",
-        "a\r\nx: 1",
-        "a\tb",
-        "a b",
-        "é",
-        "😀",
-        "\u{ff0e}\u{ff0e}",
-        "a%",
-        "a%g0",
-        "bulk;jsessionid=1",
-        "bulk%3bx",
-        "",
-    ];
     for route in [
         "/egress/crm",
         "/egress/crm/bulk",
         "/egress/open",
         "/nowhere",
     ] {
-        for attack in attacks {
+        for attack in ATTACKS {
             let path = format!("{route}/{attack}/x");
             for method in ["GET", "POST"] {
                 let r = reply(&e, method, &path);
@@ -203,6 +169,47 @@ fn traversal_like_segments_get_400_invalid_path_on_every_route() {
         }
     }
 }
+
+/// Segments that read as another path to some upstream (each put between `/route/` and `/x`).
+pub(super) const ATTACKS: [&str; 37] = [
+    "..",
+    ".",
+    "..;x",
+    ".;",
+    "..;",
+    ".;/x",
+    "%2e%2e",
+    "%2E.",
+    "%2e%2e;a=b",
+    "%252e%252e",
+    "%25%32%65%25%32%65",
+    "%25%32%45",
+    "%c0%ae%c0%ae",
+    "%e0%80%ae",
+    "%c0%2e",
+    "%ed%a0%80",
+    "%ff",
+    "%ef%bc%8e%ef%bc%8e",
+    "%E2%80%A5",
+    "..%2f",
+    "%2F",
+    "%5c..",
+    "..\\x",
+    "a%00",
+    "a\u{0}",
+    "a%0d%0ax:1",
+    "a\r\nx: 1",
+    "a\tb",
+    "a b",
+    "é",
+    "😀",
+    "\u{ff0e}\u{ff0e}",
+    "a%",
+    "a%g0",
+    "bulk;jsessionid=1",
+    "bulk%3bx",
+    "",
+];
 
 #[test]
 fn methods_outside_the_standard_set_get_405_on_routes_without_a_method_list() {

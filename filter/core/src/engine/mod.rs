@@ -20,14 +20,18 @@ use crate::callers::jwks::KeySets;
 use crate::callers::jwt::{JwksSource, KeyError};
 use crate::callers::{Allow, Authenticator, Authorized, Caller, Refusal, TokenCache};
 use crate::credentials::{Injection, CALLER_CREDENTIAL_HEADERS};
-use crate::plan::{Credential, FilterConfig, Method, OAuth2Credential, FILTER_CONFIG_VERSION};
-use crate::routing::path::{normalize_request_path, rewrite};
+use crate::plan::{
+    Credential, FilterConfig, Method, OAuth2Credential, PathMode, FILTER_CONFIG_VERSION,
+};
+use crate::routing::path::{is_plain, normalize_request_path, rewrite, NOT_PLAIN};
 use crate::routing::RouteTable;
 
 /// A filter config that passed the load-time checks, with routes compiled.
 #[derive(Debug)]
 pub struct Engine {
     enabled: bool,
+    /// `egress.path_mode: strict`: a path that is not plain is refused as a whole.
+    strict_paths: bool,
     targets: Vec<CompiledTarget>,
     routes: Vec<CompiledRoute>,
     table: RouteTable<usize>,
@@ -238,6 +242,7 @@ impl Engine {
         }
         Ok(Self {
             enabled: config.enabled,
+            strict_paths: config.path_mode == PathMode::Strict,
             targets,
             routes,
             table,
@@ -348,6 +353,9 @@ impl Engine {
 
     /// Decides what happens to a request with this method and `:path`.
     pub fn decide(&self, method: &str, raw_path: &str) -> Decision {
+        if self.strict_paths && !is_plain(raw_path) {
+            return Decision::Respond(LocalReply::error(400, "invalid_path", NOT_PLAIN));
+        }
         let req = match normalize_request_path(raw_path) {
             Ok(p) => p,
             Err(e) => {
@@ -470,3 +478,5 @@ mod hostile_tests;
 #[cfg(test)]
 #[cfg(all(test, feature = "yaml"))]
 mod routed_tests;
+#[cfg(test)]
+mod strict_tests;

@@ -10,6 +10,7 @@
 use super::{Decision, Edited, Engine, Forward, HeaderEdits, LocalReply};
 use crate::credentials::{bearer, Injection};
 use crate::plan::wire;
+use crate::routing::path::is_log_safe;
 
 /// The config route a request was bound to and its target: what the caller check
 /// ([`Engine::authorize`]) and the credential need, whichever role routed the request.
@@ -152,9 +153,25 @@ impl Engine {
             }
             Decision::Respond(_) => {
                 let without_query = path.split_once('?').map_or(path, |(p, _)| p);
-                Some(wire::log_fragment("-", method, without_query, "-"))
+                Some(wire::log_fragment(
+                    "-",
+                    method,
+                    self.logged_refused_path(without_query),
+                    "-",
+                ))
             }
             Decision::Ready | Decision::Pass => None,
+        }
+    }
+
+    /// The path of a local answer's log line: as sent; under `egress.path_mode: strict`, `-`
+    /// unless it is [`is_log_safe`] (Envoy, answering those paths itself, writes the line
+    /// without JSON escaping).
+    fn logged_refused_path<'p>(&self, without_query: &'p str) -> &'p str {
+        if self.strict_paths && !is_log_safe(without_query) {
+            "-"
+        } else {
+            without_query
         }
     }
 

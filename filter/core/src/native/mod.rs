@@ -19,7 +19,8 @@ mod paths_tests;
 pub use except::prefix_except_regexes;
 pub use kind::{leaf_kind, LeafKind};
 pub use paths::{
-    escape_pattern, escape_substitution, plain_path_regex, route_leaves, Leaf, PathKey, Rewrite,
+    escape_pattern, escape_substitution, log_safe_path_regex, plain_path_regex, route_leaves, Leaf,
+    PathKey, Rewrite,
 };
 
 /// The engine chosen at compile time (kept in the state directory).

@@ -36,6 +36,13 @@ pub fn plain_path_regex() -> String {
     format!(r"^/(?:{segment}(?:/{segment})*/?)?(?:\?[{QUERY_CHARS}]*)?$")
 }
 
+/// RE2 pattern (a full match of `:path`, query included, anchored) of the paths whose part
+/// before the first `?` is [`crate::routing::path::is_log_safe`]: printable ASCII without
+/// `"` and `\\`. Envoy's `%PATH(NQ)%` of such a path goes into the JSON log line as it is.
+pub fn log_safe_path_regex() -> String {
+    r"^[\x20\x21\x23-\x3e\x40-\x5b\x5d-\x7e]*(?:\?(?s:.*))?$".to_string()
+}
+
 /// How Envoy finds a route leaf on `:path` (query included).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum PathKey {

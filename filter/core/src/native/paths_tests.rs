@@ -224,6 +224,28 @@ proptest! {
             "{:?}",
             raw
         );
+        // The core's own test (`egress.path_mode: strict`) is the same class.
+        prop_assert_eq!(is_plain, crate::routing::path::is_plain(&raw), "{:?}", raw);
+    }
+
+    /// Envoy's log-safe class is the core's: the part before the first `?` is printable ASCII
+    /// without `"` and `\`, whatever follows.
+    #[test]
+    fn native_log_safe_regex_is_exactly_the_core_log_safe_paths(raw in PATH_ALPHABET) {
+        let safe = Regex::new(&log_safe_path_regex()).unwrap().is_match(&raw);
+        let path = raw.split('?').next().unwrap_or("");
+        prop_assert_eq!(safe, crate::routing::path::is_log_safe(path), "{:?}", raw);
+    }
+}
+
+#[test]
+fn log_safe_regex_reads_only_the_path_before_the_query() {
+    let re = Regex::new(&log_safe_path_regex()).unwrap();
+    for ok in ["/a b/c", "/a?\"\\\n\u{0}é", "/", "/%2e%2e/x", "/a{b}|^`"] {
+        assert!(re.is_match(ok), "{ok:?}");
+    }
+    for bad in ["/a\"b", "/a\\b", "/a\tb?q", "/é", "/a\u{7f}", "/a\nb"] {
+        assert!(!re.is_match(bad), "{bad:?}");
     }
 }
 

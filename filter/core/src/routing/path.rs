@@ -162,6 +162,32 @@ pub fn normalize_request_path(raw: &str) -> Result<RequestPath<'_>, PathError> {
     })
 }
 
+/// Whether `raw` (`:path`, query included) is *plain*: accepted by
+/// [`normalize_request_path`] as it is (its canonical spelling is the path itself), with no
+/// `%` in the path part and a query without `"` and `\`. Exactly the paths
+/// [`crate::native::plain_path_regex`] matches (tested), so Envoy can tell them alone: the
+/// only paths `egress.path_mode: strict` accepts.
+pub fn is_plain(raw: &str) -> bool {
+    let (path, query) = match raw.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (raw, None),
+    };
+    !path.contains('%')
+        && query.is_none_or(|q| !q.contains(['"', '\\']))
+        && matches!(normalize_request_path(raw), Ok(p) if p.path == path)
+}
+
+/// Whether a path (without query) goes into a JSON log line as it is: printable ASCII
+/// without `"` and `\` (what [`crate::native::log_safe_path_regex`] matches, tested).
+pub fn is_log_safe(path: &str) -> bool {
+    path.bytes()
+        .all(|b| (0x20..=0x7e).contains(&b) && b != b'"' && b != b'\\')
+}
+
+/// The message of every path refusal under `egress.path_mode: strict` (one message whatever
+/// the reason: the `auto` engine's Envoy answers these without the filter).
+pub const NOT_PLAIN: &str = "the path is not plain (egress.path_mode: strict): letters, digits and -._~:@!$&'()*+,= between single '/', no '.' or '..' segment, no percent-escape; a query without spaces, control characters, non-ASCII, '#', '\"' or '\\'";
+
 /// Decodes the escapes of characters a path may carry raw, upper-cases the others; refuses
 /// bytes that are never valid.
 fn canonical_spelling(path: &str) -> Result<Cow<'_, str>, PathError> {

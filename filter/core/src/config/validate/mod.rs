@@ -22,6 +22,7 @@ use super::error::{ConfigErrors, FieldPath};
 use super::model::*;
 use super::raw::*;
 use crate::duration::parse_duration;
+use crate::types::PathMode;
 use std::time::Duration;
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -79,6 +80,11 @@ fn build(raw: &RawConfig, root: &FieldPath, errs: &mut ConfigErrors) -> Config {
     Config {
         http,
         enabled: egress.enabled,
+        path_mode: path_mode(
+            egress.path_mode.as_deref(),
+            &egress_path.key("path_mode"),
+            errs,
+        ),
         token_store,
         defaults,
         targets,
@@ -87,6 +93,19 @@ fn build(raw: &RawConfig, root: &FieldPath, errs: &mut ConfigErrors) -> Config {
         logger,
         callers,
     }
+}
+
+fn path_mode(text: Option<&str>, path: &FieldPath, errs: &mut ConfigErrors) -> PathMode {
+    let Some(text) = text else {
+        return PathMode::default();
+    };
+    PathMode::parse(text).unwrap_or_else(|| {
+        errs.push(
+            path.as_str(),
+            format!("unknown path mode {text:?} (expected canonicalize or strict)"),
+        );
+        PathMode::default()
+    })
 }
 
 pub(super) fn opt_duration(
