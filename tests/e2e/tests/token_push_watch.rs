@@ -106,16 +106,72 @@ fn two_refreshers_sharing_redis_make_one_fetch_per_lifetime() -> Result<()> {
     assert!(pttl > 0 && pttl <= (TTL * 1000) as i64, "PTTL {pttl}");
     assert_eq!(w1.stop()?, Some(0));
     assert_eq!(w2.stop()?, Some(0));
-    // The refresh lock is held only during a fetch, and never without an expiry: once both
-    // refreshers stopped it is gone, or (one was stopped mid-fetch) expiring. Checking for it
-    // while they ran failed whenever the check met a refresh (seen once in `make test`).
-    let lock_pttl: i64 = redis
-        .command("PTTL egress:tokens:crm:lock")?
-        .trim_start_matches(':')
-        .parse()?;
-    assert!(
-        lock_pttl == -2 || lock_pttl > 0,
-        "PTTL of the lock: {lock_pttl} (-1: a lock that never expires)"
+    // The refresh lock is held only during a fetch, and a refresher stopped mid-fetch releases
+    // it: once both stopped it is gone. (Checking for it while they ran fails whenever the
+    // check meets a refresh.)
+    assert_eq!(
+        redis.command("PTTL egress:tokens:crm:lock")?,
+        ":-2",
+        "the lock outlived both refreshers\nw1:\n{}\nw2:\n{}",
+        w1.output(),
+        w2.output()
+    );
+    Ok(())
+}
+
+#[test]
+fn watch_stopped_during_a_fetch_releases_the_redis_lock() -> Result<()> {
+    const LOCK: &str = "egress:tokens:crm:lock";
+    let redis = Redis::start()?;
+    let up = Upstreams::start(60)?;
+    // Every token request hangs; with a long token timeout the watcher's fetch stays in
+    // flight, under the lock (which would live 60s + the margin), until it is stopped.
+    up.server.fail_next(FailMode::Hang, 1_000)?;
+    let proxy = up.proxy_with_opts(
+        &up.proxy_opts(TokenStore::Redis(redis.addr()))
+            .token_timeout("60s"),
+    )?;
+    let mut watcher = Watcher::start(
+        &proxy.config,
+        &proxy.out,
+        &[&proxy.push_url],
+        proxy.dir.path().join("watch.log"),
+    )?;
+    wait_for("the watcher to take the refresh lock and fetch", || {
+        Ok(redis.command(&format!("EXISTS {LOCK}"))? == ":1" && up.server.stats()?.0 >= 1)
+    })
+    .with_context(|| watcher.output())?;
+    // SIGTERM while the fetch hangs: the watcher stops at once (exit 0), and the lock is gone
+    // (another refresher could fetch now).
+    assert_eq!(watcher.stop()?, Some(0), "{}", watcher.output());
+    assert_eq!(
+        redis.command(&format!("PTTL {LOCK}"))?,
+        ":-2",
+        "the stopped watcher left its lock\n{}",
+        watcher.output()
+    );
+    assert_eq!(up.server.stats()?.1, 0, "no token was issued");
+
+    // A lock another refresher holds is never released by a stopping one.
+    redis.command(&format!("SET {LOCK} another-refresher PX 60000"))?;
+    let mut watcher = Watcher::start(
+        &proxy.config,
+        &proxy.out,
+        &[&proxy.push_url],
+        proxy.dir.path().join("watch2.log"),
+    )?;
+    wait_for("the second watcher to start", || {
+        Ok(watcher.output().contains("watching 1 target(s)"))
+    })
+    .with_context(|| watcher.output())?;
+    assert_eq!(watcher.stop()?, Some(0), "{}", watcher.output());
+    assert_eq!(
+        redis.command(&format!(
+            "EVAL \"return redis.status_reply(redis.call('get', KEYS[1]))\" 1 {LOCK}"
+        ))?,
+        "+another-refresher",
+        "another refresher's lock was touched\n{}",
+        watcher.output()
     );
     Ok(())
 }

@@ -201,6 +201,11 @@ pub enum AwsObtainError {
     LockHeld,
 }
 
+/// The redis record (and lock) name of a target's credentials: `aws/<target>`.
+fn store_name(target: &str) -> String {
+    format!("aws/{target}")
+}
+
 /// Credentials for the target: fetched (memory mode), or through redis.
 pub async fn obtain(ctx: &Ctx, f: &AwsFetcher) -> Result<(Held, Origin), AwsObtainError> {
     let Some(redis) = &ctx.redis else {
@@ -210,7 +215,7 @@ pub async fn obtain(ctx: &Ctx, f: &AwsFetcher) -> Result<(Held, Origin), AwsObta
             .map(|h| (h, Origin::Fetched))
             .map_err(AwsObtainError::Sts);
     };
-    let name = format!("aws/{}", f.target);
+    let name = store_name(&f.target);
     let usable = |h: &Held| now_ms() < h.refresh_at_ms();
     let read = || async {
         redis

@@ -46,7 +46,11 @@ pub async fn watch_target(ctx: Arc<Ctx>, f: AwsFetcher, mut stop: watch::Receive
         if due && retry.ready(now) {
             let got = tokio::select! {
                 r = obtain(&ctx, &f) => r,
-                _ = stop.changed() => return,
+                _ = stop.changed() => {
+                    // As the OAuth2 watch: release the lock the dropped obtain may hold.
+                    ctx.release_after_stop(&super::store_name(&f.target)).await;
+                    return;
+                }
             };
             match got {
                 Ok((held, origin)) => {

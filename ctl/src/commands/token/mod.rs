@@ -46,6 +46,14 @@ impl Ctx {
                 .map_err(ObtainError::Fetch),
         }
     }
+
+    /// After a stop dropped an obtain mid-flight: the redis lock of `name` (the target, or the
+    /// AWS record's name) is released if this refresher holds it ([`Redis::release_on_stop`]).
+    pub async fn release_after_stop(&self, name: &str) {
+        if let Some(r) = &self.redis {
+            r.release_on_stop(name).await;
+        }
+    }
 }
 
 pub fn push_body(target: &str, r: &TokenRecord) -> PushBody {

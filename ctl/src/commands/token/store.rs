@@ -14,6 +14,8 @@ use std::time::Duration;
 
 const RELEASE: &str =
     "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end";
+/// How long a stopping refresher waits for redis to release its lock ([`Redis::release_on_stop`]).
+const RELEASE_ON_STOP: Duration = Duration::from_secs(2);
 
 pub struct Redis {
     conn: MultiplexedConnection,
@@ -125,6 +127,22 @@ impl Redis {
             .invoke_async(&mut c)
             .await?;
         Ok(())
+    }
+
+    /// After a stop dropped an obtain of `name` mid-flight (the lock taken, the fetch not done):
+    /// releases `name`'s lock if this refresher still holds it, through [`Redis::unlock`] (so
+    /// another refresher's lock is left alone, and a lock this refresher never took is a no-op).
+    /// Waits at most [`RELEASE_ON_STOP`]: a dead redis must not hold up the shutdown (the lock
+    /// then expires by itself).
+    pub(super) async fn release_on_stop(&self, name: &str) {
+        match tokio::time::timeout(RELEASE_ON_STOP, self.unlock(name)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => eprintln!("egressctl: {name}: releasing the redis lock: {e}"),
+            Err(_) => eprintln!(
+                "egressctl: {name}: releasing the redis lock: no answer within {}s; it expires by itself",
+                RELEASE_ON_STOP.as_secs()
+            ),
+        }
     }
 
     /// A token that does not need refreshing: the stored one when it is good, else one this

@@ -120,7 +120,12 @@ async fn watch_target(ctx: Arc<Ctx>, f: Fetcher, mut stop: watch::Receiver<bool>
         if need(current.as_ref(), now, before) != Need::Nothing && retry.ready(now) {
             let got = tokio::select! {
                 r = ctx.obtain(&f) => r,
-                _ = stop.changed() => return,
+                _ = stop.changed() => {
+                    // The dropped obtain may hold the redis lock: release it now, not at its
+                    // expiry (another refresher would wait that long).
+                    ctx.release_after_stop(&f.target).await;
+                    return;
+                }
             };
             match got {
                 Ok((record, origin)) => {

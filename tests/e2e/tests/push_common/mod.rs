@@ -59,16 +59,27 @@ impl Upstreams {
         store: TokenStore,
         push_key: Option<&Path>,
     ) -> Result<OAuth2Proxy> {
+        let mut opts = self.proxy_opts(store);
+        if let Some(key) = push_key {
+            opts = opts.push_key(key);
+        }
+        self.proxy_with_opts(&opts)
+    }
+
+    /// What [`Upstreams::proxy_with_store`] starts a proxy with (token timeout 3s), to change.
+    pub fn proxy_opts(&self, store: TokenStore) -> OAuth2ProxyOpts {
         let mut opts = OAuth2ProxyOpts::new(&self.server.token_url(), CLIENT_ID, CLIENT_SECRET)
             .token_timeout("3s")
             .log_level("info")
             .store(store)
             .engine(self.engine);
         opts.wasm_debug = false;
-        if let Some(key) = push_key {
-            opts = opts.push_key(key);
-        }
-        OAuth2Proxy::start_with(&opts, self.crm.port())
+        opts
+    }
+
+    /// A proxy of `crm` started with `opts`.
+    pub fn proxy_with_opts(&self, opts: &OAuth2ProxyOpts) -> Result<OAuth2Proxy> {
+        OAuth2Proxy::start_with(opts, self.crm.port())
     }
 }
 
