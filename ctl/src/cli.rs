@@ -78,7 +78,7 @@ pub enum Command {
     /// Ask running proxies about their OAuth2 tokens: source (fetched or pushed), age, time
     /// left, the last refresh result and requests served. Never shows a token.
     #[command(
-        after_help = "Example:\n  egressctl status --out .egressctl\n  egressctl status --proxy http://10.0.0.5:9902 --proxy http://10.0.0.6:9902 --format json\n\nExit 0: every proxy answered and every OAuth2 target holds a valid token; 3 otherwise."
+        after_help = "Example:\n  egressctl status --out .egressctl\n  egressctl status --proxy http://10.0.0.5:9902 --proxy http://10.0.0.6:9902 --format json\n\nWithout --proxy, a DIR whose Envoy has no push listener (static credentials with egress.path_mode: strict, --engine auto: no wasm module) has nothing to report: it says so and exits 0.\n\nExit 0: every proxy answered and every OAuth2 target holds a valid token; 3 otherwise."
     )]
     Status(StatusArgs),
 
@@ -189,8 +189,10 @@ pub struct RenderArgs {
     #[arg(long, value_name = "PATH")]
     pub system_ca: Option<PathBuf>,
     /// What serves each route. `auto`: Envoy routes, rewrites and attaches static credentials
-    /// natively; the filter runs only where it adds something (OAuth2 tokens, callers).
-    /// `wasm`: the filter does everything (the mode for any other proxy-wasm host).
+    /// natively; the filter runs only where it adds something (OAuth2 tokens, callers, paths
+    /// that are not plain; with `egress.path_mode: strict` a config of static credentials
+    /// loads no module at all). `wasm`: the filter does everything (the mode for any other
+    /// proxy-wasm host).
     /// Kept in the state directory: `apply` renders with it.
     #[arg(long, default_value = "auto", value_name = "auto|wasm")]
     pub engine: egress_core::native::EngineChoice,

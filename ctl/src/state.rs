@@ -49,6 +49,14 @@ pub struct State {
     /// `--engine` (a state directory from before engines were chosen was rendered for `wasm`).
     #[serde(default = "wasm_engine")]
     pub engine: egress_core::native::EngineChoice,
+    /// Whether the listeners hold the push listener at `push_addr`: not when Envoy loads no
+    /// wasm module (an `auto` config of static credentials with `egress.path_mode: strict`).
+    #[serde(default = "yes")]
+    pub push_listener: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 fn wasm_engine() -> egress_core::native::EngineChoice {

@@ -212,3 +212,99 @@ fn leaves_add_no_forwarding_header_the_virtual_host_removes_anyway() {
         assert!(r.get("request_headers_to_add").is_none(), "{r}");
     }
 }
+
+/// The seed with `egress.path_mode: strict`; with `static_only`, salesforce on a bearer token.
+fn strict_seed(static_only: bool) -> String {
+    let mut config = SEED.replacen("egress:\n", "egress:\n  path_mode: strict\n", 1);
+    if static_only {
+        let start = config
+            .find("      type: oauth2_client_credentials")
+            .unwrap();
+        let end = start + config[start..].find("\n\n").unwrap();
+        config.replace_range(
+            start..end,
+            "      type: bearer\n        token: \"${SALESFORCE_CLIENT_SECRET}\"",
+        );
+    }
+    assert!(config.contains("path_mode: strict"));
+    config
+}
+
+fn has_wasm(v: &Value) -> bool {
+    v.to_string().contains("filters.http.wasm")
+}
+
+#[test]
+fn strict_paths_with_static_credentials_render_no_module_and_no_push_listener() {
+    let ctl = Ctl::new(&strict_seed(true));
+    let (_, b) = ctl.compile(&["--engine", "auto"]);
+    let listeners = b["static_resources"]["listeners"].as_array().unwrap();
+    assert_eq!(listeners.len(), 1, "only the egress listener");
+    assert!(!has_wasm(&b), "no wasm filter anywhere");
+    let hcm = hcm(&b);
+    let mut routes = Vec::new();
+    tree_routes(
+        &hcm["route_config"]["virtual_hosts"][0]["matcher"],
+        &mut routes,
+    );
+    assert!(!routes.iter().any(|r| r["name"] == "slow"));
+    // Paths that are not plain: Envoy's own 400, the engine's body, both log forms.
+    let refusals: Vec<&Value> = routes.iter().filter(|r| r["name"] == "not_plain").collect();
+    assert_eq!(refusals.len(), 2);
+    for r in refusals {
+        assert_eq!(r["direct_response"]["status"], 400);
+        let body = r["direct_response"]["body"]["inline_string"]
+            .as_str()
+            .unwrap();
+        assert!(
+            body.contains("invalid_path") && body.contains("not plain"),
+            "{body}"
+        );
+    }
+    // Readiness cannot change: Envoy answers it.
+    let ready = routes.iter().find(|r| r["name"] == "ready").unwrap();
+    assert_eq!(ready["direct_response"]["status"], 200);
+    let state: Value =
+        serde_json::from_str(&std::fs::read_to_string(ctl.path("out/state.json")).unwrap())
+            .unwrap();
+    assert_eq!(state["push_listener"], false, "{state}");
+    // `status` has nothing to ask the proxy, and says so.
+    let out = ctl.run(&["status", "--out", "out"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("no push listener"),
+        "{}",
+        stdout(&out)
+    );
+    // The wasm engine, same config: the filter does it all, push listener included.
+    let (_, w) = ctl.compile(&["--engine", "wasm"]);
+    assert!(has_wasm(&w));
+    assert_eq!(
+        w["static_resources"]["listeners"].as_array().unwrap().len(),
+        2
+    );
+}
+
+#[test]
+fn strict_paths_with_an_oauth2_target_keep_the_filter_only_for_tokens_and_readiness() {
+    let ctl = Ctl::new(&strict_seed(false));
+    let (_, b) = ctl.compile(&["--engine", "auto"]);
+    assert_eq!(
+        b["static_resources"]["listeners"].as_array().unwrap().len(),
+        2
+    );
+    let hcm = hcm(&b);
+    let mut routes = Vec::new();
+    tree_routes(
+        &hcm["route_config"]["virtual_hosts"][0]["matcher"],
+        &mut routes,
+    );
+    // The slow route answers readiness (token state) only; Envoy refuses what is not plain.
+    assert!(routes.iter().any(|r| r["name"] == "not_plain"));
+    let ready = routes.iter().find(|r| r["name"] == "slow").unwrap();
+    assert!(ready["typed_per_filter_config"]["egress.full"].is_object());
+    let state: Value =
+        serde_json::from_str(&std::fs::read_to_string(ctl.path("out/state.json")).unwrap())
+            .unwrap();
+    assert_eq!(state["push_listener"], true, "{state}");
+}

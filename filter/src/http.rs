@@ -196,7 +196,7 @@ impl Request {
                     Ok(mut t) => {
                         let mut not_ready = t.not_ready(&Host);
                         not_ready.extend(crate::sigv4::not_ready(&self.engine));
-                        ready_reply(&not_ready)
+                        LocalReply::ready(&not_ready)
                     }
                     Err(_) => LocalReply::error(503, "not_ready", "the token manager is busy"),
                 };
@@ -262,28 +262,6 @@ fn pseudo<'h>(headers: &'h Headers, name: &str) -> &'h str {
         .find(|(k, _)| k == name)
         .and_then(|(_, v)| std::str::from_utf8(v).ok())
         .unwrap_or("")
-}
-
-/// Readiness: every OAuth2 target must hold a valid token.
-fn ready_reply(not_ready: &[String]) -> LocalReply {
-    let (status, body) = if not_ready.is_empty() {
-        (200, serde_json::json!({ "status": "ready" }))
-    } else {
-        (
-            503,
-            serde_json::json!({ "status": "not_ready", "error": "credentials_unavailable", "targets": not_ready }),
-        )
-    };
-    LocalReply {
-        status,
-        code: if status == 200 {
-            "ok"
-        } else {
-            "credentials_unavailable"
-        },
-        body: body.to_string(),
-        headers: vec![("content-type", "application/json".to_string())],
-    }
 }
 
 impl Context for EgressHttp {

@@ -146,6 +146,7 @@ pub fn run(args: &ApplyArgs) -> anyhow::Result<ExitCode> {
         secret_vars: Vec::new(),
         missing_files: Vec::new(),
         credentials: Vec::new(),
+        loads_module: rendered.loads_module,
     };
     let new_names: std::collections::BTreeSet<String> = new_clusters.keys().cloned().collect();
     for c in &old_clusters {
@@ -198,6 +199,7 @@ pub fn run(args: &ApplyArgs) -> anyhow::Result<ExitCode> {
     let mut state = state;
     state.config = std::path::absolute(&source.path).unwrap_or_else(|_| source.path.clone());
     state.engine = opts.engine;
+    state.push_listener = opts.push.is_some() && rendered.loads_module;
     dir.write_state(&state)?;
     if !sds.rotated.is_empty() {
         println!(

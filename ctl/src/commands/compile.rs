@@ -139,6 +139,7 @@ pub fn compile(
         config: std::path::absolute(&source.path).unwrap_or_else(|_| source.path.clone()),
         push_addr: opts.push.as_ref().map(|p| p.addr.to_string()),
         engine: opts.engine,
+        push_listener: opts.push.is_some() && rendered.loads_module,
     })?;
     Ok((dir, rendered))
 }

@@ -23,6 +23,20 @@ pub fn run(args: &StatusArgs) -> anyhow::Result<ExitCode> {
     let dir = StateDir::new(&args.out);
     let signer = proxy::signer(&dir)?;
     let state = dir.read_state().ok();
+    if args.proxies.is_empty() && state.as_ref().is_some_and(|s| !s.push_listener) {
+        // Nothing to report, and nothing that could be unhealthy: Envoy holds every credential.
+        match args.format {
+            Format::Json => println!(
+                "{}",
+                serde_json::to_string_pretty(&to_json(&[], true))?
+            ),
+            Format::Table => println!(
+                "no push listener in {}: its config has only static credentials, which Envoy holds itself (no OAuth2 token or AWS credentials to report)",
+                dir.dir.display()
+            ),
+        }
+        return Ok(ExitCode::Success);
+    }
     let urls = proxy::proxy_urls(&args.proxies, state.as_ref())?;
     // The proxy compiled into DIR: its admin gives request counts.
     let own = state.as_ref().and_then(|s| {

@@ -77,6 +77,9 @@ pub struct Rendered {
     /// The static credentials Envoy injects itself (`auto` engine): the SDS files to write
     /// before the listeners.
     pub credentials: Vec<credentials::StaticCredential>,
+    /// Whether Envoy loads the wasm module (and the push listener is rendered): `false` for an
+    /// `auto` config of static credentials with `egress.path_mode: strict`.
+    pub loads_module: bool,
 }
 
 pub fn render(source: &Source, opts: &RenderOptions) -> Result<Rendered, RenderError> {
@@ -118,8 +121,8 @@ pub fn render(source: &Source, opts: &RenderOptions) -> Result<Rendered, RenderE
         env_keys: &env_keys,
     };
     let egress_json = serde_json::to_string(&filter_config)?;
-    let mut egress = match opts.engine {
-        EngineChoice::Wasm => listener::egress_listener(config, &egress_json, &wasm),
+    let (mut egress, loads_module) = match opts.engine {
+        EngineChoice::Wasm => (listener::egress_listener(config, &egress_json, &wasm), true),
         EngineChoice::Auto => {
             let routed_json = if native::needs_routed_role(&filter_config) {
                 let mut routed = build(Role::Routed, None);
@@ -129,7 +132,7 @@ pub fn render(source: &Source, opts: &RenderOptions) -> Result<Rendered, RenderE
             } else {
                 None
             };
-            native::egress_listener(
+            let native = native::egress_listener(
                 config,
                 &filter_config,
                 &native::Filters {
@@ -137,7 +140,8 @@ pub fn render(source: &Source, opts: &RenderOptions) -> Result<Rendered, RenderE
                     routed_json: routed_json.as_deref(),
                     wasm: &wasm,
                 },
-            )?
+            )?;
+            (native.listener, native.loads_module)
         }
     };
     callers::secure_listener(&mut egress, source, &mut files);
@@ -145,7 +149,10 @@ pub fn render(source: &Source, opts: &RenderOptions) -> Result<Rendered, RenderE
         credentials::attach(&mut egress, &credentials, sds_dir);
     }
     let mut listeners = vec![egress];
-    if let Some(push) = &opts.push {
+    // Without the module on the egress listener nothing takes pushed credentials (no OAuth2
+    // or `aws_sigv4` target), and the push listener would load it for nothing.
+    let push_listener = opts.push.as_ref().filter(|_| loads_module);
+    if let Some(push) = push_listener {
         let mut push_config = build(Role::Push, Some(push.public_key_pem.clone()));
         credentials::leave_to_envoy(&mut push_config, &credentials);
         callers::attach_caller_keys(source, &mut push_config)?;
@@ -155,7 +162,9 @@ pub fn render(source: &Source, opts: &RenderOptions) -> Result<Rendered, RenderE
             &wasm,
         ));
     }
-    files.push(opts.wasm.clone());
+    if loads_module {
+        files.push(opts.wasm.clone());
+    }
     let missing_files = files
         .into_iter()
         .filter(|f| !Path::new(f).exists())
@@ -167,6 +176,7 @@ pub fn render(source: &Source, opts: &RenderOptions) -> Result<Rendered, RenderE
         secret_vars,
         missing_files,
         credentials,
+        loads_module,
     })
 }
 

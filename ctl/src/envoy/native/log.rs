@@ -29,6 +29,9 @@ pub const NATIVE_LOG_KEY: &str = "egress.native_log";
 pub const LEAF_LOG_FILTER: &str = "egress.log";
 /// The set_filter_state filter of the route table's own answers.
 pub const REPLY_LOG_FILTER: &str = "egress.log_reply";
+/// The set_filter_state filter of `strict` refusals of paths that JSON would need escaped
+/// (logged as `-`, as the filter logs them: see `Engine::log_fragment`).
+pub const REFUSED_LOG_FILTER: &str = "egress.log_refused";
 
 /// Route metadata (namespace `egress`) the leaves carry for the log (and for other parts of
 /// the renderer that look for a target's leaves).
@@ -74,6 +77,16 @@ pub fn filters() -> [Value; 2] {
             &fragment("-", "-"),
         ),
     ]
+}
+
+/// The set_filter_state filter of [`REFUSED_LOG_FILTER`] (disabled; the strict refusal of a
+/// path that is not log-safe enables it).
+pub fn refused_path_filter() -> Value {
+    set_filter_state(
+        REFUSED_LOG_FILTER,
+        &format!("wasm.{}", wire::PROP_LOG),
+        &wire::log_fragment("-", "%REQ(:METHOD)%", "-", "-"),
+    )
 }
 
 /// `typed_per_filter_config` entry enabling a disabled filter on a route.

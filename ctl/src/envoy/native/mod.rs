@@ -25,7 +25,7 @@ use super::listener::{self, WasmModule};
 use egress_core::config::Config;
 use egress_core::engine::{Decision, Engine, EngineError, LocalReply};
 use egress_core::native::{leaf_kind, LeafKind};
-use egress_core::plan::{FilterConfig, FilterEndpoints};
+use egress_core::plan::{FilterConfig, FilterEndpoints, PathMode};
 use serde_json::{json, Map, Value};
 
 /// The filter in the egress role (slow route, `filter` leaves).
@@ -34,6 +34,8 @@ pub const FULL_FILTER: &str = "egress.full";
 pub const ROUTED_FILTER: &str = "egress.routed";
 /// Name of the slow route.
 pub const SLOW_ROUTE: &str = "slow";
+/// Name of the routes refusing paths that are not plain (`egress.path_mode: strict`).
+pub const STRICT_ROUTE: &str = "not_plain";
 /// Name of the 404 route.
 pub const NOT_FOUND_ROUTE: &str = "no_route";
 /// Static credential filters go right before this filter (after the header removal).
@@ -49,6 +51,8 @@ pub struct RenderContext<'a> {
     pub engine: &'a Engine,
     /// The engine's 404 for a path no route matches.
     pub not_found: &'a LocalReply,
+    /// [`needs_full_role`]: without it, no slow route, no header routes, no [`FULL_FILTER`].
+    pub full_role: bool,
 }
 
 /// The filter configs of both wasm roles (JSON), and the module.
@@ -62,6 +66,23 @@ pub struct Filters<'a> {
 /// Whether some config route is served in the routed role.
 pub fn needs_routed_role(filter_config: &FilterConfig) -> bool {
     (0..filter_config.routes.len()).any(|i| leaf_kind(filter_config, i) == Some(LeafKind::Routed))
+}
+
+/// Whether the filter runs in its full (egress) role somewhere: on the slow route, which
+/// canonicalises or refuses the paths that are not plain (every `path_mode` but `strict`,
+/// where Envoy refuses them itself) and answers readiness when it varies
+/// ([`Engine::readiness_varies`]), and on the `filter` leaves.
+pub fn needs_full_role(filter_config: &FilterConfig, engine: &Engine) -> bool {
+    filter_config.path_mode != PathMode::Strict
+        || engine.readiness_varies()
+        || (0..filter_config.routes.len())
+            .any(|i| leaf_kind(filter_config, i) == Some(LeafKind::Full))
+}
+
+/// The auto engine's egress listener, and whether it loads the wasm module at all.
+pub struct NativeListener {
+    pub listener: Value,
+    pub loads_module: bool,
 }
 
 /// The engine's answer to a request for a path no route matches.
@@ -89,7 +110,7 @@ pub fn egress_listener(
     config: &Config,
     filter_config: &FilterConfig,
     filters: &Filters<'_>,
-) -> Result<Value, EngineError> {
+) -> Result<NativeListener, EngineError> {
     let engine = Engine::new(filter_config)?;
     let not_found = not_found_reply(filter_config)?;
     let cx = RenderContext {
@@ -97,6 +118,7 @@ pub fn egress_listener(
         filter_config,
         engine: &engine,
         not_found: &not_found,
+        full_role: needs_full_role(filter_config, &engine),
     };
     // Built by moving the parts in: the route config can be tens of megabytes.
     let hcm = tree::object([
@@ -119,7 +141,11 @@ pub fn egress_listener(
             }]),
         ),
     ]);
-    Ok(listener::egress_listener_from(config, hcm))
+    let loads_module = cx.full_role || filters.routed_json.is_some();
+    Ok(NativeListener {
+        listener: listener::egress_listener_from(config, hcm),
+        loads_module,
+    })
 }
 
 fn http_filters(cx: &RenderContext<'_>, filters: &Filters<'_>) -> Value {
@@ -130,7 +156,10 @@ fn http_filters(cx: &RenderContext<'_>, filters: &Filters<'_>) -> Value {
         f["typed_config"]["config"]["name"] = json!(config_name);
         f
     };
-    let mut out = vec![named(filters.egress_json, FULL_FILTER, "egress")];
+    let mut out = Vec::new();
+    if cx.full_role {
+        out.push(named(filters.egress_json, FULL_FILTER, "egress"));
+    }
     if let Some(routed) = filters.routed_json {
         out.push(named(routed, ROUTED_FILTER, "egress_routed"));
     }
@@ -142,6 +171,9 @@ fn http_filters(cx: &RenderContext<'_>, filters: &Filters<'_>) -> Value {
         out.extend([buffer, signer]);
     }
     out.extend(log::filters());
+    if cx.filter_config.path_mode == PathMode::Strict {
+        out.push(log::refused_path_filter());
+    }
     out.extend([limits::ratelimit_filter(), listener::router_filter()]);
     Value::Array(out)
 }
@@ -154,11 +186,16 @@ fn route_config(cx: &RenderContext<'_>) -> Value {
         leaves::add_route_keys(cx, i, r, &mut exact, &mut prefix);
     }
     // The endpoints win over route keys (the engine checks them first), query or not.
-    let slow = slow::slow_route(config, cx.not_found);
+    let slow = cx.full_role.then(|| slow::slow_route(config, cx.not_found));
     let endpoints = &cx.filter_config.endpoints;
     if let Some(ready) = &endpoints.ready {
-        exact.insert(ready.clone(), slow.clone());
-        prefix.insert(format!("{ready}?"), slow.clone());
+        // The filter answers when readiness varies (token state), Envoy when it cannot.
+        let r = match (&slow, cx.engine.readiness_varies()) {
+            (Some(slow), true) => slow.clone(),
+            _ => slow::ready_route(config),
+        };
+        exact.insert(ready.clone(), r.clone());
+        prefix.insert(format!("{ready}?"), r);
     }
     if let Some(metrics) = &config.endpoints.metrics {
         let m = slow::metrics_route(config);
@@ -172,9 +209,18 @@ fn route_config(cx: &RenderContext<'_>) -> Value {
             prefix.insert(format!("{health}?"), h);
         }
     }
+    // Paths that are not plain: the filter canonicalises or refuses them, or (`strict`)
+    // Envoy refuses them itself.
+    let (header_routes, not_plain) = match slow {
+        Some(slow) if cx.filter_config.path_mode != PathMode::Strict => {
+            (slow::header_routes(config), slow)
+        }
+        Some(_) => (slow::header_routes(config), slow::strict_refusal(config)),
+        None => (Map::new(), slow::strict_refusal(config)),
+    };
     let matcher = tree::virtual_host_matcher(
-        slow::header_routes(config),
-        slow,
+        header_routes,
+        not_plain,
         exact,
         prefix,
         slow::not_found(config, cx.not_found),

@@ -1,22 +1,27 @@
 //! The routes the filter uses, and the route table's own answers:
 //!
 //! - the *slow route*: paths outside the plain class (percent escapes, dot segments, `//`,
-//!   ...) and `endpoints.ready`: the filter in the egress role answers or canonicalises and
-//!   routes through the routing header, exactly as in the wasm engine;
+//!   ...) and `endpoints.ready` when it varies: the filter in the egress role answers or
+//!   canonicalises and routes through the routing header, exactly as in the wasm engine;
+//! - with `egress.path_mode: strict`, Envoy's own 400 for those paths ([`strict_refusal`]),
+//!   and a config without OAuth2 or `aws_sigv4` targets gets no slow route at all;
 //! - the *header routes* (Level A): the wasm engine's per-target routes (cluster, timeout,
 //!   retries per method), picked by the routing header the filter sets;
-//! - the metrics route, and direct answers (404, 405, 503, health) with the engine's bodies.
+//! - the metrics route, and direct answers (404, 405, 503, health, constant readiness) with
+//!   the engine's bodies.
 
 use super::super::limits;
 use super::super::listener::{
     self, methods, target_route_action, without_body_buffer, RETRY_IDEMPOTENT, RETRY_WRITE,
 };
-use super::log::{enable, REPLY_LOG_FILTER};
+use super::log::{enable, REFUSED_LOG_FILTER, REPLY_LOG_FILTER};
 use super::tree::{self, MapKind};
-use super::{FULL_FILTER, NOT_FOUND_ROUTE, SLOW_ROUTE};
+use super::{FULL_FILTER, NOT_FOUND_ROUTE, SLOW_ROUTE, STRICT_ROUTE};
 use egress_core::config::{Config, Target};
 use egress_core::engine::LocalReply;
+use egress_core::native::log_safe_path_regex;
 use egress_core::plan::wire;
+use egress_core::routing::path::NOT_PLAIN;
 use serde_json::{json, Map, Value};
 
 /// The filters the filter-served routes enable: the egress role, and the SigV4 signer when a
@@ -68,6 +73,31 @@ pub fn answer(config: &Config, name: &str, reply: &LocalReply) -> Value {
     let mut r = direct_route(name, reply, true);
     without_body_buffer_merged(config, &mut r);
     tree::route(r)
+}
+
+/// `endpoints.ready` when readiness cannot change (no OAuth2 or `aws_sigv4` target): the
+/// filter's answer, without a log fragment of its own (as the filter: `"target":"-"`).
+pub fn ready_route(config: &Config) -> Value {
+    let mut r = direct_route("ready", &LocalReply::ready(&[]), false);
+    without_body_buffer_merged(config, &mut r);
+    tree::route(r)
+}
+
+/// `egress.path_mode: strict`: every path outside the plain class gets the engine's one 400.
+/// The log line carries the path as sent when Envoy can write it without JSON escaping
+/// ([`log_safe_path_regex`]), else `-` (what the filter logs in that mode).
+pub fn strict_refusal(config: &Config) -> Value {
+    let reply = LocalReply::error(400, "invalid_path", NOT_PLAIN);
+    let logged = answer(config, STRICT_ROUTE, &reply);
+    let mut unsafe_path = direct_route(STRICT_ROUTE, &reply, false);
+    unsafe_path["typed_per_filter_config"] = json!({ REFUSED_LOG_FILTER: enable() });
+    without_body_buffer_merged(config, &mut unsafe_path);
+    tree::then(tree::regex(
+        ":path",
+        &log_safe_path_regex(),
+        logged,
+        tree::route(unsafe_path),
+    ))
 }
 
 /// The 404 for paths no route matches.

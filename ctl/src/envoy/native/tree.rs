@@ -3,7 +3,8 @@
 //! - Level A: exact map on `x-egress-target` (set only by the filter: the caller's copy is
 //!   removed before route selection) → the header routes ([`super::slow`]);
 //! - Level B: `:path` in the plain-path class ([`plain_path_regex`]) → Level C, else the slow
-//!   route (the filter canonicalises or refuses);
+//!   route (the filter canonicalises or refuses), or with `egress.path_mode: strict` Envoy's
+//!   own 400 ([`super::slow::strict_refusal`]);
 //! - Level C: exact map on `:path` (each route prefix `P`, the endpoints), then a prefix map
 //!   (`P/`, `P?`, `/` for the root prefix, `<endpoint>?`), longest key first → the leaves
 //!   ([`super::leaves`]); nothing → 404.
@@ -91,11 +92,11 @@ pub fn regex(header: &str, regex: &str, on_match: Value, on_no_match: Value) -> 
     ])
 }
 
-/// The whole tree: `header_routes` per target name (Level A), `slow` for paths outside the
-/// plain class, `exact`/`prefix` keys of Level C and `not_found`.
+/// The whole tree: `header_routes` per target name (Level A), `not_plain` for paths outside
+/// the plain class, `exact`/`prefix` keys of Level C and `not_found`.
 pub fn virtual_host_matcher(
     header_routes: Map<String, Value>,
-    slow: Value,
+    not_plain: Value,
     exact: Map<String, Value>,
     prefix: Map<String, Value>,
     not_found: Value,
@@ -110,7 +111,7 @@ pub fn virtual_host_matcher(
     };
     let by_prefix = level(MapKind::Prefix, ":path", prefix, not_found);
     let by_path = level(MapKind::Exact, ":path", exact, by_prefix);
-    let plain = regex(":path", &plain_path_regex(), by_path, slow);
+    let plain = regex(":path", &plain_path_regex(), by_path, not_plain);
     if header_routes.is_empty() {
         return plain;
     }

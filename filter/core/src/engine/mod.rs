@@ -142,6 +142,16 @@ impl LocalReply {
         Self::json(status, code, body)
     }
 
+    /// The readiness answer: 200 when `not_ready` is empty, else 503 naming those targets
+    /// (every OAuth2 target must hold a valid token, every `aws_sigv4` target credentials).
+    pub fn ready(not_ready: &[String]) -> Self {
+        if not_ready.is_empty() {
+            return Self::json(200, "ok", r#"{"status":"ready"}"#.to_string());
+        }
+        let body = serde_json::json!({ "status": "not_ready", "error": "credentials_unavailable", "targets": not_ready });
+        Self::json(503, "credentials_unavailable", body.to_string())
+    }
+
     fn json(status: u16, code: &'static str, body: String) -> Self {
         Self {
             status,
@@ -334,6 +344,15 @@ impl Engine {
 
     pub fn route_count(&self) -> usize {
         self.routes.len()
+    }
+
+    /// Whether the readiness answer can change at run time: some target holds credentials
+    /// that arrive later (OAuth2 tokens, `aws_sigv4` credentials). Otherwise it is always
+    /// `LocalReply::ready(&[])`.
+    pub fn readiness_varies(&self) -> bool {
+        self.targets
+            .iter()
+            .any(|t| t.oauth2.is_some() || t.sigv4.is_some())
     }
 
     /// For a request decided [`Decision::Pass`]: the `:path` to set so that Envoy's own route

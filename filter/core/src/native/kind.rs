@@ -32,7 +32,7 @@ impl LeafKind {
     pub fn reason(self) -> &'static str {
         match self {
             LeafKind::Native => {
-                "static or no credential and no callers: Envoy routes and injects it natively, no wasm"
+                "static or no credential and no callers: Envoy routes and injects it natively, no wasm for a plain path (nor for any path with egress.path_mode: strict)"
             }
             LeafKind::Routed => {
                 "OAuth2 token or callers check: Envoy routes, the filter (routed role) only identifies the caller and attaches the token"

@@ -49,7 +49,19 @@ pub struct Setup {
     pub token_endpoint_down: bool,
     /// `egress.enabled: false` (a changed copy of the demo config).
     pub egress_disabled: bool,
+    /// `egress.path_mode: strict`, and salesforce on a static bearer token instead of OAuth2:
+    /// a config of static credentials only (a changed copy of the demo config).
+    pub strict_static: bool,
 }
+
+/// The salesforce target's OAuth2 block in the demo config.
+const SALESFORCE_OAUTH2: &str = r#"        type: oauth2_client_credentials
+        token_url: "https://127.0.0.1:${DEMO_SALESFORCE_LOGIN_PORT:-9106}/services/oauth2/token"
+        client_id: "${SALESFORCE_CLIENT_ID}"
+        client_secret: "${SALESFORCE_CLIENT_SECRET}"
+        scopes: ["api", "refresh_token"]
+        refresh_before_expiry: 300s
+"#;
 
 impl Proxy {
     pub fn start(engine: Engine) -> Result<Self> {
@@ -106,13 +118,29 @@ impl Proxy {
         }
         let mut config = demo_config();
         let mut config_dir = None;
+        let mut edits: Vec<(&str, &str)> = Vec::new();
         if setup.egress_disabled {
-            let text = std::fs::read_to_string(&config)?;
-            let changed = text.replacen("egress:\n  enabled: true", "egress:\n  enabled: false", 1);
-            anyhow::ensure!(
-                changed != text,
-                "egress.enabled not found in the demo config"
-            );
+            edits.push(("egress:\n  enabled: true", "egress:\n  enabled: false"));
+        }
+        if setup.strict_static {
+            edits.push((
+                "egress:\n  enabled:",
+                "egress:\n  path_mode: strict\n  enabled:",
+            ));
+            edits.push((
+                SALESFORCE_OAUTH2,
+                "        type: bearer\n        token: \"${SALESFORCE_CLIENT_SECRET}\"\n",
+            ));
+        }
+        if !edits.is_empty() {
+            let mut changed = std::fs::read_to_string(&config)?;
+            for (from, to) in edits {
+                anyhow::ensure!(
+                    changed.contains(from),
+                    "{from:?} not found in the demo config"
+                );
+                changed = changed.replacen(from, to, 1);
+            }
             let dir = scratch_dir()?;
             config = dir.path().join("config.yaml");
             std::fs::write(&config, changed)?;
