@@ -159,6 +159,20 @@ fn routes_and_explain_say_which_engine_serves_a_route() {
     )
     .unwrap();
     assert_eq!(e["engine"], "native", "{e}");
+    // Another spelling of the same path: the filter canonicalises it on the slow route.
+    let e: Value = serde_json::from_slice(
+        &ctl.run(&[
+            "explain",
+            "config.yaml",
+            "POST",
+            "/egress/notify/%65mail",
+            "--format",
+            "json",
+        ])
+        .stdout,
+    )
+    .unwrap();
+    assert_eq!(e["engine"], "filter", "{e}");
 }
 
 /// The leaf routes of the first config route's exact key (`/egress/notify`).

@@ -6,7 +6,9 @@ use crate::exit::ExitCode;
 use egress_core::callers::allow::{explain_verdict, Verdict};
 use egress_core::callers::{Caller, JwtCaller};
 use egress_core::engine::{Decision, Engine};
+use egress_core::native::{EngineChoice, LeafKind};
 use egress_core::plan::FilterConfig;
+use egress_core::routing::path::is_plain;
 use serde::Serialize;
 
 #[derive(Debug, Serialize, PartialEq, Eq)]
@@ -172,7 +174,13 @@ pub fn run(args: &ExplainArgs) -> anyhow::Result<ExitCode> {
     } = &mut e
     {
         if let Decision::Forward(fwd) = engine.decide(&args.method, &args.path) {
-            *served = super::routes::served_by(&plan, fwd.route, args.engine);
+            *served = if args.engine == EngineChoice::Auto && !is_plain(&args.path) {
+                // The slow route: the filter canonicalises and routes it (`path_mode: strict`
+                // refuses it instead, never a forward).
+                LeafKind::Full.as_str()
+            } else {
+                super::routes::served_by(&plan, fwd.route, args.engine)
+            };
         }
         *push_only = source
             .config
