@@ -163,3 +163,40 @@ pub fn request(
     }
     req.send()
 }
+
+/// One HTTP/1.1 response read off `sock`: the head, then the body as its `content-length` or
+/// chunked framing says (to the close without either). Not to the close otherwise: after a
+/// local reply with `Connection: close` Envoy waits up to its `delayed_close_timeout` (1 s)
+/// for the client to close first. A reset or timeout ends it with what was read.
+pub fn read_http1_reply(sock: &mut std::net::TcpStream) -> Vec<u8> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    let mut buf = [0u8; 8192];
+    let complete = |out: &[u8]| -> bool {
+        let Some(end) = out.windows(4).position(|w| w == b"\r\n\r\n") else {
+            return false;
+        };
+        let head = String::from_utf8_lossy(&out[..end]).to_ascii_lowercase();
+        let body = &out[end + 4..];
+        let header = |name: &str| {
+            head.lines()
+                .filter_map(|l| l.split_once(':'))
+                .find(|(k, _)| k.trim() == name)
+                .map(|(_, v)| v.trim().to_string())
+        };
+        if let Some(n) = header("content-length").and_then(|v| v.parse::<usize>().ok()) {
+            return body.len() >= n;
+        }
+        if header("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
+            return body.ends_with(b"0\r\n\r\n");
+        }
+        false
+    };
+    while !complete(&out) {
+        match sock.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+        }
+    }
+    out
+}

@@ -52,7 +52,7 @@ pub use process::log_tail;
 mod pki;
 pub use pki::{CertKey, Pki, CLIENT_CERT_CN};
 mod http;
-pub use http::{get, request, Request, Response};
+pub use http::{get, read_http1_reply, request, Request, Response};
 mod standin;
 pub use standin::{Standin, StandinOpts};
 mod envoy;

@@ -10,7 +10,7 @@
 use anyhow::{Context, Result};
 use egress_e2e::*;
 use serde_json::Value;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpStream;
 use std::process::Command;
 use std::time::Duration;
@@ -108,9 +108,8 @@ egress:
         sock.set_read_timeout(Some(Duration::from_secs(60)))
             .unwrap();
         sock.write_all(&req).unwrap();
-        let mut reply = Vec::new();
-        // Envoy closes after the response (Connection: close); a reset also ends it.
-        let _ = sock.read_to_end(&mut reply);
+        // A reset after the response still leaves the response read.
+        let reply = read_http1_reply(&mut sock);
         let text = String::from_utf8_lossy(&reply).into_owned();
         let status = text
             .split(' ')

@@ -16,7 +16,7 @@ use demo_common::*;
 use egress_e2e::*;
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpStream;
 
 /// Requests sent as exact HTTP/1.1 bytes: (method, request target, body).
@@ -193,9 +193,8 @@ fn raw(base: &str, method: &str, target: &[u8], body: Option<&str>) -> Answer {
     let mut sock = TcpStream::connect(addr).unwrap();
     sock.set_read_timeout(Some(patience())).unwrap();
     sock.write_all(&req).unwrap();
-    let mut out = Vec::new();
     // A connection reset after the answer still leaves the answer read.
-    let _ = sock.read_to_end(&mut out);
+    let out = read_http1_reply(&mut sock);
     let text = String::from_utf8_lossy(&out).into_owned();
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
     let mut lines = head.split("\r\n");
