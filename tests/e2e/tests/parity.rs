@@ -384,6 +384,21 @@ fn compare(
     (diffs, w_log)
 }
 
+/// [`compare`] of every request of [`requests`]: fails listing every difference; the wasm
+/// engine's masked log lines.
+fn compare_all(wasm: &Proxy, auto: &Proxy) -> Vec<String> {
+    let reqs = requests();
+    let (diffs, w_log) = compare(wasm, auto, &reqs);
+    assert!(
+        diffs.is_empty(),
+        "{} differences between the engines ({} requests):\n{}",
+        diffs.len(),
+        reqs.len(),
+        diffs.join("\n")
+    );
+    w_log
+}
+
 #[test]
 fn the_same_requests_through_both_engines_get_equal_answers_and_equal_log_lines() {
     let wasm = Proxy::start(Engine::Wasm).unwrap();
@@ -407,14 +422,7 @@ fn the_same_requests_through_both_engines_get_equal_answers_and_equal_log_lines(
         .unwrap();
     }
     let reqs = requests();
-    let (diffs, w_log) = compare(&wasm, &auto, &reqs);
-    assert!(
-        diffs.is_empty(),
-        "{} differences between the engines ({} requests):\n{}",
-        diffs.len(),
-        reqs.len(),
-        diffs.join("\n")
-    );
+    let w_log = compare_all(&wasm, &auto);
     assert!(
         w_log.len() >= reqs.len() - 6,
         "the request log holds too few lines: {} for {} requests",
@@ -437,15 +445,7 @@ fn with_egress_disabled_both_engines_refuse_alike_and_keep_health() {
     )
     .unwrap();
     let auto = wasm.twin(Engine::Auto).unwrap();
-    let reqs = requests();
-    let (diffs, _) = compare(&wasm, &auto, &reqs);
-    assert!(
-        diffs.is_empty(),
-        "{} differences between the engines ({} requests):\n{}",
-        diffs.len(),
-        reqs.len(),
-        diffs.join("\n")
-    );
+    compare_all(&wasm, &auto);
     // The absolute expectation too: disabled is 503 egress_disabled on a route, health stays.
     for p in [&wasm, &auto] {
         let r = p.send("POST", "/egress/notify/email");
@@ -493,15 +493,7 @@ fn with_strict_paths_a_static_config_loads_no_module_and_both_engines_answer_ali
             "engine=auto loads {absent} for a static strict config"
         );
     }
-    let reqs = requests();
-    let (diffs, w_log) = compare(&wasm, &auto, &reqs);
-    assert!(
-        diffs.is_empty(),
-        "{} differences between the engines ({} requests):\n{}",
-        diffs.len(),
-        reqs.len(),
-        diffs.join("\n")
-    );
+    let w_log = compare_all(&wasm, &auto);
     // The absolute expectations: spellings the default mode canonicalises are refused, with
     // the one message; plain paths are served; readiness is constant.
     for p in [&wasm, &auto] {
