@@ -131,12 +131,15 @@ fn watch_stopped_during_a_fetch_releases_the_redis_lock() -> Result<()> {
         &up.proxy_opts(TokenStore::Redis(redis.addr()))
             .token_timeout("60s"),
     )?;
-    let mut watcher = Watcher::start(
-        &proxy.config,
-        &proxy.out,
-        &[&proxy.push_url],
-        proxy.dir.path().join("watch.log"),
-    )?;
+    let start = |log: &str| {
+        Watcher::start(
+            &proxy.config,
+            &proxy.out,
+            &[&proxy.push_url],
+            proxy.dir.path().join(log),
+        )
+    };
+    let mut watcher = start("watch.log")?;
     wait_for("the watcher to take the refresh lock and fetch", || {
         Ok(redis.command(&format!("EXISTS {LOCK}"))? == ":1" && up.server.stats()?.0 >= 1)
     })
@@ -154,12 +157,7 @@ fn watch_stopped_during_a_fetch_releases_the_redis_lock() -> Result<()> {
 
     // A lock another refresher holds is never released by a stopping one.
     redis.command(&format!("SET {LOCK} another-refresher PX 60000"))?;
-    let mut watcher = Watcher::start(
-        &proxy.config,
-        &proxy.out,
-        &[&proxy.push_url],
-        proxy.dir.path().join("watch2.log"),
-    )?;
+    let mut watcher = start("watch2.log")?;
     wait_for("the second watcher to start", || {
         Ok(watcher.output().contains("watching 1 target(s)"))
     })
