@@ -23,7 +23,7 @@ use crate::credentials::{Injection, CALLER_CREDENTIAL_HEADERS};
 use crate::plan::{
     Credential, FilterConfig, Method, OAuth2Credential, PathMode, FILTER_CONFIG_VERSION,
 };
-use crate::routing::path::{is_plain, normalize_request_path, rewrite, NOT_PLAIN};
+use crate::routing::path::{is_plain_normalized, normalize_request_path, rewrite, NOT_PLAIN};
 use crate::routing::RouteTable;
 
 /// A filter config that passed the load-time checks, with routes compiled.
@@ -372,10 +372,11 @@ impl Engine {
 
     /// Decides what happens to a request with this method and `:path`.
     pub fn decide(&self, method: &str, raw_path: &str) -> Decision {
-        if self.strict_paths && !is_plain(raw_path) {
+        let normalized = normalize_request_path(raw_path);
+        if self.strict_paths && !is_plain_normalized(raw_path, &normalized) {
             return Decision::Respond(LocalReply::error(400, "invalid_path", NOT_PLAIN));
         }
-        let req = match normalize_request_path(raw_path) {
+        let req = match normalized {
             Ok(p) => p,
             Err(e) => {
                 return Decision::Respond(LocalReply::error(400, "invalid_path", &e.to_string()))

@@ -168,13 +168,19 @@ pub fn normalize_request_path(raw: &str) -> Result<RequestPath<'_>, PathError> {
 /// [`crate::native::plain_path_regex`] matches (tested), so Envoy can tell them alone: the
 /// only paths `egress.path_mode: strict` accepts.
 pub fn is_plain(raw: &str) -> bool {
+    is_plain_normalized(raw, &normalize_request_path(raw))
+}
+
+/// [`is_plain`] of `raw` given what [`normalize_request_path`] made of it (the engine reads
+/// each path once).
+pub fn is_plain_normalized(raw: &str, normalized: &Result<RequestPath<'_>, PathError>) -> bool {
     let (path, query) = match raw.split_once('?') {
         Some((p, q)) => (p, Some(q)),
         None => (raw, None),
     };
     !path.contains('%')
         && query.is_none_or(|q| !q.contains(['"', '\\']))
-        && matches!(normalize_request_path(raw), Ok(p) if p.path == path)
+        && matches!(normalized, Ok(p) if p.path == path)
 }
 
 /// Whether a path (without query) goes into a JSON log line as it is: printable ASCII
