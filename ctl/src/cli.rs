@@ -116,7 +116,7 @@ pub enum TokenCommand {
     /// token file on this host, or `token_store: redis`) get credentials only this way; with
     /// redis, refreshers share them.
     #[command(
-        after_help = "Example:\n  egressctl token refresh config.yaml --out .egressctl\n  egressctl token refresh config.yaml --target salesforce --proxy http://10.0.0.5:9902 --proxy http://10.0.0.6:9902\n  egressctl token refresh config.yaml --watch\n  egressctl token refresh config.yaml --watch --proxy-dns egress-push.egress.svc:9902\n\nExit 0: every target's token reached every proxy (with --watch: stopped by Ctrl-C or SIGTERM); 1: invalid config; 3: a fetch or push failed (each failure is named)."
+        after_help = "Example:\n  egressctl token refresh config.yaml --out .egressctl\n  egressctl token refresh config.yaml --target salesforce --proxy http://10.0.0.5:9902 --proxy http://10.0.0.6:9902\n  egressctl token refresh config.yaml --watch\n  egressctl token refresh config.yaml --watch --proxy-dns egress-push.egress.svc:9902\n\nExit 0: every target's token reached every proxy (with --watch: stopped by Ctrl-C or SIGTERM); 1: invalid config; 3: a fetch or push failed (each failure is named), or Ctrl-C or SIGTERM stopped a refresh without --watch (a redis refresh lock it held is released)."
     )]
     Refresh(TokenRefreshArgs),
 }

@@ -73,7 +73,8 @@ pub fn target_status(v: &Value, target: &str) -> Value {
         .unwrap_or(Value::Null)
 }
 
-/// A running `egressctl token refresh --watch`, its output in a file; stopped on drop.
+/// A running `egressctl token refresh` (`--watch`, or a single refresh), its output in a file;
+/// stopped on drop.
 #[derive(Debug)]
 pub struct Watcher {
     proc: Proc,
@@ -82,23 +83,50 @@ pub struct Watcher {
 impl Watcher {
     /// Starts `egressctl token refresh --watch CONFIG --out OUT --proxy ...`, output to `log`.
     pub fn start(config: &Path, out: &Path, proxies: &[&str], log: PathBuf) -> Result<Watcher> {
+        Self::spawn(true, config, out, proxies, log)
+    }
+
+    /// Starts a single `egressctl token refresh CONFIG --out OUT --proxy ...` (no `--watch`),
+    /// output to `log`: for what it does while it is still running.
+    pub fn start_once(
+        config: &Path,
+        out: &Path,
+        proxies: &[&str],
+        log: PathBuf,
+    ) -> Result<Watcher> {
+        Self::spawn(false, config, out, proxies, log)
+    }
+
+    fn spawn(
+        watch: bool,
+        config: &Path,
+        out: &Path,
+        proxies: &[&str],
+        log: PathBuf,
+    ) -> Result<Watcher> {
+        let what = if watch {
+            "egressctl token refresh --watch"
+        } else {
+            "egressctl token refresh"
+        };
         let mut cmd = egressctl()?;
-        cmd.args(["token", "refresh", "--watch"])
-            .arg(config)
-            .arg("--out")
-            .arg(out);
+        cmd.args(["token", "refresh"]);
+        if watch {
+            cmd.arg("--watch");
+        }
+        cmd.arg(config).arg("--out").arg(out);
         for p in proxies {
             cmd.args(["--proxy", p]);
         }
-        let f = File::create(&log).context("creating the watcher log")?;
+        let f = File::create(&log).context("creating the refresher log")?;
         let child = cmd
             .stdin(Stdio::null())
             .stdout(f.try_clone()?)
             .stderr(f)
             .spawn()
-            .context("starting egressctl token refresh --watch")?;
+            .with_context(|| format!("starting {what}"))?;
         Ok(Watcher {
-            proc: Proc::new("egressctl token refresh --watch".to_owned(), child, log),
+            proc: Proc::new(what.to_owned(), child, log),
         })
     }
 

@@ -174,6 +174,45 @@ fn watch_stopped_during_a_fetch_releases_the_redis_lock() -> Result<()> {
     Ok(())
 }
 
+/// The same without `--watch`: a single refresh interrupted during its fetch releases the lock
+/// too, and fails (exit 3: no token reached the proxy).
+#[test]
+fn single_refresh_stopped_during_a_fetch_releases_the_redis_lock() -> Result<()> {
+    const LOCK: &str = "egress:tokens:crm:lock";
+    let redis = Redis::start()?;
+    let up = Upstreams::start(60)?;
+    up.server.fail_next(FailMode::Hang, 1_000)?;
+    let proxy = up.proxy_with_opts(
+        &up.proxy_opts(TokenStore::Redis(redis.addr()))
+            .token_timeout("60s"),
+    )?;
+    let mut refresh = Watcher::start_once(
+        &proxy.config,
+        &proxy.out,
+        &[&proxy.push_url],
+        proxy.dir.path().join("refresh.log"),
+    )?;
+    wait_for("the refresh to take the lock and fetch", || {
+        Ok(redis.command(&format!("EXISTS {LOCK}"))? == ":1" && up.server.stats()?.0 >= 1)
+    })
+    .with_context(|| refresh.output())?;
+    assert_eq!(refresh.stop()?, Some(3), "{}", refresh.output());
+    assert_eq!(
+        redis.command(&format!("PTTL {LOCK}"))?,
+        ":-2",
+        "the stopped refresh left its lock\n{}",
+        refresh.output()
+    );
+    assert!(
+        refresh
+            .output()
+            .contains("stopped before every token was pushed"),
+        "{}",
+        refresh.output()
+    );
+    Ok(())
+}
+
 #[test]
 fn watch_repushes_the_current_token_to_a_proxy_that_restarted() -> Result<()> {
     let redis = Redis::start()?;

@@ -202,7 +202,7 @@ pub enum AwsObtainError {
 }
 
 /// The redis record (and lock) name of a target's credentials: `aws/<target>`.
-fn store_name(target: &str) -> String {
+pub(super) fn store_name(target: &str) -> String {
     format!("aws/{target}")
 }
 

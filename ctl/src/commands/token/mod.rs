@@ -123,9 +123,34 @@ pub fn run(args: &TokenRefreshArgs) -> anyhow::Result<ExitCode> {
         if args.watch {
             watch::run(ctx, fetchers, aws_fetchers).await
         } else {
-            once(&ctx, &fetchers, &aws_fetchers).await
+            once_or_stopped(&ctx, &fetchers, &aws_fetchers).await
         }
     })
+}
+
+/// [`once`], unless Ctrl-C or SIGTERM comes first: then the redis locks a dropped fetch may
+/// hold are released (another refresher would otherwise wait for their expiry), and the run
+/// fails (exit 3: not every token reached every proxy).
+async fn once_or_stopped(
+    ctx: &Arc<Ctx>,
+    fetchers: &[Fetcher],
+    aws_fetchers: &[aws::AwsFetcher],
+) -> anyhow::Result<ExitCode> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        code = once(ctx, fetchers, aws_fetchers) => return code,
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    let names = fetchers
+        .iter()
+        .map(|f| f.target.clone())
+        .chain(aws_fetchers.iter().map(|f| aws::store_name(&f.target)));
+    for name in names {
+        ctx.release_after_stop(&name).await;
+    }
+    eprintln!("egressctl: token refresh stopped before every token was pushed");
+    Ok(ExitCode::Failure)
 }
 
 /// One refresh of every target; exit 3 unless every token reached every proxy.
