@@ -173,7 +173,9 @@ pub struct RenderArgs {
     #[arg(long, default_value = "127.0.0.1:9901", value_name = "ADDR")]
     pub admin: String,
     /// The filter module. Default: $EGRESS_FILTER_WASM, then egress_filter.wasm next to
-    /// egressctl, then this tree's target/wasm32-wasip1/release/egress_filter.wasm.
+    /// egressctl, then this tree's target/wasm32-wasip1/release/egress_filter.wasm. Not needed
+    /// when Envoy loads no module (`--engine auto`, static credentials only, `egress.path_mode:
+    /// strict`).
     #[arg(long, value_name = "PATH")]
     pub wasm: Option<PathBuf>,
     /// Address of the token push listener (`egressctl token refresh` pushes there); keep it

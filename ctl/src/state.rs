@@ -40,7 +40,8 @@ pub const LEGACY_LDS_FILE: &str = "lds.yaml";
 #[serde(deny_unknown_fields)]
 pub struct State {
     pub admin: String,
-    pub wasm: PathBuf,
+    /// The filter module; `None` when compile found none (and the listeners load none).
+    pub wasm: Option<PathBuf>,
     pub system_ca: Option<PathBuf>,
     pub config: PathBuf,
     /// The token push listener (`egressctl token refresh` and `status` talk to it).

@@ -22,7 +22,7 @@ use super::load_or_report;
 use crate::admin;
 use crate::cli::ApplyArgs;
 use crate::diff::{changes, clusters_by_name};
-use crate::envoy::{RenderOptions, Rendered};
+use crate::envoy::{locate, RenderOptions, Rendered};
 use crate::exit::ExitCode;
 use crate::state::StateDir;
 use anyhow::Context;
@@ -63,7 +63,9 @@ pub fn run(args: &ApplyArgs) -> anyhow::Result<ExitCode> {
         push,
         admin: ListenAddr::parse(&state.admin)
             .map_err(|e| anyhow::anyhow!("{}: admin: {e}", dir.state_json().display()))?,
-        wasm: state.wasm.clone(),
+        // None recorded (compile found none and loaded none): looked for again, in case this
+        // config loads it.
+        wasm: state.wasm.clone().map_or_else(|| locate::wasm(None), Ok),
         system_ca: state.system_ca.clone(),
         engine: args.engine.unwrap_or(state.engine),
         sds_dir: Some(dir.sds_dir()),

@@ -81,8 +81,13 @@ pub fn render_options(render: &RenderArgs, dir: &StateDir) -> anyhow::Result<Ren
             .map_err(|e| anyhow::anyhow!("--push-addr: {e}"))?,
         public_key_pem: dir.push_signer()?.public_pem(),
     };
-    let wasm = locate::wasm(render.wasm.as_deref())?;
-    let wasm = std::path::absolute(&wasm).unwrap_or(wasm);
+    let wasm = match locate::wasm(render.wasm.as_deref()) {
+        Ok(p) => Ok(std::path::absolute(&p).unwrap_or(p)),
+        // Not found where it is looked for by default: an error only if the listeners load it.
+        Err(e @ locate::LocateError::Wasm { .. }) => Err(e),
+        // `--wasm` or `$EGRESS_FILTER_WASM` names a file that is not there.
+        Err(e) => return Err(e.into()),
+    };
     let system_ca = match &render.system_ca {
         Some(p) => Some(std::path::absolute(p).unwrap_or_else(|_| p.clone())),
         None => locate::system_ca(),
@@ -134,7 +139,7 @@ pub fn compile(
     }
     dir.write_state(&State {
         admin: opts.admin.to_string(),
-        wasm: opts.wasm,
+        wasm: opts.wasm.ok(),
         system_ca: opts.system_ca,
         config: std::path::absolute(&source.path).unwrap_or_else(|_| source.path.clone()),
         push_addr: opts.push.as_ref().map(|p| p.addr.to_string()),

@@ -17,7 +17,7 @@ fn exe_dir() -> Option<PathBuf> {
         .map(Path::to_path_buf)
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum LocateError {
     #[error(
         "Envoy not found (tried --envoy, $ENVOY_BIN, PATH, {venv}).\n\

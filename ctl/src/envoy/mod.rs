@@ -30,7 +30,9 @@ pub struct RenderOptions {
     pub admin: ListenAddr,
     /// The push listener and the public key it verifies pushes with.
     pub push: Option<PushListener>,
-    pub wasm: PathBuf,
+    /// The filter module, or why none was found: an error only when the listeners load it
+    /// (a static-only `auto` config with `egress.path_mode: strict` does not).
+    pub wasm: Result<PathBuf, locate::LocateError>,
     /// CA bundle for TLS targets without `ca_cert`; `None` when none was found (then such a
     /// target is an error).
     pub system_ca: Option<PathBuf>,
@@ -54,6 +56,8 @@ pub struct PushListener {
 pub enum RenderError {
     #[error("target {target}: TLS verification needs a CA bundle, and no system bundle was found; set tls.ca_cert or pass --system-ca")]
     NoCaBundle { target: String },
+    #[error(transparent)]
+    Module(#[from] locate::LocateError),
     #[error(transparent)]
     PrivateKey(#[from] crate::secrets::PrivateKeyError),
     #[error("egress.callers.jwt issuer {issuer:?}: {reason}")]
@@ -116,8 +120,11 @@ pub fn render(source: &Source, opts: &RenderOptions) -> Result<Rendered, RenderE
     clusters.extend(clusters::token_clusters(source, opts, &mut files)?);
     clusters.extend(clusters::jwks_clusters(source, opts, &mut files)?);
     clusters.push(clusters::admin_cluster(&opts.admin));
+    // Without a module the listeners are rendered all the same, and refused below if they
+    // load it.
+    let no_module = PathBuf::new();
     let wasm = listener::WasmModule {
-        path: &opts.wasm,
+        path: opts.wasm.as_ref().unwrap_or(&no_module),
         env_keys: &env_keys,
     };
     let egress_json = serde_json::to_string(&filter_config)?;
@@ -144,6 +151,9 @@ pub fn render(source: &Source, opts: &RenderOptions) -> Result<Rendered, RenderE
             (native.listener, native.loads_module)
         }
     };
+    if loads_module {
+        files.push(opts.wasm.clone()?);
+    }
     callers::secure_listener(&mut egress, source, &mut files);
     if let Some(sds_dir) = opts.sds_dir.as_deref().filter(|_| !credentials.is_empty()) {
         credentials::attach(&mut egress, &credentials, sds_dir);
@@ -161,9 +171,6 @@ pub fn render(source: &Source, opts: &RenderOptions) -> Result<Rendered, RenderE
             &serde_json::to_string(&push_config)?,
             &wasm,
         ));
-    }
-    if loads_module {
-        files.push(opts.wasm.clone());
     }
     let missing_files = files
         .into_iter()
@@ -304,6 +311,68 @@ pub fn socket_address(a: &ListenAddr) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const STATIC_STRICT: &str = r#"
+http: {addr: "127.0.0.1:8080"}
+egress:
+  path_mode: strict
+  targets:
+    notify:
+      url: "http://127.0.0.1:9000"
+      auth: {type: api_key, header: X-API-Key, key: "k-123"}
+  routes:
+    - {path_prefix: /egress/notify, target: notify}
+"#;
+
+    fn source(yaml: &str) -> Source {
+        Source {
+            path: PathBuf::from("config.yaml"),
+            config: egress_core::config::load::load_str(yaml, &|_| None).unwrap(),
+        }
+    }
+
+    /// Rendering options as `compile` makes them when it finds no module by default.
+    fn without_module(engine: EngineChoice) -> RenderOptions {
+        RenderOptions {
+            admin: ListenAddr::parse("127.0.0.1:9901").unwrap(),
+            push: None,
+            wasm: Err(locate::LocateError::Wasm {
+                tree: "/nowhere/egress_filter.wasm".to_string(),
+            }),
+            system_ca: None,
+            seal_key: Some(SealKey::from_bytes([7; 32])),
+            engine,
+            sds_dir: Some(PathBuf::from("/state/sds")),
+        }
+    }
+
+    /// Regression: a config that loads no module needed the module file all the same.
+    #[test]
+    fn a_config_that_loads_no_module_renders_without_the_module_file() {
+        let rendered = render(&source(STATIC_STRICT), &without_module(EngineChoice::Auto)).unwrap();
+        assert!(!rendered.loads_module);
+        assert!(!listener_file_text(&rendered.listeners)
+            .unwrap()
+            .contains("envoy.filters.http.wasm"));
+    }
+
+    #[test]
+    fn a_config_that_loads_the_module_is_refused_without_the_module_file() {
+        let canonicalize = STATIC_STRICT.replace("  path_mode: strict\n", "");
+        for (yaml, engine) in [
+            (STATIC_STRICT, EngineChoice::Wasm),
+            (canonicalize.as_str(), EngineChoice::Auto),
+        ] {
+            let err = render(&source(yaml), &without_module(engine))
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(
+                err.contains("the filter module was not found") && err.contains("--wasm PATH"),
+                "{engine:?}: {err}"
+            );
+        }
+    }
 
     /// Regression: the listener file is serialized in place (no copy of a listener that can be
     /// tens of megabytes); its text must stay what the copied resource file gives.

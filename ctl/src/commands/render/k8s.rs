@@ -300,7 +300,7 @@ pub fn envoy_files(
             addr: ListenAddr::parse(push).map_err(|e| anyhow::anyhow!("{e}"))?,
             public_key_pem: signer.public_pem(),
         }),
-        wasm: PathBuf::from(MODULE_DIR).join(crate::oci::MODULE_FILE),
+        wasm: Ok(PathBuf::from(MODULE_DIR).join(crate::oci::MODULE_FILE)),
         system_ca: Some(PathBuf::from(SYSTEM_CA)),
         // Credentials come from the pod's environment (the credentials Secret) alone.
         seal_key: None,
