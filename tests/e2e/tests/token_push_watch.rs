@@ -119,53 +119,84 @@ fn two_refreshers_sharing_redis_make_one_fetch_per_lifetime() -> Result<()> {
     Ok(())
 }
 
+const CRM_LOCK: &str = "egress:tokens:crm:lock";
+
+/// A proxy sharing tokens through redis whose token endpoint hangs: with a long token timeout a
+/// refresher's fetch stays in flight, under the lock (which would live 60s + the margin),
+/// until the refresher is stopped.
+struct HangingFetch {
+    redis: Redis,
+    up: Upstreams,
+    proxy: OAuth2Proxy,
+}
+
+impl HangingFetch {
+    fn start() -> Result<Self> {
+        let redis = Redis::start()?;
+        let up = Upstreams::start(60)?;
+        up.server.fail_next(FailMode::Hang, 1_000)?;
+        let proxy = up.proxy_with_opts(
+            &up.proxy_opts(TokenStore::Redis(redis.addr()))
+                .token_timeout("60s"),
+        )?;
+        Ok(Self { redis, up, proxy })
+    }
+
+    /// `egressctl token refresh` (`--watch` or a single refresh), output to `log`.
+    fn refresher(&self, watch: bool, log: &str) -> Result<Watcher> {
+        let p = &self.proxy;
+        let start = if watch {
+            Watcher::start
+        } else {
+            Watcher::start_once
+        };
+        start(&p.config, &p.out, &[&p.push_url], p.dir.path().join(log))
+    }
+
+    /// Waits until the refresher holds the lock and fetches, stops it (SIGTERM) and checks
+    /// the lock is gone (another refresher could fetch now); its exit code.
+    fn stop_mid_fetch(&self, refresher: &mut Watcher) -> Result<Option<i32>> {
+        wait_for("the refresher to take the lock and fetch", || {
+            Ok(self.redis.command(&format!("EXISTS {CRM_LOCK}"))? == ":1"
+                && self.up.server.stats()?.0 >= 1)
+        })
+        .with_context(|| refresher.output())?;
+        let code = refresher.stop()?;
+        assert_eq!(
+            self.redis.command(&format!("PTTL {CRM_LOCK}"))?,
+            ":-2",
+            "the stopped refresher left its lock\n{}",
+            refresher.output()
+        );
+        assert_eq!(self.up.server.stats()?.1, 0, "no token was issued");
+        Ok(code)
+    }
+}
+
 #[test]
 fn watch_stopped_during_a_fetch_releases_the_redis_lock() -> Result<()> {
-    const LOCK: &str = "egress:tokens:crm:lock";
-    let redis = Redis::start()?;
-    let up = Upstreams::start(60)?;
-    // Every token request hangs; with a long token timeout the watcher's fetch stays in
-    // flight, under the lock (which would live 60s + the margin), until it is stopped.
-    up.server.fail_next(FailMode::Hang, 1_000)?;
-    let proxy = up.proxy_with_opts(
-        &up.proxy_opts(TokenStore::Redis(redis.addr()))
-            .token_timeout("60s"),
-    )?;
-    let start = |log: &str| {
-        Watcher::start(
-            &proxy.config,
-            &proxy.out,
-            &[&proxy.push_url],
-            proxy.dir.path().join(log),
-        )
-    };
-    let mut watcher = start("watch.log")?;
-    wait_for("the watcher to take the refresh lock and fetch", || {
-        Ok(redis.command(&format!("EXISTS {LOCK}"))? == ":1" && up.server.stats()?.0 >= 1)
-    })
-    .with_context(|| watcher.output())?;
-    // SIGTERM while the fetch hangs: the watcher stops at once (exit 0), and the lock is gone
-    // (another refresher could fetch now).
-    assert_eq!(watcher.stop()?, Some(0), "{}", watcher.output());
+    let f = HangingFetch::start()?;
+    let mut watcher = f.refresher(true, "watch.log")?;
+    // The watcher stops at once (exit 0).
     assert_eq!(
-        redis.command(&format!("PTTL {LOCK}"))?,
-        ":-2",
-        "the stopped watcher left its lock\n{}",
+        f.stop_mid_fetch(&mut watcher)?,
+        Some(0),
+        "{}",
         watcher.output()
     );
-    assert_eq!(up.server.stats()?.1, 0, "no token was issued");
 
     // A lock another refresher holds is never released by a stopping one.
-    redis.command(&format!("SET {LOCK} another-refresher PX 60000"))?;
-    let mut watcher = start("watch2.log")?;
+    f.redis
+        .command(&format!("SET {CRM_LOCK} another-refresher PX 60000"))?;
+    let mut watcher = f.refresher(true, "watch2.log")?;
     wait_for("the second watcher to start", || {
         Ok(watcher.output().contains("watching 1 target(s)"))
     })
     .with_context(|| watcher.output())?;
     assert_eq!(watcher.stop()?, Some(0), "{}", watcher.output());
     assert_eq!(
-        redis.command(&format!(
-            "EVAL \"return redis.status_reply(redis.call('get', KEYS[1]))\" 1 {LOCK}"
+        f.redis.command(&format!(
+            "EVAL \"return redis.status_reply(redis.call('get', KEYS[1]))\" 1 {CRM_LOCK}"
         ))?,
         "+another-refresher",
         "another refresher's lock was touched\n{}",
@@ -178,29 +209,12 @@ fn watch_stopped_during_a_fetch_releases_the_redis_lock() -> Result<()> {
 /// too, and fails (exit 3: no token reached the proxy).
 #[test]
 fn single_refresh_stopped_during_a_fetch_releases_the_redis_lock() -> Result<()> {
-    const LOCK: &str = "egress:tokens:crm:lock";
-    let redis = Redis::start()?;
-    let up = Upstreams::start(60)?;
-    up.server.fail_next(FailMode::Hang, 1_000)?;
-    let proxy = up.proxy_with_opts(
-        &up.proxy_opts(TokenStore::Redis(redis.addr()))
-            .token_timeout("60s"),
-    )?;
-    let mut refresh = Watcher::start_once(
-        &proxy.config,
-        &proxy.out,
-        &[&proxy.push_url],
-        proxy.dir.path().join("refresh.log"),
-    )?;
-    wait_for("the refresh to take the lock and fetch", || {
-        Ok(redis.command(&format!("EXISTS {LOCK}"))? == ":1" && up.server.stats()?.0 >= 1)
-    })
-    .with_context(|| refresh.output())?;
-    assert_eq!(refresh.stop()?, Some(3), "{}", refresh.output());
+    let f = HangingFetch::start()?;
+    let mut refresh = f.refresher(false, "refresh.log")?;
     assert_eq!(
-        redis.command(&format!("PTTL {LOCK}"))?,
-        ":-2",
-        "the stopped refresh left its lock\n{}",
+        f.stop_mid_fetch(&mut refresh)?,
+        Some(3),
+        "{}",
         refresh.output()
     );
     assert!(
