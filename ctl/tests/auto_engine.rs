@@ -101,11 +101,23 @@ fn auto_leaves_enable_only_what_their_kind_needs_and_carry_their_target() {
 }
 
 #[test]
-fn the_wasm_engine_keeps_its_route_list() {
+fn the_wasm_engine_routes_by_the_filters_routing_header_alone() {
     let ctl = Ctl::seed();
     let (_, b) = ctl.compile(&["--engine", "wasm"]);
     let hcm = hcm(&b);
-    assert!(hcm["route_config"]["virtual_hosts"][0]["routes"].is_array());
+    // The filter routes every request: Envoy picks the target the header names (a map, not a
+    // list: ctl/tests/compile_upstreams.rs), and nothing by path but the metrics endpoint.
+    let tree = &hcm["route_config"]["virtual_hosts"][0]["matcher"]["matcher_tree"];
+    assert_eq!(
+        tree["input"]["typed_config"]["header_name"],
+        "x-egress-target"
+    );
+    let mut routes = Vec::new();
+    tree_routes(&hcm["route_config"], &mut routes);
+    assert!(
+        routes.iter().all(|r| r.get("metadata").is_none()),
+        "no native leaf"
+    );
     assert!(hcm.get("early_header_mutation_extensions").is_none());
 }
 

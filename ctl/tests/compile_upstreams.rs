@@ -59,31 +59,16 @@ fn clusters_verify_tls_skip_only_when_asked_and_present_client_certs_for_mtls() 
     );
 }
 
-/// The route Envoy picks for a request (the first whose path and header matchers all match;
-/// exact and presence header matchers, `prefix` and `path` path matchers), or `None`.
-fn route_for<'a>(routes: &'a [Value], path: &str, headers: &[(&str, &str)]) -> Option<&'a Value> {
-    routes.iter().find(|r| {
-        let m = &r["match"];
-        let path_ok = match (m["prefix"].as_str(), m["path"].as_str()) {
-            (Some(prefix), _) => path.starts_with(prefix),
-            (None, Some(exact)) => path == exact,
-            (None, None) => false,
-        };
-        let headers_ok = m["headers"].as_array().is_none_or(|hs| {
-            hs.iter().all(|h| {
-                let value = headers
-                    .iter()
-                    .find(|(n, _)| h["name"] == *n)
-                    .map(|(_, v)| *v);
-                match (value, h["string_match"]["exact"].as_str()) {
-                    (Some(v), Some(want)) => v == want,
-                    (Some(_), None) => h["present_match"] == true,
-                    (None, _) => false,
-                }
-            })
-        });
-        path_ok && headers_ok
-    })
+/// The route Envoy picks for a `method` request to `target` (the routing header set).
+fn route_for<'a>(matcher: &'a Value, target: &str, method: &str) -> Option<&'a Value> {
+    route_picked(
+        matcher,
+        &[
+            (":path", "/services/x"),
+            ("x-egress-target", target),
+            (":method", method),
+        ],
+    )
 }
 
 /// Retry conditions under which the request cannot have reached the upstream.
@@ -96,12 +81,8 @@ const SAFE_RETRY_ON: [&str; 4] = [
 
 /// What Envoy does with a `method` request to target `target` whose upstream read it and then
 /// reset the connection (or answered 503): how many times it sends it again.
-fn replays_after_reset(routes: &[Value], target: &str, method: &str) -> u64 {
-    let Some(route) = route_for(
-        routes,
-        "/services/x",
-        &[("x-egress-target", target), (":method", method)],
-    ) else {
+fn replays_after_reset(matcher: &Value, target: &str, method: &str) -> u64 {
+    let Some(route) = route_for(matcher, target, method) else {
         return 0;
     };
     let policy = &route["route"]["retry_policy"];
@@ -124,13 +105,8 @@ fn replays_after_reset(routes: &[Value], target: &str, method: &str) -> u64 {
 }
 
 /// Whether a request that never reached the upstream (connection refused) is retried.
-fn retried_on_connect_failure(routes: &[Value], target: &str, method: &str) -> bool {
-    route_for(
-        routes,
-        "/services/x",
-        &[("x-egress-target", target), (":method", method)],
-    )
-    .is_some_and(|r| {
+fn retried_on_connect_failure(matcher: &Value, target: &str, method: &str) -> bool {
+    route_for(matcher, target, method).is_some_and(|r| {
         r["route"]["retry_policy"]["retry_on"]
             .as_str()
             .unwrap_or("")
@@ -145,7 +121,7 @@ fn retries_never_replay_post_or_patch_after_the_request_may_have_been_sent() {
     // The wasm engine's per-target routes (the auto engine's leaves: ctl/tests/auto_engine.rs
     // and the e2e retries test, run on both engines).
     let (_, b) = ctl.compile(&["--engine", "wasm"]);
-    let rs = routes(&b);
+    let rs = vhost_matcher(&b);
     for target in ["salesforce", "notification", "analytics"] {
         // Not idempotent (RFC 9110 9.2.2): never sent again once the upstream may have it.
         for method in ["POST", "PATCH", "LOCK", "CONNECT"] {
@@ -172,19 +148,14 @@ fn retries_never_replay_post_or_patch_after_the_request_may_have_been_sent() {
         }
     }
     // The back-off is `retry_delay`, the route timeout the target's `timeout`.
-    let get = route_for(
-        rs,
-        "/x",
-        &[("x-egress-target", "salesforce"), (":method", "GET")],
-    )
-    .unwrap();
+    let get = route_for(rs, "salesforce", "GET").unwrap();
     assert_eq!(
         get["route"]["retry_policy"]["retry_back_off"]["base_interval"],
         "1s"
     );
     assert_eq!(get["route"]["timeout"], "15s");
     assert!(
-        !rs.iter().any(|r| r.to_string().contains("safe_regex")),
+        !rs.to_string().contains("safe_regex"),
         "no regex per request"
     );
 }
@@ -195,7 +166,7 @@ fn retry_count_zero_renders_no_replay_for_any_method() {
     assert_ne!(cfg, SEED, "the seed's retry_count was not found");
     let ctl = Ctl::new(&cfg);
     let (_, b) = ctl.compile(&["--engine", "wasm"]);
-    let rs = routes(&b);
+    let rs = vhost_matcher(&b);
     for method in ["GET", "PUT", "POST"] {
         assert_eq!(replays_after_reset(rs, "analytics", method), 0, "{method}");
     }
@@ -215,4 +186,41 @@ fn relative_cert_paths_resolve_against_the_config_folder() {
         Path::new(ca).is_absolute() && ca.ends_with("certs/ca.crt"),
         "{ca}"
     );
+}
+
+/// Regression: the wasm engine's routes were a linear list (three per target, the last
+/// target's tested after every other's), so each target added to every request's cost.
+#[test]
+fn wasm_engine_picks_routes_through_a_matcher_tree() {
+    let ctl = Ctl::seed();
+    let (_, b) = ctl.compile(&["--engine", "wasm"]);
+    let tree = vhost_matcher(&b);
+    let name = |headers: &[(&str, &str)]| {
+        route_picked(tree, headers)
+            .and_then(|r| r["name"].as_str())
+            .unwrap_or("none")
+            .to_string()
+    };
+    assert_eq!(name(&[(":path", "/metrics")]), "metrics");
+    assert_eq!(name(&[(":path", "/metrics?format=x")]), "metrics");
+    assert_eq!(name(&[(":path", "/metricsx")]), "no_target");
+    assert_eq!(name(&[(":path", "/egress/crm/x")]), "no_target");
+    assert_eq!(
+        name(&[
+            (":path", "/x"),
+            ("x-egress-target", "salesforce"),
+            (":method", "PATCH")
+        ]),
+        "salesforce_patch"
+    );
+    assert_eq!(
+        name(&[
+            (":path", "/metrics"),
+            ("x-egress-target", "nobody"),
+            (":method", "GET")
+        ]),
+        "metrics"
+    );
+    let no_target = route_picked(tree, &[(":path", "/")]).unwrap();
+    assert_eq!(no_target["direct_response"]["status"], 404);
 }

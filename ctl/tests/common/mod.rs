@@ -122,9 +122,53 @@ pub fn cluster<'a>(bootstrap: &'a Value, name: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no cluster {name}"))
 }
 
-pub fn routes(bootstrap: &Value) -> &Vec<Value> {
-    bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
-        ["route_config"]["virtual_hosts"][0]["routes"]
-        .as_array()
-        .unwrap()
+/// The egress virtual host's matcher tree (either engine: no linear route list).
+pub fn vhost_matcher(bootstrap: &Value) -> &Value {
+    let vhost = &bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+        ["typed_config"]["route_config"]["virtual_hosts"][0];
+    assert!(
+        vhost.get("routes").is_none(),
+        "a linear route list: {vhost}"
+    );
+    &vhost["matcher"]
+}
+
+/// The route Envoy's matcher tree picks for a request with these headers (`:path` among
+/// them): exact maps, prefix maps (longest key first) and `on_no_match`. Regex predicates:
+/// only `.*`, the one the wasm engine's tree has.
+pub fn route_picked<'a>(matcher: &'a Value, headers: &[(&str, &str)]) -> Option<&'a Value> {
+    let header = |input: &Value| {
+        let name = input["typed_config"]["header_name"].as_str().unwrap();
+        headers.iter().find(|(n, _)| *n == name).map(|(_, v)| *v)
+    };
+    let on_match = |m: &'a Value| -> Option<&'a Value> {
+        if let Some(next) = m.get("matcher") {
+            return route_picked(next, headers);
+        }
+        Some(&m["action"]["typed_config"])
+    };
+    let picked = if let Some(t) = matcher.get("matcher_tree") {
+        let value = header(&t["input"]);
+        if let Some(map) = t["exact_match_map"]["map"].as_object() {
+            value.and_then(|v| map.get(v))
+        } else {
+            let map = t["prefix_match_map"]["map"].as_object().unwrap();
+            value.and_then(|v| {
+                map.iter()
+                    .filter(|(k, _)| v.starts_with(k.as_str()))
+                    .max_by_key(|(k, _)| k.len())
+                    .map(|(_, m)| m)
+            })
+        }
+    } else {
+        let m = &matcher["matcher_list"]["matchers"][0];
+        let p = &m["predicate"]["single_predicate"];
+        let regex = p["value_match"]["safe_regex"]["regex"].as_str().unwrap();
+        assert_eq!(regex, ".*", "route_picked reads no other regex");
+        header(&p["input"]).map(|_| &m["on_match"])
+    };
+    match picked {
+        Some(m) => on_match(m),
+        None => matcher.get("on_no_match").and_then(on_match),
+    }
 }
