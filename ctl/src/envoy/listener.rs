@@ -237,9 +237,13 @@ fn route_config(config: &Config) -> Value {
     without_body_buffer(config, &mut no_target);
     let mut without_target = tree::route(no_target);
     if let Some(metrics) = &config.endpoints.metrics {
-        let route = slow::metrics_route(config);
-        let with_query = Map::from_iter([(format!("{metrics}?"), route.clone())]);
-        let exact = Map::from_iter([(metrics.clone(), route)]);
+        let (mut exact, mut with_query) = (Map::new(), Map::new());
+        tree::insert_endpoint(
+            &mut exact,
+            &mut with_query,
+            metrics,
+            slow::metrics_route(config),
+        );
         without_target = tree::then(tree::map(
             ":path",
             MapKind::Exact,

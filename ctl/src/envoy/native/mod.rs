@@ -194,19 +194,20 @@ fn route_config(cx: &RenderContext<'_>) -> Value {
             (Some(slow), true) => slow.clone(),
             _ => slow::ready_route(config),
         };
-        exact.insert(ready.clone(), r.clone());
-        prefix.insert(format!("{ready}?"), r);
+        tree::insert_endpoint(&mut exact, &mut prefix, ready, r);
     }
     if let Some(metrics) = &config.endpoints.metrics {
-        let m = slow::metrics_route(config);
-        exact.insert(metrics.clone(), m.clone());
-        prefix.insert(format!("{metrics}?"), m);
+        tree::insert_endpoint(
+            &mut exact,
+            &mut prefix,
+            metrics,
+            slow::metrics_route(config),
+        );
     }
     if let Some(health) = &endpoints.health {
         if let Decision::Respond(reply) = cx.engine.decide("GET", health) {
             let h = slow::answer(config, "health", &reply);
-            exact.insert(health.clone(), h.clone());
-            prefix.insert(format!("{health}?"), h);
+            tree::insert_endpoint(&mut exact, &mut prefix, health, h);
         }
     }
     // Paths that are not plain: the filter canonicalises or refuses them, or (`strict`)

@@ -70,6 +70,17 @@ pub fn map(header: &str, kind: MapKind, entries: Map<String, Value>, on_no_match
     ])
 }
 
+/// An endpoint's keys, query or not: `path` in the `exact` map, `path?` in the `prefix` map.
+pub fn insert_endpoint(
+    exact: &mut Map<String, Value>,
+    prefix: &mut Map<String, Value>,
+    path: &str,
+    route: Value,
+) {
+    exact.insert(path.to_owned(), route.clone());
+    prefix.insert(format!("{path}?"), route);
+}
+
 #[derive(Debug, Clone, Copy)]
 pub enum MapKind {
     Exact,
